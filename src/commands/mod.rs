@@ -1,0 +1,15 @@
+//! One module per subcommand: arguments in, typed settings, domain calls. The only layer that
+//! prompts.
+
+mod serve;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the parsed command.
+pub(crate) fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+    }
+}

@@ -1,0 +1,27 @@
+//! `izzi serve`.
+
+use anyhow::{Context as _, Result};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+use crate::gateway::{self, ServeOptions};
+
+pub(crate) fn run(args: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(crate::env::log_filter()).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // reqwest is built without a default TLS provider; ring is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(gateway::serve(ServeOptions {
+        config: args.config,
+        host: args.host,
+        port: args.port,
+    }))
+}

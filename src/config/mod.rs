@@ -1,0 +1,298 @@
+//! `config.toml`: the schema, its defaults, and loading with errors that name the file, line and
+//! field. Every field is optional. No runtime state lives here.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::ModelOverride;
+use crate::protocol::Kind;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    #[serde(default)]
+    pub(crate) server: Server,
+    #[serde(default)]
+    pub(crate) security: Security,
+    #[serde(default)]
+    pub(crate) providers: Vec<Provider>,
+    #[serde(default)]
+    pub(crate) models: Vec<ModelOverride>,
+    #[serde(default)]
+    pub(crate) keys: Vec<ClientKey>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Server {
+    pub(crate) host: IpAddr,
+    pub(crate) port: u16,
+    /// Largest request body accepted; larger ones get 413.
+    pub(crate) max_body_bytes: usize,
+    /// Seconds to wait for an upstream TCP/TLS connection.
+    pub(crate) connect_timeout_s: u64,
+    /// Seconds an upstream may stay silent (before its first byte, or between stream chunks).
+    pub(crate) upstream_idle_timeout_s: u64,
+    /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
+    pub(crate) shutdown_grace_s: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8745,
+            max_body_bytes: 32 * 1024 * 1024,
+            connect_timeout_s: 10,
+            upstream_idle_timeout_s: 300,
+            shutdown_grace_s: 30,
+        }
+    }
+}
+
+/// `[security]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Security {
+    /// Failed authentications from one IP inside the window that block it.
+    pub(crate) ip_block_after_failures: u32,
+    pub(crate) ip_block_window_s: u64,
+    /// How long a blocked IP stays blocked.
+    pub(crate) ip_block_duration_s: u64,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            ip_block_after_failures: 10,
+            ip_block_window_s: 60,
+            ip_block_duration_s: 900,
+        }
+    }
+}
+
+/// One `[[providers]]` entry: an upstream API and the models it serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Provider {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) base_url: String,
+    /// Name of the environment variable holding the upstream key.
+    pub(crate) api_key_env: Option<String>,
+    /// The upstream key itself (prefer `api_key_env`).
+    pub(crate) api_key: Option<String>,
+    /// Globs of model ids routed here when the catalog does not name this provider.
+    #[serde(default)]
+    pub(crate) models: Vec<String>,
+}
+
+/// Plans, with the seed's limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Plan {
+    Free,
+    Starter,
+    #[default]
+    Pro,
+    Max,
+    Ultra,
+}
+
+/// Requests per minute, concurrent requests and requests per day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Limits {
+    pub(crate) rpm: u32,
+    pub(crate) concurrent: u32,
+    pub(crate) daily: u32,
+}
+
+impl Plan {
+    /// The plan's limits, from the seed's table.
+    pub(crate) fn limits(self) -> Limits {
+        let (rpm, concurrent, daily) = match self {
+            Plan::Free => (10, 1, 100),
+            Plan::Starter => (30, 2, 1_000),
+            Plan::Pro => (60, 3, 2_000),
+            Plan::Max => (90, 6, 5_000),
+            Plan::Ultra => (120, 8, 10_000),
+        };
+        Limits {
+            rpm,
+            concurrent,
+            daily,
+        }
+    }
+
+    /// The lowercase name, as in `x-ratelimit-tier`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Starter => "starter",
+            Plan::Pro => "pro",
+            Plan::Max => "max",
+            Plan::Ultra => "ultra",
+        }
+    }
+}
+
+/// One static `[[keys]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientKey {
+    pub(crate) name: String,
+    pub(crate) key: String,
+    #[serde(default)]
+    pub(crate) plan: Plan,
+    #[serde(default, with = "rust_decimal::serde::float_option")]
+    pub(crate) monthly_budget_usd: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::float_option")]
+    pub(crate) credits_usd: Option<Decimal>,
+    pub(crate) rpm: Option<u32>,
+    pub(crate) concurrent: Option<u32>,
+    pub(crate) daily: Option<u32>,
+}
+
+impl Config {
+    /// Loads `path`, or `$IZZI_HOME/config.toml` when it exists, or the embedded defaults.
+    /// Returns the config and the file it came from.
+    pub(crate) fn load(path: Option<&Path>) -> Result<(Self, Option<PathBuf>)> {
+        let path = match path {
+            Some(path) => path.to_owned(),
+            None => {
+                let default = crate::env::izzi_home()?.join("config.toml");
+                if !default.exists() {
+                    return Ok((Self::default(), None));
+                }
+                default
+            }
+        };
+        let text = fs_err::read_to_string(&path)
+            .with_context(|| format!("cannot read the config file `{}`", path.display()))?;
+        let config = Self::parse(&text)
+            .with_context(|| format!("the config file `{}` is invalid", path.display()))?;
+        Ok((config, Some(path)))
+    }
+
+    /// Parses and checks config text.
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        // toml's message names the line, column and field, and shows the offending line.
+        let config: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.server.max_body_bytes == 0 {
+            bail!("`server.max_body_bytes` must be above 0");
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            if self.providers[..i].iter().any(|q| q.name == p.name) {
+                bail!(
+                    "`providers[{i}].name`: the provider name `{}` is used twice",
+                    p.name
+                );
+            }
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                bail!(
+                    "`providers[{i}].base_url` must start with http:// or https://, not `{}`",
+                    p.base_url
+                );
+            }
+            for glob in &p.models {
+                globset::Glob::new(glob).with_context(|| {
+                    format!("`providers[{i}].models`: `{glob}` is not a valid glob")
+                })?;
+            }
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            if self.keys[..i].iter().any(|q| q.name == k.name) {
+                bail!("`keys[{i}].name`: the key name `{}` is used twice", k.name);
+            }
+            if k.key.len() < 8 {
+                bail!("`keys[{i}].key` is shorter than 8 characters; use a long random key");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.server.port, 8745);
+        assert_eq!(config.server.max_body_bytes, 33_554_432);
+        assert_eq!(config.security.ip_block_after_failures, 10);
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let text = r#"
+[server]
+host = "127.0.0.1"
+port = 8745
+max_body_bytes = 33554432
+
+[security]
+ip_block_after_failures = 10
+ip_block_window_s = 60
+ip_block_duration_s = 900
+
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "https://api.anthropic.com"
+api_key_env = "ANTHROPIC_API_KEY"
+models = ["claude-*"]
+
+[[models]]
+id = "my-model"
+provider = "openai"
+upstream_id = "gpt-4.1-mini"
+aliases = ["mm"]
+input_per_mtok = 0.4
+output_per_mtok = 1.6
+context_window = 1047576
+
+[[keys]]
+name = "ci"
+key = "izzi-ci-0000000000"
+plan = "pro"
+monthly_budget_usd = 50.0
+credits_usd = 100.0
+rpm = 600
+"#;
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.providers[0].kind, Kind::Anthropic);
+        assert_eq!(config.keys[0].credits_usd, Some(Decimal::from(100)));
+        assert_eq!(config.models[0].input_per_mtok.unwrap().to_string(), "0.4");
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let err = Config::parse("[server]\nport = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("port"), "{err}");
+        let err = Config::parse("[server]\n\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("prot"), "{err}");
+        let err = Config::parse("[[providers]]\nname='a'\nkind='gemini'\nbase_url='http://x'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("gemini"), "{err}");
+    }
+}

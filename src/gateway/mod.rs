@@ -1,0 +1,73 @@
+//! `izzi serve`: the local gateway. `server` wires HTTP; `proxy` carries one request through
+//! auth, routing, translation and the upstream; the other modules each own one concern.
+
+mod auth;
+mod errors;
+mod models;
+mod proxy;
+mod routing;
+mod server;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::config::Config;
+
+/// Shared state of a running gateway.
+pub(crate) struct AppState {
+    pub(crate) config: Config,
+    pub(crate) router: routing::Router,
+    pub(crate) keys: auth::Keys,
+    pub(crate) client: reqwest::Client,
+}
+
+/// Where to listen and which config to use, from the command line.
+#[derive(Debug, Default)]
+pub(crate) struct ServeOptions {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) host: Option<std::net::IpAddr>,
+    pub(crate) port: Option<u16>,
+}
+
+/// Loads config, binds, and serves until SIGINT or SIGTERM.
+pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
+    let (config, path) = Config::load(options.config.as_deref())?;
+    let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
+    let router = routing::Router::new(&config, stored_key.as_deref())?;
+    let keys = auth::Keys::new(&config.keys, stored_key.as_deref());
+    let host = options.host.unwrap_or(config.server.host);
+    let port = options.port.unwrap_or(config.server.port);
+    if !host.is_loopback() && !keys.has_client_keys() {
+        bail!(
+            "refusing to listen on {host}: no client keys exist, so anyone who can reach it could spend your key; add `[[keys]]` to the config or listen on 127.0.0.1"
+        );
+    }
+    if keys.is_empty() {
+        tracing::warn!(
+            "no client keys and no stored key: every request will get 401; run `izzi setup --key KEY` or add `[[keys]]`"
+        );
+    }
+    let client = upstream::client(&config.server)?;
+    let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
+    let state = Arc::new(AppState {
+        config,
+        router,
+        keys,
+        client,
+    });
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let local = listener.local_addr()?;
+    match &path {
+        Some(path) => tracing::info!(config = %path.display(), "config loaded"),
+        None => tracing::info!("no config file: using the embedded defaults"),
+    }
+    // Tests and scripts read this line to learn the port when `--port 0` is given.
+    crate::output::notice(format_args!("izzi gateway listening on http://{local}"));
+    server::run(listener, state, grace).await
+}

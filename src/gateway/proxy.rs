@@ -1,0 +1,478 @@
+//! One request through the gateway: authenticate, read and check the body, route, translate,
+//! send upstream, and relay the answer (streams event by event, never buffered to the end).
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body as HttpBody;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream as FuturesStream, StreamExt as _};
+use http_body_util::BodyExt as _;
+
+use super::AppState;
+use super::auth::{self, Client};
+use super::errors::ApiError;
+use super::routing::Route;
+use super::upstream::{self, Forwarded};
+use crate::protocol::json::Body;
+use crate::protocol::{Format, Kind, Usage, sse};
+use crate::translate::{self, Target};
+
+/// `POST /chat/completions`, `/messages`, `/responses`.
+pub(crate) async fn inference(
+    State(state): State<Arc<AppState>>,
+    format: Format,
+    request: Request,
+) -> Response {
+    match handle(state, format, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    format: Format,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let client = authenticate(&state, &parts.headers)?;
+    let bytes = read_body(body, &parts.headers, state.config.server.max_body_bytes).await?;
+    let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
+    let shape = check_shape(format, &body)?;
+    let route = route(&state, &shape.model)?;
+    let target = Target {
+        upstream_model: route.model.upstream_id(),
+        client_model: &shape.model,
+        max_output: route.model.max_output,
+        reasoning: route.model.reasoning,
+    };
+    let kind = route.provider.kind;
+    let prepared =
+        translate::request(format, kind, &body, &target).map_err(|e| ApiError::invalid(e.0))?;
+    let upstream_body = match prepared.body {
+        Cow::Borrowed(_) => bytes.clone(),
+        Cow::Owned(owned) => Bytes::from(owned),
+    };
+    let mut forwarded = Forwarded::from_headers(&parts.headers);
+    if prepared.translated {
+        // Betas name Anthropic features; a translated body carries none of them.
+        forwarded.anthropic_beta = None;
+    }
+    let life = Life {
+        started,
+        client: client.name.clone(),
+        model: route.model.id.clone(),
+        provider: route.provider.name.clone(),
+        stream: shape.stream,
+        status: StatusCode::OK,
+        outcome: Outcome::Completed,
+        usage: Usage::default(),
+    };
+    let url = route.provider.messages_url();
+    let response = upstream::send(
+        &state.client,
+        &route.provider,
+        &url,
+        upstream_body,
+        &forwarded,
+    )
+    .await?;
+    if shape.stream {
+        relay_stream(format, kind, &target, response, life).await
+    } else {
+        whole(format, kind, &target, &route, response, life).await
+    }
+}
+
+/// The key's client, or 401.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Client>, ApiError> {
+    let Some(key) = auth::presented_key(headers) else {
+        return Err(ApiError::unauthenticated(
+            "No API key was given: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
+        ));
+    };
+    state
+        .keys
+        .find(key)
+        .ok_or_else(|| ApiError::unauthenticated("The API key is not valid."))
+}
+
+/// Reads the whole request body, refusing with 413 anything over `limit` (before reading it
+/// when `Content-Length` already says so).
+async fn read_body(body: HttpBody, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err)
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(limit))
+        }
+        Err(err) => Err(ApiError::invalid(format!(
+            "The request body could not be read: {err}."
+        ))),
+    }
+}
+
+/// What the gateway itself needs from a body, checked with errors that name the field.
+struct Shape {
+    model: String,
+    stream: bool,
+}
+
+fn check_shape(format: Format, body: &Body<'_>) -> Result<Shape, ApiError> {
+    let invalid = |e: crate::protocol::json::BodyError| ApiError::invalid(e.0);
+    let model: String = body
+        .field("model", "a string")
+        .map_err(invalid)?
+        .ok_or_else(|| ApiError::invalid("`model` is required."))?;
+    let stream = body
+        .field::<bool>("stream", "a boolean")
+        .map_err(invalid)?
+        .unwrap_or(false);
+    match format {
+        Format::Messages if !body.is_array("messages") => {
+            return Err(ApiError::invalid(
+                "`messages` is required and must be an array.",
+            ));
+        }
+        // Cursor's agent mode sends a Responses-shaped body (`input`) to /chat/completions.
+        Format::Chat if !body.is_array("messages") && body.get("input").is_none() => {
+            return Err(ApiError::invalid(
+                "`messages` is required and must be an array.",
+            ));
+        }
+        Format::Responses if body.get("input").is_none() => {
+            return Err(ApiError::invalid(
+                "`input` is required: a string or an array of messages.",
+            ));
+        }
+        _ => {}
+    }
+    Ok(Shape { model, stream })
+}
+
+fn route(state: &AppState, model: &str) -> Result<Route, ApiError> {
+    state.router.route(model).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "The model `{model}` does not exist. `GET /v1/models` lists the models."
+        ))
+    })
+}
+
+/// A non-streamed answer: read whole, translated if the formats differ.
+async fn whole(
+    format: Format,
+    kind: Kind,
+    target: &Target<'_>,
+    route: &Route,
+    response: reqwest::Response,
+    mut life: Life,
+) -> Result<Response, ApiError> {
+    let passed = passed_headers(response.headers());
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            life.outcome = Outcome::UpstreamFailed;
+            return Err(upstream::connection_error(&route.provider.name, &err));
+        }
+    };
+    let (out, usage) = translate::response(format, kind, &bytes, target).map_err(|e| {
+        life.outcome = Outcome::UpstreamFailed;
+        ApiError::upstream(format!("The upstream answer could not be read: {e}"))
+    })?;
+    life.usage = usage;
+    let out = match out {
+        Cow::Borrowed(_) => bytes.clone(),
+        Cow::Owned(owned) => Bytes::from(owned),
+    };
+    let mut response = (StatusCode::OK, out).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.extend(passed);
+    Ok(response)
+}
+
+/// A streamed answer. The first upstream chunk is awaited before the 200 goes out, so a stream
+/// that fails at once is still a proper error status; after that, events flow as they arrive.
+async fn relay_stream(
+    format: Format,
+    kind: Kind,
+    target: &Target<'_>,
+    response: reqwest::Response,
+    mut life: Life,
+) -> Result<Response, ApiError> {
+    let passed = passed_headers(response.headers());
+    let mut upstream = response.bytes_stream().boxed();
+    let first = match upstream.next().await {
+        Some(Ok(chunk)) => Some(chunk),
+        Some(Err(err)) => {
+            life.outcome = Outcome::UpstreamFailed;
+            return Err(upstream::connection_error(&life.provider, &err));
+        }
+        None => None,
+    };
+    let relay = Relay {
+        upstream,
+        first,
+        parser: sse::Parser::default(),
+        translator: translate::stream(format, kind, target),
+        passthrough: format.native_kind() == Some(kind),
+        ended: false,
+        life,
+    };
+    let body = HttpBody::from_stream(futures_util::stream::unfold(relay, Relay::next));
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.extend(passed);
+    Ok(response)
+}
+
+/// Upstream response headers the client may see.
+fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in ["request-id", "x-request-id"] {
+        if let Some(value) = upstream.get(name) {
+            out.insert(name, value.clone());
+        }
+    }
+    out
+}
+
+type ByteStream = Pin<Box<dyn FuturesStream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A stream being relayed: upstream bytes in, client bytes out, one event at a time.
+struct Relay {
+    upstream: ByteStream,
+    first: Option<Bytes>,
+    parser: sse::Parser,
+    translator: Box<dyn translate::Stream>,
+    /// Same format both sides: relay the upstream's bytes as they are, only observing them.
+    passthrough: bool,
+    ended: bool,
+    life: Life,
+}
+
+impl Relay {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        while !self.ended {
+            let chunk = match self.first.take() {
+                Some(first) => Some(Ok(first)),
+                None => self.upstream.next().await,
+            };
+            let mut out = BytesMut::new();
+            match chunk {
+                Some(Ok(bytes)) => {
+                    self.parser.push(&bytes);
+                    if let Err(err) = self.feed(&mut out) {
+                        self.fail(&mut out, "upstream_error", &err.to_string());
+                    } else if self.passthrough {
+                        self.life.usage = self.translator.usage();
+                        return Some((Ok(bytes), self));
+                    }
+                }
+                Some(Err(err)) => {
+                    let message = upstream::connection_error(&self.life.provider, &err).message;
+                    self.fail(&mut out, "connection_error", &message);
+                }
+                None => {
+                    if let Some(event) = self.parser.finish() {
+                        self.translator.event(&event, &mut out);
+                    }
+                    self.life.outcome = if self.translator.completed() {
+                        Outcome::Completed
+                    } else {
+                        Outcome::UpstreamCut
+                    };
+                    self.translator.end(&mut out, None);
+                    self.ended = true;
+                }
+            }
+            self.life.usage = self.translator.usage();
+            if !out.is_empty() {
+                return Some((Ok(out.freeze()), self));
+            }
+        }
+        None
+    }
+
+    fn feed(&mut self, out: &mut BytesMut) -> Result<(), sse::LineTooLong> {
+        while let Some(event) = self.parser.next_event()? {
+            self.translator.event(&event, out);
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str) {
+        if self.passthrough {
+            // End whatever partial line the upstream left, so our event stands on its own.
+            out.extend_from_slice(b"\n\n");
+        }
+        self.translator.end(out, Some((kind, message)));
+        self.life.outcome = Outcome::UpstreamFailed;
+        self.ended = true;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if !self.ended {
+            // The client went away before the upstream finished; dropping the upstream stream
+            // closes its connection, which cancels the generation.
+            self.life.outcome = Outcome::ClientGone;
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    /// The upstream stream stopped before its final event.
+    UpstreamCut,
+    /// The upstream failed (error status, transport error, unreadable answer).
+    UpstreamFailed,
+    /// The client disconnected mid-stream.
+    ClientGone,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::UpstreamCut => "upstream_cut",
+            Outcome::UpstreamFailed => "upstream_failed",
+            Outcome::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// An admitted request's record, settled exactly once when it is dropped: after the response
+/// body is finished, failed, or abandoned by the client.
+struct Life {
+    started: Instant,
+    client: String,
+    model: String,
+    provider: String,
+    stream: bool,
+    status: StatusCode,
+    outcome: Outcome,
+    usage: Usage,
+}
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        tracing::info!(
+            client = %self.client,
+            model = %self.model,
+            provider = %self.provider,
+            stream = self.stream,
+            status = self.status.as_u16(),
+            outcome = self.outcome.as_str(),
+            input_tokens = self.usage.total_input(),
+            output_tokens = self.usage.output_tokens,
+            latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "request finished"
+        );
+    }
+}
+
+/// `POST /messages/count_tokens`: native counting at an Anthropic-kind provider, else (or when
+/// it cannot answer) a local count. `x-izzi-token-count` says which: `upstream`, `exact` or
+/// `estimate`.
+pub(crate) async fn count_tokens(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    match count(state, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    authenticate(&state, &parts.headers)?;
+    let bytes = read_body(body, &parts.headers, state.config.server.max_body_bytes).await?;
+    let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
+    let shape = check_shape(Format::Messages, &body)?;
+    let route = route(&state, &shape.model)?;
+    if route.provider.kind == Kind::Anthropic {
+        let upstream_body = match body.with_model(route.model.upstream_id()) {
+            Cow::Borrowed(_) => bytes.clone(),
+            Cow::Owned(owned) => Bytes::from(owned),
+        };
+        let forwarded = Forwarded::from_headers(&parts.headers);
+        let url = route.provider.count_tokens_url();
+        match upstream::send(
+            &state.client,
+            &route.provider,
+            &url,
+            upstream_body,
+            &forwarded,
+        )
+        .await
+        {
+            Ok(response) => match response.bytes().await {
+                Ok(answer) if serde_json::from_slice::<InputTokens>(&answer).is_ok() => {
+                    return Ok(count_response(answer, "upstream"));
+                }
+                _ => {
+                    tracing::debug!(provider = %route.provider.name, "count_tokens answer unreadable; counting locally")
+                }
+            },
+            Err(err) => {
+                tracing::debug!(provider = %route.provider.name, error = %err.message, "count_tokens upstream failed; counting locally");
+            }
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("The request body is not valid JSON: {e}.")))?;
+    let counted = crate::tokens::count_request(&route.model, &value);
+    let answer = serde_json::to_vec(&InputTokens {
+        input_tokens: counted.tokens,
+    })
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(count_response(
+        Bytes::from(answer),
+        if counted.exact { "exact" } else { "estimate" },
+    ))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InputTokens {
+    input_tokens: u64,
+}
+
+fn count_response(body: Bytes, how: &'static str) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("x-izzi-token-count", HeaderValue::from_static(how));
+    response
+}

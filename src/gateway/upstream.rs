@@ -1,0 +1,227 @@
+//! The upstream side: one pooled HTTP client, sending a prepared body to a provider, and mapping
+//! the provider's failures to SPEC's errors. Knows no client formats.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+
+use super::errors::ApiError;
+use super::routing::Provider;
+use crate::config::Server;
+use crate::protocol::Kind;
+
+/// The Anthropic API version sent when the client names none.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Builds the shared client: keep-alive pool, HTTP/2 where the upstream offers it, a connect
+/// timeout, and an idle-read timeout instead of a total one (long generations must not be cut).
+pub(crate) fn client(server: &Server) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(server.connect_timeout_s))
+        .read_timeout(Duration::from_secs(server.upstream_idle_timeout_s))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .user_agent(concat!("izzi/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Headers of the client's request that travel upstream.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Forwarded {
+    pub(crate) anthropic_version: Option<String>,
+    pub(crate) anthropic_beta: Option<String>,
+}
+
+impl Forwarded {
+    /// Picks the forwardable headers out of the client's request.
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            anthropic_version: get("anthropic-version"),
+            anthropic_beta: get("anthropic-beta"),
+        }
+    }
+}
+
+/// Sends `body` to `url` with the provider's own key. A connection failure or timeout is a 502
+/// `connection_error`; an error status is mapped by [`error_from_status`].
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    provider: &Provider,
+    url: &str,
+    body: Bytes,
+    forwarded: &Forwarded,
+) -> Result<reqwest::Response, ApiError> {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body);
+    match provider.kind {
+        Kind::Anthropic => {
+            request = request.header(
+                "anthropic-version",
+                forwarded
+                    .anthropic_version
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION),
+            );
+            if let Some(beta) = &forwarded.anthropic_beta {
+                request = request.header("anthropic-beta", beta);
+            }
+            if let Some(key) = &provider.api_key {
+                request = request.header("x-api-key", key);
+            }
+        }
+        Kind::Openai => {
+            if let Some(key) = &provider.api_key {
+                request = request.bearer_auth(key);
+            }
+        }
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|err| connection_error(&provider.name, &err))?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = response.bytes().await.unwrap_or_default();
+    Err(error_from_status(
+        &provider.name,
+        status,
+        &body,
+        retry_after,
+    ))
+}
+
+/// A transport failure talking to `provider`, as a 502 `connection_error`.
+pub(crate) fn connection_error(provider: &str, err: &reqwest::Error) -> ApiError {
+    let what = if err.is_timeout() {
+        "did not answer in time"
+    } else if err.is_connect() {
+        "could not be reached"
+    } else {
+        "failed mid-request"
+    };
+    // reqwest's Display can include the URL; it never includes headers, so no key leaks.
+    ApiError::connection(format!(
+        "The upstream provider `{provider}` {what}: {}",
+        error_chain(err)
+    ))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Maps an upstream error status as SPEC says: 429 stays 429 with its Retry-After; 400, 404,
+/// 413 and 422 keep their status and the upstream's message; everything else (401, 403, 5xx)
+/// is a 502 `upstream_error`.
+pub(crate) fn error_from_status(
+    provider: &str,
+    status: StatusCode,
+    body: &[u8],
+    retry_after: Option<u64>,
+) -> ApiError {
+    let message = upstream_message(body);
+    match status.as_u16() {
+        429 => ApiError::with_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            format!("The upstream provider `{provider}` is rate limiting: {message}"),
+        )
+        .retry_after(retry_after),
+        400 | 413 | 422 => ApiError::with_status(status, "invalid_request_error", message),
+        404 => ApiError::with_status(status, "not_found", message),
+        code => ApiError::upstream(format!(
+            "The upstream provider `{provider}` answered {code}: {message}"
+        )),
+    }
+}
+
+/// The human message inside an upstream error body: `error.message` (both formats), `message`,
+/// or the start of the text itself.
+fn upstream_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Outer {
+        error: Option<Inner>,
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Inner {
+        Object { message: Option<String> },
+        Text(String),
+    }
+    if let Ok(outer) = serde_json::from_slice::<Outer>(body) {
+        let inner = match outer.error {
+            Some(Inner::Object { message }) => message,
+            Some(Inner::Text(text)) => Some(text),
+            None => None,
+        };
+        if let Some(message) = inner.or(outer.message) {
+            return message;
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "no error message was given".to_owned();
+    }
+    text.chars().take(500).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_as_spec_says() {
+        let e = error_from_status("p", StatusCode::TOO_MANY_REQUESTS, b"{}", Some(7));
+        assert_eq!(
+            (e.status.as_u16(), e.kind, e.retry_after),
+            (429, "rate_limit_error", Some(7))
+        );
+        let e = error_from_status("p", StatusCode::BAD_REQUEST, br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad max_tokens"}}"#, None);
+        assert_eq!(
+            (e.status.as_u16(), e.message.as_str()),
+            (400, "bad max_tokens")
+        );
+        let e = error_from_status(
+            "p",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            br#"{"error":{"message":"m","type":"x"}}"#,
+            None,
+        );
+        assert_eq!((e.status.as_u16(), e.kind), (422, "invalid_request_error"));
+        for code in [401, 403, 500, 503, 529] {
+            let e = error_from_status(
+                "p",
+                StatusCode::from_u16(code).unwrap(),
+                b"<html>oops</html>",
+                None,
+            );
+            assert_eq!((e.status.as_u16(), e.kind), (502, "upstream_error"));
+            assert!(e.message.contains("<html>oops</html>"));
+        }
+    }
+}

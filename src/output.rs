@@ -1,0 +1,63 @@
+//! The only module that prints: plain lines and JSON on stdout, errors and notices on stderr.
+//!
+//! A closed stdout (`izzi models | head`) is not an error: writes that hit a broken pipe are
+//! dropped quietly.
+
+use std::fmt::Display;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+/// An error caused by how the command was called: exit code 2 instead of 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UsageError(pub(crate) String);
+
+/// Writes `text` and a newline to stdout.
+pub(crate) fn line(text: impl Display) {
+    write_stdout(format_args!("{text}\n"));
+}
+
+/// Writes `value` as pretty JSON and a newline to stdout.
+pub(crate) fn json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => line(text),
+        Err(err) => notice(format_args!("error: could not encode JSON output: {err}")),
+    }
+}
+
+/// Writes one line to stderr: progress notes, warnings, hints.
+pub(crate) fn notice(text: impl Display) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    // A closed pipe means the reader has what it wanted; anything else is worth a notice.
+    if let Err(err) = out.write_fmt(args).and_then(|()| out.flush())
+        && err.kind() != io::ErrorKind::BrokenPipe
+    {
+        notice(format_args!("error: could not write to stdout: {err}"));
+    }
+}
+
+/// Prints a clap parse outcome (help, version or a usage error) and gives its exit code.
+pub(crate) fn clap_error(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Prints a failed command's error as one sentence and gives exit code 1, or 2 for misuse.
+pub(crate) fn failure(err: &anyhow::Error) -> ExitCode {
+    // `{:#}` joins the context chain into one line: "reading `x`: permission denied".
+    notice(format_args!("error: {err:#}"));
+    if err.downcast_ref::<UsageError>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}

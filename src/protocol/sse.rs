@@ -1,0 +1,188 @@
+//! Server-sent events: an incremental parser for upstream streams and the writer for ours.
+//!
+//! The parser takes bytes as they arrive, split anywhere (mid-line, mid-`\r\n`), and yields whole
+//! events. It follows the WHATWG rules the SDKs use: `\n`, `\r\n` or `\r` end a line, `:` lines
+//! are comments, several `data:` lines join with `\n`, a blank line dispatches.
+
+use bytes::{Buf, BytesMut};
+
+/// One dispatched event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Event {
+    /// The `event:` name, if any.
+    pub(crate) event: Option<String>,
+    /// The `data:` lines joined with `\n`.
+    pub(crate) data: String,
+}
+
+/// Incremental SSE parser.
+#[derive(Debug, Default)]
+pub(crate) struct Parser {
+    buf: BytesMut,
+    /// A `\r` ended the last line; a `\n` first in the next chunk belongs to it.
+    skip_lf: bool,
+    event: Option<String>,
+    data: String,
+    has_data: bool,
+}
+
+/// Lines longer than this without an end are an upstream fault, not something to buffer forever.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// An upstream stream the parser refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent an event line longer than {MAX_LINE} bytes")]
+pub(crate) struct LineTooLong;
+
+impl Parser {
+    /// Adds bytes read from the stream.
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, if the bytes pushed so far hold one.
+    pub(crate) fn next_event(&mut self) -> Result<Option<Event>, LineTooLong> {
+        loop {
+            if self.skip_lf && !self.buf.is_empty() {
+                if self.buf[0] == b'\n' {
+                    self.buf.advance(1);
+                }
+                self.skip_lf = false;
+            }
+            let Some(end) = memchr::memchr2(b'\n', b'\r', &self.buf) else {
+                if self.buf.len() > MAX_LINE {
+                    return Err(LineTooLong);
+                }
+                return Ok(None);
+            };
+            let line = self.buf.split_to(end + 1);
+            if line[end] == b'\r' {
+                self.skip_lf = true;
+            }
+            if let Some(event) = self.take_line(&line[..end]) {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// The event left when the stream ends without its final blank line, if any.
+    pub(crate) fn finish(&mut self) -> Option<Event> {
+        if !self.buf.is_empty() {
+            let line = self.buf.split();
+            if let Some(event) = self.take_line(&line) {
+                return Some(event);
+            }
+        }
+        self.take_line(b"")
+    }
+
+    fn take_line(&mut self, line: &[u8]) -> Option<Event> {
+        if line.is_empty() {
+            if !self.has_data {
+                self.event = None;
+                return None;
+            }
+            self.has_data = false;
+            return Some(Event {
+                event: self.event.take(),
+                data: std::mem::take(&mut self.data),
+            });
+        }
+        if line[0] == b':' {
+            return None;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let value = &line[i + 1..];
+                (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        let value = String::from_utf8_lossy(value);
+        match field {
+            b"event" => self.event = Some(value.into_owned()),
+            b"data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(&value);
+                self.has_data = true;
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Appends one event: `event: NAME` (when given), one `data:` line, a blank line. `data` must
+/// be single-line (compact JSON is).
+pub(crate) fn write_event(out: &mut BytesMut, event: Option<&str>, data: &[u8]) {
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\n");
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(chunks: &[&[u8]]) -> Vec<Event> {
+        let mut parser = Parser::default();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            parser.push(chunk);
+            while let Some(event) = parser.next_event().unwrap() {
+                events.push(event);
+            }
+        }
+        events.extend(parser.finish());
+        events
+    }
+
+    const STREAM: &[u8] = b"event: message_start\ndata: {\"a\":1}\n\n: comment\n\nevent: ping\r\ndata: {}\r\n\r\ndata: line1\ndata:line2\n\nid: 7\nretry: 10\ndata: [DONE]\n\n";
+
+    #[test]
+    fn parses_names_comments_crlf_and_multiline_data() {
+        let events = parse_all(&[STREAM]);
+        assert_eq!(events.len(), 4);
+        assert_eq!(events[0].event.as_deref(), Some("message_start"));
+        assert_eq!(events[0].data, "{\"a\":1}");
+        assert_eq!(events[1].event.as_deref(), Some("ping"));
+        assert_eq!(events[2].event, None);
+        assert_eq!(events[2].data, "line1\nline2");
+        assert_eq!(events[3].data, "[DONE]");
+    }
+
+    #[test]
+    fn any_split_gives_the_same_events() {
+        let whole = parse_all(&[STREAM]);
+        for i in 0..STREAM.len() {
+            for j in i..STREAM.len() {
+                let parts = [&STREAM[..i], &STREAM[i..j], &STREAM[j..]];
+                assert_eq!(parse_all(&parts), whole, "split at {i}, {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn bare_cr_lines_and_unterminated_last_event() {
+        let events = parse_all(&[b"data: a\r\rdata: b"]);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].data, "b");
+    }
+
+    #[test]
+    fn writer_round_trips() {
+        let mut out = BytesMut::new();
+        write_event(&mut out, Some("ping"), b"{\"type\":\"ping\"}");
+        write_event(&mut out, None, b"[DONE]");
+        let events = parse_all(&[&out]);
+        assert_eq!(events[0].event.as_deref(), Some("ping"));
+        assert_eq!(events[1].data, "[DONE]");
+    }
+}
