@@ -1,5 +1,7 @@
 //! `izzi serve`.
 
+use std::io::IsTerminal as _;
+
 use anyhow::{Context as _, Result};
 use tracing_subscriber::EnvFilter;
 
@@ -12,6 +14,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             EnvFilter::try_new(crate::env::log_filter()).unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // reqwest is built without a default TLS provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();

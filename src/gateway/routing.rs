@@ -156,10 +156,10 @@ fn configured(p: &config::Provider) -> Result<Provider> {
         .api_key
         .clone()
         .or_else(|| p.api_key_env.as_deref().and_then(crate::env::var));
-    if api_key.is_none() {
-        if let Some(var) = &p.api_key_env {
-            tracing::warn!(provider = %p.name, "`{var}` is not set: requests to this provider go without a key");
-        }
+    if api_key.is_none()
+        && let Some(var) = &p.api_key_env
+    {
+        tracing::warn!(provider = %p.name, "`{var}` is not set: requests to this provider go without a key");
     }
     Ok(Provider {
         name: p.name.clone(),

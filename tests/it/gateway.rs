@@ -1,0 +1,635 @@
+//! Gateway core: endpoints, auth, forwarding, streaming, errors, shutdown.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+
+use crate::support::{Gateway, KEY, Mock, http, izzi_bin, mock_config};
+
+fn claude_body(text: &str, stream: bool) -> Value {
+    json!({
+        "model": "sonnet",
+        "max_tokens": 100,
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+        "x_unknown_field": {"kept": [1, 2.50, "é"]},
+    })
+}
+
+fn gpt_body(text: &str, stream: bool) -> Value {
+    json!({
+        "model": "gpt-4.1",
+        "stream": stream,
+        "messages": [{"role": "user", "content": text}],
+        "x_unknown_field": {"kept": true},
+    })
+}
+
+/// Asserts the seed's error shape, status and type; returns the message.
+async fn assert_error(response: reqwest::Response, status: u16, kind: &str) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], kind, "{body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    assert!(!message.is_empty());
+    message
+}
+
+#[tokio::test]
+async fn health_root_and_unknown_paths() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let client = http();
+    let health: Value = client
+        .get(format!("{}/health", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let head = client.head(format!("{}/", gw.url)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let missing = client
+        .get(format!("{}/v2/nothing", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, 404, "not_found").await;
+    let wrong_method = client
+        .get(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong_method, 405, "invalid_request_error").await;
+}
+
+#[tokio::test]
+async fn keys_are_required_on_every_api_path_in_both_headers() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let client = http();
+    for prefix in ["/v1", "/openai/v1", "/api/v1"] {
+        let url = format!("{}{prefix}/models", gw.url);
+        assert_error(
+            client.get(&url).send().await.unwrap(),
+            401,
+            "authentication_error",
+        )
+        .await;
+        let bad = client
+            .get(&url)
+            .bearer_auth("izzi-wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_error(bad, 401, "authentication_error").await;
+        assert_eq!(
+            client
+                .get(&url)
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            client
+                .get(&url)
+                .header("x-api-key", KEY)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let post = client
+            .post(format!("{}{prefix}/messages", gw.url))
+            .json(&claude_body("hi", false))
+            .send()
+            .await
+            .unwrap();
+        assert_error(post, 401, "authentication_error").await;
+    }
+    assert!(
+        mock.requests().await.is_empty(),
+        "nothing unauthenticated reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn models_list_and_lookup_in_both_shapes() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let client = http();
+    let list: Value = client
+        .get(format!("{}/v1/models", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["object"], "list");
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 11);
+    let sonnet = data
+        .iter()
+        .find(|m| m["id"] == "claude-sonnet-4-20250514")
+        .unwrap();
+    assert_eq!(sonnet["object"], "model");
+    assert_eq!(sonnet["pricing"]["input_per_mtok"], 3.0);
+    assert_eq!(sonnet["pricing"]["cache_read_per_mtok"], 0.3);
+    let anthropic: Value = client
+        .get(format!("{}/v1/models", gw.url))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(anthropic["has_more"], false);
+    assert_eq!(anthropic["data"][0]["type"], "model");
+    assert!(
+        anthropic["data"][0]["created_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let one: Value = client
+        .get(format!("{}/api/v1/models/sonnet", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["id"], "claude-sonnet-4-20250514");
+    let missing = client
+        .get(format!("{}/v1/models/gpt-9", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_error(missing, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_key() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let client = http();
+    let answer: Value = client
+        .post(format!("{}/v1/messages?beta=true", gw.url))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .json(&claude_body("hello", false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["content"][0]["text"],
+        "Hello from the mock upstream."
+    );
+    let chat: Value = client
+        .post(format!("{}/openai/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&gpt_body("hello", false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        chat["choices"][0]["message"]["content"],
+        "Hello from the mock upstream."
+    );
+
+    let seen = mock.requests().await;
+    assert_eq!(seen.len(), 2);
+    let (anthropic, openai) = (&seen[0], &seen[1]);
+    assert_eq!(anthropic["path"], "/v1/messages");
+    assert_eq!(anthropic["body"]["model"], "claude-sonnet-4-20250514");
+    assert_eq!(
+        anthropic["body"]["x_unknown_field"],
+        json!({"kept": [1, 2.5, "é"]})
+    );
+    assert_eq!(anthropic["headers"]["x-api-key"], "sk-upstream-anthropic");
+    assert_eq!(anthropic["headers"]["anthropic-version"], "2023-06-01");
+    assert_eq!(
+        anthropic["headers"]["anthropic-beta"],
+        "interleaved-thinking-2025-05-14"
+    );
+    assert_eq!(openai["path"], "/v1/chat/completions");
+    assert_eq!(openai["body"]["model"], "gpt-4.1");
+    assert_eq!(openai["body"]["x_unknown_field"]["kept"], true);
+    assert_eq!(
+        openai["headers"]["authorization"],
+        "Bearer sk-upstream-openai"
+    );
+    for request in &seen {
+        assert!(
+            !request.to_string().contains(KEY),
+            "the client key reached the upstream: {request}"
+        );
+    }
+    assert!(!gw.log().contains(KEY), "the client key was logged");
+}
+
+#[tokio::test]
+async fn streams_are_relayed_as_they_arrive() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    // 25 events 100 ms apart: the stream takes over two seconds upstream.
+    let body = claude_body("mock:words=20 mock:chunk_delay_ms=100", true);
+    let response = http()
+        .post(format!("{}/v1/messages", gw.url))
+        .header("x-api-key", KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    let first = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(first.contains("message_start"), "{first}");
+    assert!(
+        !first.contains("message_stop"),
+        "the first chunk came only after the upstream finished"
+    );
+    let mut rest = String::new();
+    while let Some(chunk) = stream.next().await {
+        rest.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(rest.contains("event: ping"), "pings are kept");
+    assert!(
+        rest.trim_end()
+            .ends_with("data: {\"type\":\"message_stop\"}"),
+        "{rest}"
+    );
+    assert_eq!(rest.matches("text_delta").count(), 25);
+}
+
+#[tokio::test]
+async fn upstream_errors_map_as_spec_says() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let client = http();
+    let send = |text: &str, claude: bool| {
+        let (path, body) = if claude {
+            ("/v1/messages", claude_body(text, false))
+        } else {
+            ("/v1/chat/completions", gpt_body(text, false))
+        };
+        client
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+    let r = send("mock:status=429 mock:retry_after=7", true)
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "7");
+    assert_error(r, 429, "rate_limit_error").await;
+    let message = assert_error(
+        send("mock:status=400", false).await.unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
+    assert_eq!(
+        message, "mock failure 400",
+        "the upstream's own message is passed on"
+    );
+    assert_error(
+        send("mock:status=404", true).await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    assert_error(
+        send("mock:status=413", true).await.unwrap(),
+        413,
+        "invalid_request_error",
+    )
+    .await;
+    assert_error(
+        send("mock:status=422", false).await.unwrap(),
+        422,
+        "invalid_request_error",
+    )
+    .await;
+    for status in [401, 403, 500, 503, 529] {
+        let r = send(&format!("mock:status={status}"), status % 2 == 0)
+            .await
+            .unwrap();
+        assert_error(r, 502, "upstream_error").await;
+    }
+    let html = assert_error(
+        send("mock:status=500 mock:html", true).await.unwrap(),
+        502,
+        "upstream_error",
+    )
+    .await;
+    assert!(html.contains("mock failure 500"), "{html}");
+    // A stream that fails before its first byte is still a proper status.
+    let r = client
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .json(&claude_body("mock:status=503", true))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 502, "upstream_error").await;
+}
+
+#[tokio::test]
+async fn unreachable_and_silent_upstreams_are_connection_errors() {
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mock = Mock::start();
+    let config = format!(
+        r#"
+[server]
+upstream_idle_timeout_s = 1
+
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "http://127.0.0.1:{port}"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "{}/v1"
+models = ["*"]
+
+[[keys]]
+name = "test"
+key = "{KEY}"
+"#,
+        mock.url
+    );
+    let gw = Gateway::start(&config);
+    let client = http();
+    let r = client
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .json(&claude_body("hi", false))
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(r, 502, "connection_error").await;
+    assert!(message.contains("`anthropic`"), "{message}");
+    let r = client
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&gpt_body("mock:delay_ms=3000", false))
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(r, 502, "connection_error").await;
+    assert!(message.contains("in time"), "{message}");
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    for (path, body, marker) in [
+        (
+            "/v1/messages",
+            claude_body("mock:drop_after=4 mock:chunk_delay_ms=20", true),
+            "event: error",
+        ),
+        (
+            "/v1/chat/completions",
+            gpt_body("mock:drop_after=3 mock:chunk_delay_ms=20", true),
+            "data: {\"type\":\"error\"",
+        ),
+    ] {
+        let text = http()
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains(marker), "{text}");
+        assert!(
+            !text.contains("message_stop") && !text.contains("[DONE]"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, "[server]\nmax_body_bytes = 2048\n"));
+    let client = http();
+    let post = |body: Vec<u8>| {
+        client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let big = serde_json::to_vec(&gpt_body(&"x".repeat(4096), false)).unwrap();
+    assert_error(post(big).await.unwrap(), 413, "invalid_request_error").await;
+    let truncated = br#"{"model":"gpt-4.1","messages":[{"role":"us"#.to_vec();
+    let m = assert_error(post(truncated).await.unwrap(), 400, "invalid_request_error").await;
+    assert!(m.contains("not valid JSON"), "{m}");
+    let invalid_utf8 =
+        b"{\"model\":\"gpt-4.1\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"
+            .to_vec();
+    assert_error(
+        post(invalid_utf8).await.unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
+    let m = assert_error(
+        post(br#"{"messages":[]}"#.to_vec()).await.unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
+    assert!(m.contains("`model`"), "{m}");
+    let m = assert_error(
+        post(br#"{"model":7,"messages":[]}"#.to_vec())
+            .await
+            .unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
+    assert!(m.contains("`model` must be a string"), "{m}");
+    let m = assert_error(
+        post(br#"{"model":"gpt-4.1","messages":{}}"#.to_vec())
+            .await
+            .unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
+    assert!(m.contains("`messages`"), "{m}");
+    let m = assert_error(
+        post(br#"{"model":"gpt-4.1","stream":"yes","messages":[]}"#.to_vec())
+            .await
+            .unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
+    assert!(m.contains("`stream`"), "{m}");
+    let m = assert_error(
+        post(br#"[1,2]"#.to_vec()).await.unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
+    assert!(m.contains("JSON"), "{m}");
+    let unknown = client
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "claude-9", "max_tokens": 5, "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    // The openai provider's `*` glob takes unknown models; claude-9 goes there, not a 404.
+    assert_ne!(unknown.status(), 404);
+    let ok = post(serde_json::to_vec(&gpt_body("hi", false)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "the server still serves");
+}
+
+#[tokio::test]
+async fn unknown_models_are_404_without_a_catch_all_provider() {
+    let mock = Mock::start();
+    let config = mock_config(&mock, "").replace("models = [\"*\"]", "models = [\"gpt-*\"]");
+    let gw = Gateway::start(&config);
+    let r = http()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "nope-1", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    let m = assert_error(r, 404, "not_found").await;
+    assert!(m.contains("`nope-1`"), "{m}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish() {
+    let mock = Mock::start();
+    let mut gw = Gateway::start(&mock_config(&mock, ""));
+    let response = http()
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .json(&claude_body("mock:words=10 mock:chunk_delay_ms=100", true))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let _first = stream.next().await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = gw.terminate();
+        (status, gw)
+    });
+    let mut rest = String::new();
+    while let Some(chunk) = stream.next().await {
+        rest.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert!(rest.contains("message_stop"), "the stream was cut: {rest}");
+    let (status, _gw) = status.await.unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_is_recorded_as_gone() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let response = http()
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .json(&claude_body("mock:words=50 mock:chunk_delay_ms=50", true))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let _first = stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains("outcome=\"client_gone\"") && !gw.log().contains("outcome=client_gone")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no client_gone record:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_bad_config_names_file_line_and_field_and_does_not_start() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("config.toml");
+    std::fs::write(&path, "[server]\nport = 8745\nhots = \"0.0.0.0\"\n").unwrap();
+    let output = std::process::Command::new(izzi_bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("IZZI_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stderr.contains("hots"), "{stderr}");
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_client_keys() {
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(izzi_bin())
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .env("IZZI_HOME", home.path())
+        .env("IZZI_KEYRING", "file")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("refusing to listen on 0.0.0.0"));
+}

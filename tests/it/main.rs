@@ -1,0 +1,4 @@
+//! Integration tests: the real `izzi` binary against the mock upstream, over real HTTP.
+
+mod gateway;
+mod support;

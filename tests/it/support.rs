@@ -1,0 +1,200 @@
+//! The harness: starts the mock upstream and the real `izzi serve` as child processes, each on
+//! a free port, with `IZZI_HOME` and `HOME` in a temp dir; stops them when dropped.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The real binary under test.
+pub(crate) fn izzi_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_izzi"))
+}
+
+/// The mock upstream, built as the example `mock-upstream` beside the binary.
+fn mock_bin() -> PathBuf {
+    let bin = izzi_bin();
+    let dir = bin.parent().expect("binary dir");
+    dir.join("examples")
+        .join(format!("mock-upstream{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A running mock upstream.
+pub(crate) struct Mock {
+    pub(crate) url: String,
+    child: Child,
+}
+
+impl Mock {
+    pub(crate) fn start() -> Self {
+        let path = mock_bin();
+        assert!(
+            path.exists(),
+            "{} is missing: run `cargo build --examples` first",
+            path.display()
+        );
+        let mut child = Command::new(path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start mock upstream");
+        let stdout = child.stdout.take().expect("mock stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("mock banner");
+        let url = line.trim().rsplit(' ').next().expect("mock url").to_owned();
+        Self { url, child }
+    }
+
+    /// Everything the mock received, oldest first.
+    pub(crate) async fn requests(&self) -> Vec<Value> {
+        let response = http()
+            .get(format!("{}/_mock/requests", self.url))
+            .send()
+            .await
+            .expect("mock requests");
+        response.json().await.expect("mock json")
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Config with both provider kinds pointed at the mock: Claude models over Anthropic Messages,
+/// GPT models over Chat Completions, and the given client keys.
+pub(crate) fn mock_config(mock: &Mock, extra: &str) -> String {
+    format!(
+        r#"
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{url}"
+api_key = "sk-upstream-anthropic"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "{url}/v1"
+api_key = "sk-upstream-openai"
+models = ["*"]
+
+[[keys]]
+name = "test"
+key = "{KEY}"
+plan = "ultra"
+{extra}
+"#,
+        url = mock.url
+    )
+}
+
+/// The client key every default test config accepts.
+pub(crate) const KEY: &str = "izzi-test-key-0123456789abcdef";
+
+/// A running `izzi serve`.
+pub(crate) struct Gateway {
+    pub(crate) url: String,
+    pub(crate) home: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Starts `izzi serve --port 0` with `config` as its config file.
+    pub(crate) fn start(config: &str) -> Self {
+        let home = tempfile::tempdir().expect("temp home");
+        std::fs::write(home.path().join("config.toml"), config).expect("write config");
+        Self::start_in(home, &[])
+    }
+
+    /// Starts `izzi serve` in an existing home with extra arguments.
+    pub(crate) fn start_in(home: tempfile::TempDir, args: &[&str]) -> Self {
+        let log = std::fs::File::create(home.path().join("izzi.log")).expect("log file");
+        let child = Command::new(izzi_bin())
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .env("IZZI_HOME", home.path())
+            .env("HOME", home.path())
+            .env("IZZI_KEYRING", "file")
+            .env("IZZI_LOG", "izzi=debug,info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start izzi serve");
+        let mut gateway = Self {
+            url: String::new(),
+            home,
+            child: Some(child),
+        };
+        gateway.url = gateway.wait_for_banner();
+        gateway
+    }
+
+    fn wait_for_banner(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if let Some(line) = log
+                .lines()
+                .find(|l| l.contains("izzi gateway listening on "))
+            {
+                return line.rsplit(' ').next().expect("url").to_owned();
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("izzi serve exited with {status} before listening:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "izzi serve did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the gateway wrote to stderr so far.
+    pub(crate) fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(self.home.path().join("izzi.log")) {
+            let _ = file.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    #[cfg(unix)]
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        child.wait().expect("wait")
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An HTTP client for tests.
+pub(crate) fn http() -> reqwest::Client {
+    // reqwest is built without a default TLS provider (the binary installs ring at start).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}

@@ -1,0 +1,505 @@
+//! A mock upstream for tests and benchmarks: speaks Anthropic Messages (`/v1/messages`,
+//! `/v1/messages/count_tokens`) and OpenAI Chat Completions (`/v1/chat/completions`), plain and
+//! streaming, records every request, and fails on demand.
+//!
+//! Behaviour is steered by directives anywhere in the request body (tests put them in the user
+//! message), so concurrent tests never share state:
+//! - `mock:status=N` answer with status N and an error body in the provider's format;
+//!   `mock:retry_after=S` adds `Retry-After`; `mock:html` makes the error body an HTML page.
+//! - `mock:delay_ms=N` wait before the response head; `mock:chunk_delay_ms=N` between events.
+//! - `mock:drop_after=N` stream N events, then cut the connection.
+//! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
+//!   `mock:thinking` reason first; `mock:cache` report cached input tokens.
+//!
+//! `GET /_mock/requests` lists what was received (path, headers, body); `DELETE` clears it.
+//! Run: `mock-upstream [--port N]`; it prints `mock upstream listening on http://ADDR`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Mock {
+    requests: Mutex<Vec<Value>>,
+}
+
+type Shared = Arc<Mock>;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    Anthropic,
+    Openai,
+}
+
+/// The directives found in one request body.
+#[derive(Default)]
+struct Directives {
+    status: Option<u16>,
+    retry_after: Option<u64>,
+    html: bool,
+    delay_ms: u64,
+    chunk_delay_ms: u64,
+    drop_after: Option<usize>,
+    words: usize,
+    tools: bool,
+    thinking: bool,
+    cache: bool,
+}
+
+impl Directives {
+    fn parse(body: &str) -> Self {
+        let mut d = Directives::default();
+        for (i, _) in body.match_indices("mock:") {
+            let rest = &body[i + 5..];
+            let token: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '=')
+                .collect();
+            let (key, value) = token.split_once('=').unwrap_or((token.as_str(), ""));
+            let num = value.parse::<u64>().unwrap_or(0);
+            match key {
+                "status" => d.status = u16::try_from(num).ok(),
+                "retry_after" => d.retry_after = Some(num),
+                "html" => d.html = true,
+                "delay_ms" => d.delay_ms = num,
+                "chunk_delay_ms" => d.chunk_delay_ms = num,
+                "drop_after" => d.drop_after = usize::try_from(num).ok(),
+                "words" => d.words = usize::try_from(num).unwrap_or(0),
+                "tools" => d.tools = true,
+                "thinking" => d.thinking = true,
+                "cache" => d.cache = true,
+                _ => {}
+            }
+        }
+        d
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let mut port = 0u16;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--port" {
+            port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        }
+    }
+    let state: Shared = Arc::default();
+    let app = Router::new()
+        .route(
+            "/v1/messages",
+            post(|s: State<Shared>, h: HeaderMap, b: Bytes| {
+                reply(s, h, b, Wire::Anthropic, "/v1/messages")
+            }),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(|s: State<Shared>, h: HeaderMap, b: Bytes| {
+                reply(s, h, b, Wire::Openai, "/v1/chat/completions")
+            }),
+        )
+        .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/_mock/requests", get(requests).delete(clear))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "mock upstream listening on http://{addr}").expect("stdout");
+        out.flush().expect("flush");
+    }
+    axum::serve(listener, app).await.expect("serve");
+}
+
+fn record(state: &Mock, path: &str, headers: &HeaderMap, body: &[u8]) -> Value {
+    let parsed: Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| json!(String::from_utf8_lossy(body)));
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    let entry = json!({"path": path, "headers": headers, "body": parsed});
+    state.requests.lock().expect("lock").push(entry);
+    parsed
+}
+
+async fn requests(State(state): State<Shared>) -> Response {
+    axum::Json(Value::Array(state.requests.lock().expect("lock").clone())).into_response()
+}
+
+async fn clear(State(state): State<Shared>) -> StatusCode {
+    state.requests.lock().expect("lock").clear();
+    StatusCode::NO_CONTENT
+}
+
+fn error_response(wire: Wire, d: &Directives, status: u16) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = format!("mock failure {}", status.as_u16());
+    let (body, content_type) = if d.html {
+        (
+            format!("<html><body><h1>{message}</h1></body></html>"),
+            "text/html",
+        )
+    } else if wire == Wire::Anthropic {
+        (
+            json!({"type": "error", "error": {"type": "api_error", "message": message}})
+                .to_string(),
+            "application/json",
+        )
+    } else {
+        (json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}).to_string(), "application/json")
+    };
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert("content-type", content_type.parse().expect("header"));
+    if let Some(seconds) = d.retry_after {
+        response.headers_mut().insert("retry-after", seconds.into());
+    }
+    response
+}
+
+async fn count_tokens(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    record(&state, "/v1/messages/count_tokens", &headers, &body);
+    let d = Directives::parse(&String::from_utf8_lossy(&body));
+    if let Some(status) = d.status {
+        return error_response(Wire::Anthropic, &d, status);
+    }
+    // Deterministic and unlike any local estimate, so tests can tell who counted.
+    axum::Json(json!({"input_tokens": body.len() / 3 + 7})).into_response()
+}
+
+/// What the mock model says and does for one request.
+struct Plan {
+    model: String,
+    words: Vec<String>,
+    reasoning: Option<String>,
+    tools: Vec<String>,
+    truncated: bool,
+    input_tokens: u64,
+    cached: u64,
+    cache_write: u64,
+    include_usage: bool,
+}
+
+fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
+    let mut words: Vec<String> = ["Hello", "from", "the", "mock", "upstream."]
+        .iter()
+        .map(|w| (*w).to_owned())
+        .collect();
+    words.extend((0..d.words).map(|i| format!("w{i}")));
+    let limit = request
+        .get("max_tokens")
+        .or_else(|| request.get("max_completion_tokens"))
+        .and_then(Value::as_u64)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let truncated = limit.is_some_and(|n| n < words.len());
+    if let Some(n) = limit {
+        words.truncate(n.max(1));
+    }
+    let tools = if d.tools {
+        request
+            .get("tools")
+            .and_then(Value::as_array)
+            .map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(|t| match wire {
+                        Wire::Anthropic => t.get("name"),
+                        Wire::Openai => t.pointer("/function/name"),
+                    })
+                    .filter_map(Value::as_str)
+                    .take(2)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Plan {
+        model: request
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock")
+            .to_owned(),
+        words,
+        reasoning: d.thinking.then(|| "Let me think about this.".to_owned()),
+        tools,
+        truncated,
+        input_tokens: (body_len / 4) as u64 + 1,
+        cached: if d.cache { 100 } else { 0 },
+        cache_write: if d.cache { 50 } else { 0 },
+        include_usage: request
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true),
+    }
+}
+
+impl Plan {
+    fn text(&self) -> String {
+        self.words.join(" ")
+    }
+    fn output_tokens(&self) -> u64 {
+        (self.words.len() + self.tools.len() * 5) as u64
+    }
+    fn args(i: usize) -> Value {
+        json!({"city": "Paris", "n": i})
+    }
+    fn anthropic_stop(&self) -> &'static str {
+        if !self.tools.is_empty() {
+            "tool_use"
+        } else if self.truncated {
+            "max_tokens"
+        } else {
+            "end_turn"
+        }
+    }
+    fn openai_finish(&self) -> &'static str {
+        if !self.tools.is_empty() {
+            "tool_calls"
+        } else if self.truncated {
+            "length"
+        } else {
+            "stop"
+        }
+    }
+    fn anthropic_usage(&self) -> Value {
+        json!({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens(),
+               "cache_read_input_tokens": self.cached, "cache_creation_input_tokens": self.cache_write})
+    }
+    fn openai_usage(&self) -> Value {
+        let prompt = self.input_tokens + self.cached + self.cache_write;
+        json!({"prompt_tokens": prompt, "completion_tokens": self.output_tokens(),
+               "total_tokens": prompt + self.output_tokens(),
+               "prompt_tokens_details": {"cached_tokens": self.cached},
+               "completion_tokens_details": {"reasoning_tokens": 0}})
+    }
+
+    fn anthropic_message(&self) -> Value {
+        let mut content = Vec::new();
+        if let Some(r) = &self.reasoning {
+            content.push(json!({"type": "thinking", "thinking": r, "signature": "mock-signature"}));
+        }
+        content.push(json!({"type": "text", "text": self.text()}));
+        for (i, name) in self.tools.iter().enumerate() {
+            content.push(json!({"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": Self::args(i)}));
+        }
+        json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": self.model,
+               "content": content, "stop_reason": self.anthropic_stop(), "stop_sequence": null,
+               "usage": self.anthropic_usage()})
+    }
+
+    fn openai_completion(&self) -> Value {
+        let calls: Vec<Value> = self
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, name)| json!({"id": format!("call_mock{i}"), "type": "function",
+                                    "function": {"name": name, "arguments": Self::args(i).to_string()}}))
+            .collect();
+        let mut message = json!({"role": "assistant", "content": self.text(), "refusal": null});
+        if !calls.is_empty() {
+            message["tool_calls"] = Value::Array(calls);
+        }
+        if let Some(r) = &self.reasoning {
+            message["reasoning_content"] = json!(r);
+        }
+        json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": self.model,
+               "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": self.openai_finish()}],
+               "usage": self.openai_usage()})
+    }
+
+    fn anthropic_events(&self) -> Vec<String> {
+        let mut events = Vec::new();
+        let mut push =
+            |name: &str, data: Value| events.push(format!("event: {name}\ndata: {data}\n\n"));
+        let mut start = self.anthropic_message();
+        start["content"] = json!([]);
+        start["stop_reason"] = Value::Null;
+        start["usage"]["output_tokens"] = json!(1);
+        push(
+            "message_start",
+            json!({"type": "message_start", "message": start}),
+        );
+        push("ping", json!({"type": "ping"}));
+        let mut index = 0;
+        if let Some(r) = &self.reasoning {
+            push(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}}),
+            );
+            push(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": r}}),
+            );
+            push(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": "mock-signature"}}),
+            );
+            push(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": index}),
+            );
+            index += 1;
+        }
+        push(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+        );
+        for (i, word) in self.words.iter().enumerate() {
+            let text = if i == 0 {
+                word.clone()
+            } else {
+                format!(" {word}")
+            };
+            push(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
+            );
+        }
+        push(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        );
+        for (i, name) in self.tools.iter().enumerate() {
+            index += 1;
+            push(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": {}}}),
+            );
+            let args = Self::args(i).to_string();
+            let (a, b) = args.split_at(args.len() / 2);
+            for part in [a, b] {
+                push(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": part}}),
+                );
+            }
+            push(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+        push(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": self.anthropic_stop(), "stop_sequence": null},
+            "usage": {"output_tokens": self.output_tokens()}}),
+        );
+        push("message_stop", json!({"type": "message_stop"}));
+        events
+    }
+
+    fn openai_events(&self) -> Vec<String> {
+        let mut events = Vec::new();
+        let chunk = |delta: Value, finish: Value| {
+            let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}], "usage": null});
+            format!("data: {data}\n\n")
+        };
+        events.push(chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+        ));
+        if let Some(r) = &self.reasoning {
+            events.push(chunk(json!({"reasoning_content": r}), Value::Null));
+        }
+        for (i, word) in self.words.iter().enumerate() {
+            let text = if i == 0 {
+                word.clone()
+            } else {
+                format!(" {word}")
+            };
+            events.push(chunk(json!({"content": text}), Value::Null));
+        }
+        for (i, name) in self.tools.iter().enumerate() {
+            events.push(chunk(json!({"tool_calls": [{"index": i, "id": format!("call_mock{i}"), "type": "function",
+                "function": {"name": name, "arguments": ""}}]}), Value::Null));
+            let args = Self::args(i).to_string();
+            let (a, b) = args.split_at(args.len() / 2);
+            for part in [a, b] {
+                events.push(chunk(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": part}}]}),
+                    Value::Null,
+                ));
+            }
+        }
+        events.push(chunk(json!({}), json!(self.openai_finish())));
+        if self.include_usage {
+            let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                "model": self.model, "choices": [], "usage": self.openai_usage()});
+            events.push(format!("data: {data}\n\n"));
+        }
+        events.push("data: [DONE]\n\n".to_owned());
+        events
+    }
+}
+
+async fn reply(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+    wire: Wire,
+    path: &'static str,
+) -> Response {
+    let request = record(&state, path, &headers, &body);
+    let d = Directives::parse(&String::from_utf8_lossy(&body));
+    if d.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(d.delay_ms)).await;
+    }
+    if let Some(status) = d.status {
+        return error_response(wire, &d, status);
+    }
+    let plan = plan(&request, body.len(), wire, &d);
+    let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+    if !stream {
+        let value = match wire {
+            Wire::Anthropic => plan.anthropic_message(),
+            Wire::Openai => plan.openai_completion(),
+        };
+        return axum::Json(value).into_response();
+    }
+    let events = match wire {
+        Wire::Anthropic => plan.anthropic_events(),
+        Wire::Openai => plan.openai_events(),
+    };
+    let delay = Duration::from_millis(d.chunk_delay_ms);
+    let drop_after = d.drop_after;
+    let body = futures_util::stream::unfold(
+        (events.into_iter(), 0usize),
+        move |(mut events, sent)| async move {
+            if drop_after.is_some_and(|n| sent >= n) {
+                // An error item makes hyper cut the connection mid-body.
+                return Some((
+                    Err::<Bytes, std::io::Error>(std::io::Error::other("mock drop")),
+                    (events, sent),
+                ));
+            }
+            let event = events.next()?;
+            if sent > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Some((Ok(Bytes::from(event)), (events, sent + 1)))
+        },
+    );
+    let mut response = Response::new(Body::from_stream(body));
+    response
+        .headers_mut()
+        .insert("content-type", "text/event-stream".parse().expect("header"));
+    response
+        .headers_mut()
+        .insert("request-id", "req_mock".parse().expect("header"));
+    response
+}
