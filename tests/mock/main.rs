@@ -176,7 +176,9 @@ async fn count_tokens(State(state): State<Shared>, headers: HeaderMap, body: Byt
         return error_response(Wire::Anthropic, &d, status);
     }
     // Deterministic and unlike any local estimate, so tests can tell who counted.
-    axum::Json(json!({"input_tokens": body.len() / 3 + 7})).into_response()
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let messages = request.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    axum::Json(json!({"input_tokens": 1000 + messages})).into_response()
 }
 
 /// What the mock model says and does for one request.
