@@ -59,6 +59,9 @@ pub(crate) struct Model {
     /// Release date, `YYYY-MM-DD`.
     #[serde(default)]
     pub(crate) created: String,
+    /// Models to try, in order, when this one's provider fails before answering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) fallbacks: Vec<String>,
 }
 
 fn default_tokenizer() -> String {
@@ -86,6 +89,7 @@ pub(crate) struct ModelOverride {
     pub(crate) max_output: Option<u32>,
     pub(crate) tokenizer: Option<String>,
     pub(crate) reasoning: Option<bool>,
+    pub(crate) fallbacks: Option<Vec<String>>,
 }
 
 impl Model {
@@ -123,7 +127,7 @@ impl Model {
             output_per_mtok,
             context_window
         );
-        set!(max_output, tokenizer, reasoning);
+        set!(max_output, tokenizer, reasoning, fallbacks);
         if o.upstream_id.is_some() {
             self.upstream_id.clone_from(&o.upstream_id);
         }
@@ -157,6 +161,7 @@ impl Model {
             tokenizer: default_tokenizer(),
             reasoning: false,
             created: String::new(),
+            fallbacks: Vec::new(),
         };
         model.apply(o);
         Ok(model)

@@ -91,7 +91,13 @@ pub(crate) struct Provider {
     /// Globs of model ids routed here when the catalog does not name this provider.
     #[serde(default)]
     pub(crate) models: Vec<String>,
+    /// Retries after a connection error, 429 or 5xx, before the first byte reaches the client
+    /// [default: 2].
+    pub(crate) max_retries: Option<u32>,
 }
+
+/// Retries per provider when config does not say.
+pub(crate) const DEFAULT_MAX_RETRIES: u32 = 2;
 
 /// Plans, with the seed's limits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,11 +11,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream as FuturesStream, StreamExt as _};
+use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
 
 use super::AppState;
 use super::auth::{self, Client};
+use super::dispatch::{self, Answer, ByteStream, Outgoing};
 use super::errors::ApiError;
 use super::routing::Route;
 use super::upstream::{self, Forwarded};
@@ -48,48 +48,42 @@ async fn handle(
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
     let route = route(&state, &shape.model)?;
-    let target = Target {
-        upstream_model: route.model.upstream_id(),
-        client_model: &shape.model,
-        max_output: route.model.max_output,
-        reasoning: route.model.reasoning,
-    };
-    let kind = route.provider.kind;
-    let prepared =
-        translate::request(format, kind, &body, &target).map_err(|e| ApiError::invalid(e.0))?;
-    let upstream_body = match prepared.body {
-        Cow::Borrowed(_) => bytes.clone(),
-        Cow::Owned(owned) => Bytes::from(owned),
-    };
-    let mut forwarded = Forwarded::from_headers(&parts.headers);
-    if prepared.translated {
-        // Betas name Anthropic features; a translated body carries none of them.
-        forwarded.anthropic_beta = None;
-    }
-    let life = Life {
+    let mut life = Life {
         started,
         client: client.name.clone(),
         model: route.model.id.clone(),
         provider: route.provider.name.clone(),
         stream: shape.stream,
         status: StatusCode::OK,
-        outcome: Outcome::Completed,
+        outcome: Outcome::UpstreamFailed,
         usage: Usage::default(),
     };
-    let url = route.provider.messages_url();
-    let response = upstream::send(
-        &state.client,
-        &route.provider,
-        &url,
-        upstream_body,
-        &forwarded,
-    )
-    .await?;
-    if shape.stream {
-        relay_stream(format, kind, &target, response, life).await
-    } else {
-        whole(format, kind, &target, &route, response, life).await
-    }
+    let forwarded = Forwarded::from_headers(&parts.headers);
+    let outgoing = Outgoing {
+        format,
+        body: &body,
+        raw: &bytes,
+        client_model: &shape.model,
+        stream: shape.stream,
+        forwarded: &forwarded,
+    };
+    let sent = match dispatch::send(&state, &outgoing, route).await {
+        Ok(sent) => sent,
+        Err(err) => {
+            life.status = err.status;
+            return Err(err);
+        }
+    };
+    life.model.clone_from(&sent.route.model.id);
+    life.provider.clone_from(&sent.route.provider.name);
+    let target = dispatch::target(&sent.route, &shape.model);
+    let kind = sent.route.provider.kind;
+    let mut response = match sent.answer {
+        Answer::Whole(answer) => whole(format, kind, &target, answer, life)?,
+        Answer::Stream { first, rest } => relay_stream(format, kind, &target, first, rest, life),
+    };
+    response.headers_mut().extend(sent.headers);
+    Ok(response)
 }
 
 /// The key's client, or 401.
@@ -176,61 +170,43 @@ fn route(state: &AppState, model: &str) -> Result<Route, ApiError> {
     })
 }
 
-/// A non-streamed answer: read whole, translated if the formats differ.
-async fn whole(
+/// A non-streamed answer, translated if the formats differ.
+fn whole(
     format: Format,
     kind: Kind,
     target: &Target<'_>,
-    route: &Route,
-    response: reqwest::Response,
+    answer: Bytes,
     mut life: Life,
 ) -> Result<Response, ApiError> {
-    let passed = passed_headers(response.headers());
-    let bytes = match response.bytes().await {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            life.outcome = Outcome::UpstreamFailed;
-            return Err(upstream::connection_error(&route.provider.name, &err));
-        }
-    };
-    let (out, usage) = translate::response(format, kind, &bytes, target).map_err(|e| {
-        life.outcome = Outcome::UpstreamFailed;
+    let (out, usage) = translate::response(format, kind, &answer, target).map_err(|e| {
+        life.status = StatusCode::BAD_GATEWAY;
         ApiError::upstream(format!("The upstream answer could not be read: {e}"))
     })?;
     life.usage = usage;
+    life.outcome = Outcome::Completed;
     let out = match out {
-        Cow::Borrowed(_) => bytes.clone(),
+        Cow::Borrowed(_) => answer.clone(),
         Cow::Owned(owned) => Bytes::from(owned),
     };
     let mut response = (StatusCode::OK, out).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.extend(passed);
     Ok(response)
 }
 
-/// A streamed answer. The first upstream chunk is awaited before the 200 goes out, so a stream
-/// that fails at once is still a proper error status; after that, events flow as they arrive.
-async fn relay_stream(
+/// A streamed answer whose first chunk has arrived: from here on, events flow to the client as
+/// they arrive, translated one at a time.
+fn relay_stream(
     format: Format,
     kind: Kind,
     target: &Target<'_>,
-    response: reqwest::Response,
+    first: Option<Bytes>,
+    upstream: ByteStream,
     mut life: Life,
-) -> Result<Response, ApiError> {
-    let passed = passed_headers(response.headers());
-    let mut upstream = response.bytes_stream().boxed();
-    let first = match upstream.next().await {
-        Some(Ok(chunk)) => Some(chunk),
-        Some(Err(err)) => {
-            life.outcome = Outcome::UpstreamFailed;
-            return Err(upstream::connection_error(&life.provider, &err));
-        }
-        None => None,
-    };
+) -> Response {
+    life.outcome = Outcome::Completed;
     let relay = Relay {
         upstream,
         first,
@@ -249,22 +225,8 @@ async fn relay_stream(
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    headers.extend(passed);
-    Ok(response)
+    response
 }
-
-/// Upstream response headers the client may see.
-fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in ["request-id", "x-request-id"] {
-        if let Some(value) = upstream.get(name) {
-            out.insert(name, value.clone());
-        }
-    }
-    out
-}
-
-type ByteStream = Pin<Box<dyn FuturesStream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// A stream being relayed: upstream bytes in, client bytes out, one event at a time.
 struct Relay {
@@ -443,8 +405,8 @@ async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiEr
                     tracing::debug!(provider = %route.provider.name, "count_tokens answer unreadable; counting locally")
                 }
             },
-            Err(err) => {
-                tracing::debug!(provider = %route.provider.name, error = %err.message, "count_tokens upstream failed; counting locally");
+            Err(failure) => {
+                tracing::debug!(provider = %route.provider.name, error = %failure.error.message, "count_tokens upstream failed; counting locally");
             }
         }
     }

@@ -26,6 +26,8 @@ pub(crate) struct Provider {
     pub(crate) base_url: String,
     /// The upstream key, if one is configured.
     pub(crate) api_key: Option<String>,
+    /// Retries after a connection error, 429 or 5xx, before the first byte reaches the client.
+    pub(crate) max_retries: u32,
     globs: GlobSet,
 }
 
@@ -147,6 +149,7 @@ fn hosted(
         kind,
         base_url: base.to_owned(),
         api_key: key.map(str::to_owned),
+        max_retries: config::DEFAULT_MAX_RETRIES,
         globs: glob_set(globs.iter().copied())?,
     })
 }
@@ -166,6 +169,7 @@ fn configured(p: &config::Provider) -> Result<Provider> {
         kind: p.kind,
         base_url: p.base_url.trim_end_matches('/').to_owned(),
         api_key,
+        max_retries: p.max_retries.unwrap_or(config::DEFAULT_MAX_RETRIES),
         globs: glob_set(p.models.iter().map(String::as_str))?,
     })
 }
@@ -196,6 +200,7 @@ fn uncatalogued(name: &str, provider: &str) -> Model {
         tokenizer: "estimate".to_owned(),
         reasoning: false,
         created: String::new(),
+        fallbacks: Vec::new(),
     }
 }
 

@@ -49,6 +49,38 @@ impl Forwarded {
     }
 }
 
+/// A failed upstream exchange: the client's error, and whether trying again may help.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: ApiError,
+    /// Connection errors, 429 and 5xx: worth a retry or a fallback.
+    pub(crate) retryable: bool,
+    /// The upstream's `Retry-After`, in seconds.
+    pub(crate) retry_after: Option<u64>,
+}
+
+impl Failure {
+    /// A transport failure (connect, timeout, cut connection): retryable.
+    pub(crate) fn transport(provider: &str, err: &reqwest::Error) -> Self {
+        Self {
+            error: connection_error(provider, err),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+}
+
+/// Upstream response headers the client may see.
+pub(crate) fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in ["request-id", "x-request-id"] {
+        if let Some(value) = upstream.get(name) {
+            out.insert(name, value.clone());
+        }
+    }
+    out
+}
+
 /// Sends `body` to `url` with the provider's own key. A connection failure or timeout is a 502
 /// `connection_error`; an error status is mapped by [`error_from_status`].
 pub(crate) async fn send(
@@ -57,7 +89,7 @@ pub(crate) async fn send(
     url: &str,
     body: Bytes,
     forwarded: &Forwarded,
-) -> Result<reqwest::Response, ApiError> {
+) -> Result<reqwest::Response, Failure> {
     let mut request = client
         .post(url)
         .header("content-type", "application/json")
@@ -87,7 +119,7 @@ pub(crate) async fn send(
     let response = request
         .send()
         .await
-        .map_err(|err| connection_error(&provider.name, &err))?;
+        .map_err(|err| Failure::transport(&provider.name, &err))?;
     if response.status().is_success() {
         return Ok(response);
     }
@@ -98,12 +130,11 @@ pub(crate) async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let body = response.bytes().await.unwrap_or_default();
-    Err(error_from_status(
-        &provider.name,
-        status,
-        &body,
+    Err(Failure {
+        error: error_from_status(&provider.name, status, &body, retry_after),
+        retryable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
         retry_after,
-    ))
+    })
 }
 
 /// A transport failure talking to `provider`, as a 502 `connection_error`.

@@ -633,3 +633,124 @@ fn refuses_to_listen_beyond_loopback_without_client_keys() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("refusing to listen on 0.0.0.0"));
 }
+
+/// Requests the mock received whose body mentions `marker`.
+async fn received(mock: &Mock, marker: &str) -> Vec<Value> {
+    mock.requests()
+        .await
+        .into_iter()
+        .filter(|r| r["body"].to_string().contains(marker))
+        .collect()
+}
+
+#[tokio::test]
+async fn retryable_upstream_failures_are_retried_before_the_first_byte() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let client = http();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{}{path}", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+    // Two 503s, then an answer: the default two retries absorb them.
+    let r = post(
+        "/v1/chat/completions",
+        gpt_body("mock:fail_first=2 mock:id=plain", false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(received(&mock, "mock:id=plain").await.len(), 3);
+    // A 429 with Retry-After: 1 is waited out.
+    let r = post(
+        "/v1/messages",
+        claude_body(
+            "mock:fail_first=1 mock:fail_status=429 mock:retry_after=1 mock:id=limited",
+            false,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(received(&mock, "mock:id=limited").await.len(), 2);
+    // A stream that fails before its first byte is retried too.
+    let r = post(
+        "/v1/messages",
+        claude_body("mock:fail_first=1 mock:id=stream", true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("message_stop"));
+    // Three failures are one too many.
+    let r = post(
+        "/v1/chat/completions",
+        gpt_body("mock:fail_first=3 mock:id=many", false),
+    )
+    .await
+    .unwrap();
+    assert_error(r, 502, "upstream_error").await;
+    assert_eq!(received(&mock, "mock:id=many").await.len(), 3);
+    // Client errors are never retried.
+    let r = post(
+        "/v1/chat/completions",
+        gpt_body("mock:fail_first=1 mock:fail_status=400 mock:id=bad", false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(received(&mock, "mock:id=bad").await.len(), 1);
+    // Once bytes reached the client nothing is retried.
+    let text = post(
+        "/v1/messages",
+        claude_body("mock:drop_after=4 mock:chunk_delay_ms=20 mock:id=cut", true),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(text.contains("event: error"));
+    assert_eq!(received(&mock, "mock:id=cut").await.len(), 1);
+}
+
+#[tokio::test]
+async fn fallbacks_are_tried_in_order_when_a_provider_fails() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mock = Mock::start();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "dead"
+kind = "openai"
+base_url = "http://127.0.0.1:{dead}/v1"
+max_retries = 0
+
+[[models]]
+id = "gpt-4.1"
+provider = "dead"
+fallbacks = ["gpt-9-unknown-to-all", "gpt-4.1-mini"]
+"#
+    );
+    let config =
+        mock_config(&mock, &extra).replace("models = [\"*\"]", "models = [\"gpt-4.1-mini\"]");
+    let gw = Gateway::start(&config);
+    let r = http()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&gpt_body("fallback please", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = received(&mock, "fallback please").await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["body"]["model"], "gpt-4.1-mini");
+}

@@ -6,6 +6,8 @@
 //! message), so concurrent tests never share state:
 //! - `mock:status=N` answer with status N and an error body in the provider's format;
 //!   `mock:retry_after=S` adds `Retry-After`; `mock:html` makes the error body an HTML page.
+//! - `mock:fail_first=N mock:id=X` fail the first N requests carrying id X (then answer), with
+//!   `mock:fail_status=N` (default 503).
 //! - `mock:delay_ms=N` wait before the response head; `mock:chunk_delay_ms=N` between events.
 //! - `mock:drop_after=N` stream N events, then cut the connection.
 //! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
@@ -28,6 +30,8 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct Mock {
     requests: Mutex<Vec<Value>>,
+    /// Requests seen per `mock:id`, for `mock:fail_first`.
+    seen: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 type Shared = Arc<Mock>;
@@ -51,6 +55,9 @@ struct Directives {
     tools: bool,
     thinking: bool,
     cache: bool,
+    fail_first: u64,
+    fail_status: Option<u16>,
+    id: String,
 }
 
 impl Directives {
@@ -75,6 +82,9 @@ impl Directives {
                 "tools" => d.tools = true,
                 "thinking" => d.thinking = true,
                 "cache" => d.cache = true,
+                "fail_first" => d.fail_first = num,
+                "fail_status" => d.fail_status = u16::try_from(num).ok(),
+                "id" => value.clone_into(&mut d.id),
                 _ => {}
             }
         }
@@ -169,6 +179,17 @@ fn error_response(wire: Wire, d: &Directives, status: u16) -> Response {
     response
 }
 
+/// The status to fail with when this request is one of the first `fail_first` with its id.
+fn failing(state: &Mock, d: &Directives) -> Option<u16> {
+    if d.fail_first == 0 {
+        return None;
+    }
+    let mut seen = state.seen.lock().expect("lock");
+    let count = seen.entry(d.id.clone()).or_insert(0);
+    *count += 1;
+    (*count <= d.fail_first).then_some(d.fail_status.unwrap_or(503))
+}
+
 async fn count_tokens(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     record(&state, "/v1/messages/count_tokens", &headers, &body);
     let d = Directives::parse(&String::from_utf8_lossy(&body));
@@ -177,7 +198,10 @@ async fn count_tokens(State(state): State<Shared>, headers: HeaderMap, body: Byt
     }
     // Deterministic and unlike any local estimate, so tests can tell who counted.
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let messages = request.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     axum::Json(json!({"input_tokens": 1000 + messages})).into_response()
 }
 
@@ -461,7 +485,7 @@ async fn reply(
     if d.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(d.delay_ms)).await;
     }
-    if let Some(status) = d.status {
+    if let Some(status) = d.status.or_else(|| failing(&state, &d)) {
         return error_response(wire, &d, status);
     }
     let plan = plan(&request, body.len(), wire, &d);

@@ -1,0 +1,205 @@
+//! Getting an answer from upstream before anything reaches the client: retries with backoff and
+//! jitter for connection errors, 429 and 5xx, then the model's configured fallbacks in order.
+//!
+//! An attempt ends at the first byte of a stream or the whole of a plain answer, so a failure
+//! there can still be retried; once bytes go to the client nothing is ever retried.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use futures_util::{Stream as FuturesStream, StreamExt as _};
+
+use super::AppState;
+use super::errors::ApiError;
+use super::routing::{Provider, Route};
+use super::upstream::{self, Failure, Forwarded};
+use crate::protocol::Format;
+use crate::protocol::json::Body;
+use crate::translate::{self, Target};
+
+/// The upstream's body after the first chunk.
+pub(crate) type ByteStream = Pin<Box<dyn FuturesStream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// What came back.
+pub(crate) enum Answer {
+    /// A plain answer, read whole.
+    Whole(Bytes),
+    /// A stream: its first chunk (none if it was empty) and the rest.
+    Stream {
+        first: Option<Bytes>,
+        rest: ByteStream,
+    },
+}
+
+/// A successful exchange: who answered and what.
+pub(crate) struct Sent {
+    pub(crate) route: Route,
+    /// Upstream response headers the client may see.
+    pub(crate) headers: HeaderMap,
+    pub(crate) answer: Answer,
+}
+
+/// The request as the client sent it.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) format: Format,
+    pub(crate) body: &'a Body<'a>,
+    pub(crate) raw: &'a Bytes,
+    pub(crate) client_model: &'a str,
+    pub(crate) stream: bool,
+    pub(crate) forwarded: &'a Forwarded,
+}
+
+/// The translation target for a route.
+pub(crate) fn target<'a>(route: &'a Route, client_model: &'a str) -> Target<'a> {
+    Target {
+        upstream_model: route.model.upstream_id(),
+        client_model,
+        max_output: route.model.max_output,
+        reasoning: route.model.reasoning,
+    }
+}
+
+/// Sends to `primary`, retrying it, then to each of its fallbacks that routes, until one answers.
+pub(crate) async fn send(
+    state: &AppState,
+    out: &Outgoing<'_>,
+    primary: Route,
+) -> Result<Sent, ApiError> {
+    let fallbacks: Vec<Route> = primary
+        .model
+        .fallbacks
+        .iter()
+        .filter_map(|m| state.router.route(m))
+        .collect();
+    let mut last = None;
+    for (i, route) in std::iter::once(primary).chain(fallbacks).enumerate() {
+        let prepared = match translate::request(
+            out.format,
+            route.provider.kind,
+            out.body,
+            &target(&route, out.client_model),
+        ) {
+            Ok(prepared) => prepared,
+            Err(err) if i == 0 => return Err(ApiError::invalid(err.0)),
+            Err(err) => {
+                tracing::debug!(model = %route.model.id, error = %err, "fallback cannot carry this request");
+                continue;
+            }
+        };
+        let body = match prepared.body {
+            Cow::Borrowed(_) => out.raw.clone(),
+            Cow::Owned(owned) => Bytes::from(owned),
+        };
+        let mut forwarded = out.forwarded.clone();
+        if prepared.translated {
+            // Betas name Anthropic features; a translated body carries none of them.
+            forwarded.anthropic_beta = None;
+        }
+        match with_retries(state, &route.provider, body, &forwarded, out.stream).await {
+            Ok((headers, answer)) => {
+                return Ok(Sent {
+                    route,
+                    headers,
+                    answer,
+                });
+            }
+            Err(failure) if failure.retryable => {
+                tracing::warn!(model = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying the next fallback if any");
+                last = Some(failure.error);
+            }
+            Err(failure) => return Err(failure.error),
+        }
+    }
+    Err(last.unwrap_or_else(|| ApiError::internal("No provider could be tried for this model.")))
+}
+
+/// Longest `Retry-After` worth waiting for inside one request; a longer one goes to the client.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+async fn with_retries(
+    state: &AppState,
+    provider: &Provider,
+    body: Bytes,
+    forwarded: &Forwarded,
+    stream: bool,
+) -> Result<(HeaderMap, Answer), Failure> {
+    let mut attempt = 0;
+    loop {
+        match once(state, provider, body.clone(), forwarded, stream).await {
+            Err(failure) if failure.retryable && attempt < provider.max_retries => {
+                let wait = match failure.retry_after.map(Duration::from_secs) {
+                    Some(wait) if wait > MAX_RETRY_WAIT => return Err(failure),
+                    Some(wait) => wait,
+                    None => backoff(attempt),
+                };
+                tracing::debug!(provider = %provider.name, attempt, wait_ms = wait.as_millis() as u64, error = %failure.error.message, "retrying upstream");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Exponential backoff from 200 ms, capped at 5 s, with jitter (half to all of it), so
+/// clients retrying together do not hit the upstream together.
+fn backoff(attempt: u32) -> Duration {
+    let full = Duration::from_millis(200)
+        .saturating_mul(1 << attempt.min(5))
+        .min(Duration::from_secs(5));
+    full.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+}
+
+async fn once(
+    state: &AppState,
+    provider: &Provider,
+    body: Bytes,
+    forwarded: &Forwarded,
+    stream: bool,
+) -> Result<(HeaderMap, Answer), Failure> {
+    let response = upstream::send(
+        &state.client,
+        provider,
+        &provider.messages_url(),
+        body,
+        forwarded,
+    )
+    .await?;
+    let headers = upstream::passed_headers(response.headers());
+    let answer = if stream {
+        let mut rest = response.bytes_stream().boxed();
+        let first = match rest.next().await {
+            Some(Ok(chunk)) => Some(chunk),
+            Some(Err(err)) => return Err(Failure::transport(&provider.name, &err)),
+            None => None,
+        };
+        Answer::Stream { first, rest }
+    } else {
+        Answer::Whole(
+            response
+                .bytes()
+                .await
+                .map_err(|err| Failure::transport(&provider.name, &err))?,
+        )
+    };
+    Ok((headers, answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        for attempt in 0..10 {
+            let full = Duration::from_millis(200)
+                .saturating_mul(1 << attempt.min(5))
+                .min(Duration::from_secs(5));
+            let wait = backoff(attempt);
+            assert!(wait >= full / 2 && wait <= full, "{attempt}: {wait:?}");
+        }
+    }
+}
