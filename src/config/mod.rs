@@ -41,6 +41,12 @@ pub(crate) struct Server {
     pub(crate) upstream_idle_timeout_s: u64,
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
     pub(crate) shutdown_grace_s: u64,
+    /// Seconds a client gets to send its request headers (slow senders are cut off).
+    pub(crate) header_read_timeout_s: u64,
+    /// Seconds a client gets to send its request body.
+    pub(crate) body_read_timeout_s: u64,
+    /// Open client connections at most; beyond it new ones wait to be accepted.
+    pub(crate) max_connections: usize,
 }
 
 impl Default for Server {
@@ -52,6 +58,9 @@ impl Default for Server {
             connect_timeout_s: 10,
             upstream_idle_timeout_s: 300,
             shutdown_grace_s: 30,
+            header_read_timeout_s: 30,
+            body_read_timeout_s: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -198,6 +207,9 @@ impl Config {
     fn check(&self) -> Result<()> {
         if self.server.max_body_bytes == 0 {
             bail!("`server.max_body_bytes` must be above 0");
+        }
+        if self.server.max_connections == 0 {
+            bail!("`server.max_connections` must be above 0");
         }
         for (i, p) in self.providers.iter().enumerate() {
             if self.providers[..i].iter().any(|q| q.name == p.name) {

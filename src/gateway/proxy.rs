@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Request, State};
@@ -20,6 +20,7 @@ use super::dispatch::{self, Answer, ByteStream, Outgoing};
 use super::errors::ApiError;
 use super::routing::Route;
 use super::upstream::{self, Forwarded};
+use crate::config::Server;
 use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind, Usage, sse};
 use crate::translate::{self, Target};
@@ -44,7 +45,7 @@ async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let client = authenticate(&state, &parts.headers)?;
-    let bytes = read_body(body, &parts.headers, state.config.server.max_body_bytes).await?;
+    let bytes = read_body(body, &parts.headers, &state.config.server).await?;
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
     let route = route(&state, &shape.model)?;
@@ -99,9 +100,15 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Client>, Ap
         .ok_or_else(|| ApiError::unauthenticated("The API key is not valid."))
 }
 
-/// Reads the whole request body, refusing with 413 anything over `limit` (before reading it
-/// when `Content-Length` already says so).
-async fn read_body(body: HttpBody, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole request body, refusing with 413 anything over `max_body_bytes` (before
+/// reading it when `Content-Length` already says so) and with 408 a body that does not arrive
+/// within `body_read_timeout_s`.
+async fn read_body(
+    body: HttpBody,
+    headers: &HeaderMap,
+    server: &Server,
+) -> Result<Bytes, ApiError> {
+    let limit = server.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -109,7 +116,20 @@ async fn read_body(body: HttpBody, headers: &HeaderMap, limit: usize) -> Result<
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
+    let timeout = Duration::from_secs(server.body_read_timeout_s);
+    let Ok(collected) =
+        tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect()).await
+    else {
+        return Err(ApiError::with_status(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!(
+                "The request body did not arrive within {} seconds.",
+                timeout.as_secs()
+            ),
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err)
             if err
@@ -377,7 +397,7 @@ pub(crate) async fn count_tokens(State(state): State<Arc<AppState>>, request: Re
 async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     authenticate(&state, &parts.headers)?;
-    let bytes = read_body(body, &parts.headers, state.config.server.max_body_bytes).await?;
+    let bytes = read_body(body, &parts.headers, &state.config.server).await?;
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(Format::Messages, &body)?;
     let route = route(&state, &shape.model)?;

@@ -1,15 +1,19 @@
 //! HTTP wiring: routes under the three prefixes, the fallbacks, graceful shutdown. No business
 //! rules.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tower::ServiceExt as _;
 
 use super::AppState;
 use super::errors::ApiError;
@@ -46,28 +50,76 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish for at most `grace`.
+///
+/// Connections are served by hyper directly (not `axum::serve`) for what a gateway facing
+/// hostile clients needs: a header read timeout against slow senders, a cap on open
+/// connections, and graceful shutdown that waits for streams.
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let mut stopped = stop_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => return result.map_err(Into::into),
-        () = shutdown_signal() => {}
+    let server = &state.config.server;
+    let header_timeout = Duration::from_secs(server.header_read_timeout_s);
+    let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
+    let app = app(Arc::clone(&state));
+    let graceful = GracefulShutdown::new();
+    let mut signal = std::pin::pin!(shutdown_signal());
+    loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot?,
+            () = &mut signal => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            app.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            // hyper's header timeout starts at the first byte: a client that connects and
+            // sends nothing would hold its slot forever.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
+                Ok(Ok(1))
+            ) {
+                return;
+            }
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection).await {
+                tracing::debug!(error = %err, %remote, "connection ended with an error");
+            }
+        });
     }
+    drop(listener);
     tracing::info!(
         grace_s = grace.as_secs(),
         "shutting down: finishing in-flight requests"
     );
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(grace, server).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within the grace period; closing them");
     }
     Ok(())

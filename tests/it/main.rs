@@ -1,4 +1,5 @@
 //! Integration tests: the real `izzi` binary against the mock upstream, over real HTTP.
 
 mod gateway;
+mod hostile;
 mod support;

@@ -117,6 +117,7 @@ async fn main() {
         )
         .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/_mock/requests", get(requests).delete(clear))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -481,6 +482,10 @@ async fn reply(
     path: &'static str,
 ) -> Response {
     let request = record(&state, path, &headers, &body);
+    if !request.is_object() {
+        // As the real APIs do: what does not parse as a JSON object is a 400.
+        return error_response(wire, &Directives::default(), 400);
+    }
     let d = Directives::parse(&String::from_utf8_lossy(&body));
     if d.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(d.delay_ms)).await;
