@@ -96,6 +96,8 @@ def npm_env(tmp_path_factory) -> dict:
     env.update(
         HOME=str(home),
         IZZI_HOME=str(home / "izzi"),
+        # The file store: no desktop keyring (D-Bus) to wait on, and nothing stored in it.
+        IZZI_KEYRING="file",
         npm_config_cache=str(home / "npm-cache"),
         npm_config_userconfig=str(home / ".npmrc"),
         npm_config_registry=NO_REGISTRY,
