@@ -116,7 +116,7 @@ download() {
 	if command -v curl >/dev/null 2>&1; then
 		curl --fail --silent --show-error --location --retry 3 --output "$2" "$1"
 	elif command -v wget >/dev/null 2>&1; then
-		wget --quiet --output-document="$2" "$1"
+		wget -q -O "$2" "$1"
 	else
 		fail "neither \`curl\` nor \`wget\` is installed; install one, or download the archive yourself and run \`install.sh --archive FILE\`"
 	fi
