@@ -4,6 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use rust_decimal::Decimal;
+
+use crate::config::Plan;
 
 /// One key and one endpoint for every AI coding tool.
 ///
@@ -21,6 +24,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the local gateway (OpenAI and Anthropic APIs on one port).
     Serve(ServeArgs),
+    /// Create, list and revoke the client keys the gateway accepts.
+    Keys(KeysArgs),
+    /// Requests, tokens and cost per key and model, from the usage ledger.
+    Usage(UsageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -34,6 +41,70 @@ pub(crate) struct ServeArgs {
     /// Port to listen on; 0 picks a free one [default: the config's `server.port`, else 8745].
     #[arg(long, value_name = "N")]
     pub(crate) port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeysArgs {
+    #[command(subcommand)]
+    pub(crate) command: KeysCommand,
+    /// Config file whose `[[keys]]` are listed too [default: $IZZI_HOME/config.toml].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a key and print it once; izzi keeps only its SHA-256 hash.
+    Create(KeyCreateArgs),
+    /// Every key with its plan, limits, spend and balance (never the key itself).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; a running gateway refuses it within a second.
+    Revoke {
+        /// The key's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyCreateArgs {
+    /// A name for the key: letters, digits, `.`, `_` and `-`.
+    #[arg(long)]
+    pub(crate) name: String,
+    /// The plan, which sets requests per minute, concurrent requests and requests per day.
+    #[arg(long, value_enum, default_value_t = Plan::Pro)]
+    pub(crate) plan: Plan,
+    /// Monthly budget in USD [default: none].
+    #[arg(long, value_name = "USD")]
+    pub(crate) budget: Option<Decimal>,
+    /// Credits in USD, debited by every request's cost [default: no balance check].
+    #[arg(long, value_name = "USD")]
+    pub(crate) credits: Option<Decimal>,
+    /// Requests per minute, instead of the plan's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) rpm: Option<u32>,
+    /// Concurrent requests, instead of the plan's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) concurrent: Option<u32>,
+    /// Requests per day (UTC), instead of the plan's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) daily: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    /// Only this key's requests.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) key: Option<String>,
+    /// Only requests since this UTC date [default: all].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub(crate) since: Option<jiff::civil::Date>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Parses `std::env::args`.

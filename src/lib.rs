@@ -12,6 +12,7 @@ mod gateway;
 mod output;
 mod protocol;
 mod secrets;
+mod store;
 mod tokens;
 mod translate;
 

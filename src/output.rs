@@ -25,6 +25,29 @@ pub(crate) fn json(value: &impl serde::Serialize) {
     }
 }
 
+/// Writes rows under a header, each column padded to its widest cell.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let render = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (cell, width) in cells.zip(&widths) {
+            text.push_str(&format!("{cell:<width$}  "));
+        }
+        text.trim_end().to_owned()
+    };
+    let mut out = render(&mut header.iter().copied());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&render(&mut row.iter().map(String::as_str)));
+    }
+    line(out);
+}
+
 /// Writes one line to stderr: progress notes, warnings, hints.
 pub(crate) fn notice(text: impl Display) {
     let mut err = io::stderr().lock();

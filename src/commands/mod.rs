@@ -1,7 +1,9 @@
 //! One module per subcommand: arguments in, typed settings, domain calls. The only layer that
 //! prompts.
 
+mod keys;
 mod serve;
+mod usage;
 
 use anyhow::Result;
 
@@ -11,5 +13,7 @@ use crate::cli::{Cli, Command};
 pub(crate) fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Usage(args) => usage::run(&args),
     }
 }

@@ -4,6 +4,9 @@
 mod auth;
 mod dispatch;
 mod errors;
+mod ledger;
+mod limits;
+mod metrics;
 mod models;
 mod proxy;
 mod routing;
@@ -18,11 +21,17 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::config::Config;
 
+pub(crate) use auth::hash as hash_key;
+
 /// Shared state of a running gateway.
 pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) router: routing::Router,
-    pub(crate) keys: auth::Keys,
+    pub(crate) keys: Arc<auth::Keys>,
+    pub(crate) ip_block: auth::IpBlock,
+    pub(crate) limits: Arc<limits::Limiter>,
+    pub(crate) ledger: ledger::Ledger,
+    pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub(crate) client: reqwest::Client,
 }
 
@@ -39,7 +48,12 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let (config, path) = Config::load(options.config.as_deref())?;
     let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
     let router = routing::Router::new(&config, stored_key.as_deref())?;
-    let keys = auth::Keys::new(&config.keys, stored_key.as_deref());
+    let store = crate::store::Store::open(&crate::store::default_path()?)?;
+    let keys = Arc::new(auth::Keys::new(
+        &config.keys,
+        stored_key.as_deref(),
+        &store.keys()?,
+    ));
     let host = options.host.unwrap_or(config.server.host);
     let port = options.port.unwrap_or(config.server.port);
     if !host.is_loopback() && !keys.has_client_keys() {
@@ -54,10 +68,17 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     }
     let client = upstream::client(&config.server)?;
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
+    let limits = Arc::new(limits::Limiter::load(&store, jiff::Timestamp::now())?);
+    let metrics = metrics::install()?;
+    let ledger = ledger::Ledger::start(store, Arc::clone(&keys), Some(metrics.clone()))?;
     let state = Arc::new(AppState {
+        ip_block: auth::IpBlock::new(&config.security),
         config,
         router,
         keys,
+        limits,
+        ledger,
+        metrics,
         client,
     });
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, port))

@@ -13,13 +13,17 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
+use rust_decimal::Decimal;
 
 use super::AppState;
 use super::auth::{self, Client};
 use super::dispatch::{self, Answer, ByteStream, Outgoing};
 use super::errors::ApiError;
+use super::ledger::{Answered, Finished, Ledger, Output};
+use super::limits::{Admission, Refusal};
 use super::routing::Route;
 use super::upstream::{self, Forwarded};
+use crate::catalog::Model;
 use crate::config::Server;
 use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind, Usage, sse};
@@ -44,21 +48,24 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
-    let client = authenticate(&state, &parts.headers)?;
+    let client = auth::client(&parts.extensions)?;
     let bytes = read_body(body, &parts.headers, &state.config.server).await?;
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
     let route = route(&state, &shape.model)?;
-    let mut life = Life {
-        started,
-        client: client.name.clone(),
-        model: route.model.id.clone(),
-        provider: route.provider.name.clone(),
-        stream: shape.stream,
-        status: StatusCode::OK,
-        outcome: Outcome::UpstreamFailed,
-        usage: Usage::default(),
+    let admission = match admit(&state, &client, &route, &body, &bytes) {
+        Ok(admission) => admission,
+        Err(refusal) => return Ok(refusal.into_response()),
     };
+    let rate = admission.headers();
+    let mut life = Life::new(
+        &state,
+        admission,
+        &route,
+        shape.stream,
+        started,
+        bytes.clone(),
+    );
     let forwarded = Forwarded::from_headers(&parts.headers);
     let outgoing = Outgoing {
         format,
@@ -71,33 +78,57 @@ async fn handle(
     let sent = match dispatch::send(&state, &outgoing, route).await {
         Ok(sent) => sent,
         Err(err) => {
-            life.status = err.status;
-            return Err(err);
+            life.failed(err.status);
+            return Ok(rate.attach(err.into_response()));
         }
     };
-    life.model.clone_from(&sent.route.model.id);
+    life.model = Arc::clone(&sent.route.model);
     life.provider.clone_from(&sent.route.provider.name);
     let target = dispatch::target(&sent.route, &shape.model);
     let kind = sent.route.provider.kind;
     let mut response = match sent.answer {
-        Answer::Whole(answer) => whole(format, kind, &target, answer, life)?,
+        Answer::Whole(answer) => match whole(format, kind, &target, answer, life) {
+            Ok(response) => response,
+            Err(err) => return Ok(rate.attach(err.into_response())),
+        },
         Answer::Stream { first, rest } => relay_stream(format, kind, &target, first, rest, life),
     };
     response.headers_mut().extend(sent.headers);
-    Ok(response)
+    Ok(rate.attach(response))
 }
 
-/// The key's client, or 401.
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Client>, ApiError> {
-    let Some(key) = auth::presented_key(headers) else {
-        return Err(ApiError::unauthenticated(
-            "No API key was given: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
-        ));
+/// The limits step: holds the request's worst-case cost (its input, counted locally, plus its
+/// largest output at the model's prices) when the key has a balance or a budget.
+fn admit(
+    state: &AppState,
+    client: &Client,
+    route: &Route,
+    body: &Body<'_>,
+    bytes: &Bytes,
+) -> Result<Admission, Refusal> {
+    let hold = if client.credits.is_some() || client.budget.is_some() {
+        let input = serde_json::from_slice::<serde_json::Value>(bytes)
+            .map_or(bytes.len() as u64, |value| {
+                crate::tokens::count_request(&route.model, &value).tokens
+            });
+        let asked = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+            .iter()
+            .find_map(|field| body.field::<u64>(field, "an integer").ok().flatten());
+        let most = u64::from(route.model.max_output);
+        let output = match asked {
+            Some(asked) if most > 0 => asked.min(most),
+            Some(asked) => asked,
+            None => most,
+        };
+        route.model.cost(&Usage {
+            input_tokens: input,
+            output_tokens: output,
+            ..Usage::default()
+        })
+    } else {
+        Decimal::ZERO
     };
-    state
-        .keys
-        .find(key)
-        .ok_or_else(|| ApiError::unauthenticated("The API key is not valid."))
+    state.limits.admit(client, hold, jiff::Timestamp::now())
 }
 
 /// Reads the whole request body, refusing with 413 anything over `max_body_bytes` (before
@@ -198,11 +229,14 @@ fn whole(
     answer: Bytes,
     mut life: Life,
 ) -> Result<Response, ApiError> {
+    life.output = Some(Output::Body(answer.clone()));
     let (out, usage) = translate::response(format, kind, &answer, target).map_err(|e| {
-        life.status = StatusCode::BAD_GATEWAY;
-        ApiError::upstream(format!("The upstream answer could not be read: {e}"))
+        let err = ApiError::upstream(format!("The upstream answer could not be read: {e}"));
+        life.failed(err.status);
+        err
     })?;
     life.usage = usage;
+    life.status = StatusCode::OK;
     life.outcome = Outcome::Completed;
     let out = match out {
         Cow::Borrowed(_) => answer.clone(),
@@ -226,7 +260,9 @@ fn relay_stream(
     upstream: ByteStream,
     mut life: Life,
 ) -> Response {
+    life.status = StatusCode::OK;
     life.outcome = Outcome::Completed;
+    life.output = Some(Output::Events(0));
     let relay = Relay {
         upstream,
         first,
@@ -275,6 +311,7 @@ impl Relay {
                         self.fail(&mut out, "upstream_error", &err.to_string());
                     } else if self.passthrough {
                         self.life.usage = self.translator.usage();
+                        self.life.first_byte();
                         return Some((Ok(bytes), self));
                     }
                 }
@@ -297,6 +334,7 @@ impl Relay {
             }
             self.life.usage = self.translator.usage();
             if !out.is_empty() {
+                self.life.first_byte();
                 return Some((Ok(out.freeze()), self));
             }
         }
@@ -305,6 +343,9 @@ impl Relay {
 
     fn feed(&mut self, out: &mut BytesMut) -> Result<(), sse::LineTooLong> {
         while let Some(event) = self.parser.next_event()? {
+            if let Some(Output::Events(seen)) = &mut self.life.output {
+                *seen += 1;
+            }
             self.translator.event(&event, out);
         }
         Ok(())
@@ -354,33 +395,109 @@ impl Outcome {
     }
 }
 
+/// What a client gets recorded as when it left before any answer was sent (nginx's "client
+/// closed request").
+const CLIENT_GONE: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// An admitted request's record, settled exactly once when it is dropped: after the response
-/// body is finished, failed, or abandoned by the client.
+/// body is finished, failed, or abandoned by the client (the handler's future dropped while it
+/// waited on the upstream, or the stream dropped mid-way). Dropping it hands the ledger its row,
+/// which frees the concurrency slot once committed.
 struct Life {
     started: Instant,
-    client: String,
-    model: String,
+    ledger: Ledger,
+    /// Taken by `drop`.
+    admission: Option<Admission>,
+    model: Arc<Model>,
     provider: String,
     stream: bool,
+    /// The status the client got; 499 until an answer goes out.
     status: StatusCode,
     outcome: Outcome,
+    /// What the upstream reported.
     usage: Usage,
+    ttft: Option<Duration>,
+    /// The client's body, to count its tokens if the upstream reports none.
+    request: Bytes,
+    /// What the upstream answered, once it did.
+    output: Option<Output>,
+}
+
+impl Life {
+    fn new(
+        state: &AppState,
+        admission: Admission,
+        route: &Route,
+        stream: bool,
+        started: Instant,
+        request: Bytes,
+    ) -> Self {
+        Self {
+            started,
+            ledger: state.ledger.clone(),
+            admission: Some(admission),
+            model: Arc::clone(&route.model),
+            provider: route.provider.name.clone(),
+            stream,
+            status: CLIENT_GONE,
+            outcome: Outcome::ClientGone,
+            usage: Usage::default(),
+            ttft: None,
+            request,
+            output: None,
+        }
+    }
+
+    /// The request failed with `status` (the upstream's error, mapped, or an unreadable answer).
+    fn failed(&mut self, status: StatusCode) {
+        self.status = status;
+        self.outcome = Outcome::UpstreamFailed;
+    }
+
+    /// A byte is going to the client; the first one sets the time to first byte.
+    fn first_byte(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed());
+        }
+    }
 }
 
 impl Drop for Life {
     fn drop(&mut self) {
+        let latency = self.started.elapsed();
         tracing::info!(
-            client = %self.client,
-            model = %self.model,
+            client = self.admission.as_ref().map(Admission::key),
+            model = %self.model.id,
             provider = %self.provider,
             stream = self.stream,
             status = self.status.as_u16(),
             outcome = self.outcome.as_str(),
             input_tokens = self.usage.total_input(),
             output_tokens = self.usage.output_tokens,
-            latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             "request finished"
         );
+        let Some(admission) = self.admission.take() else {
+            return;
+        };
+        self.ledger.finish(Finished {
+            admission,
+            model: Arc::clone(&self.model),
+            provider: std::mem::take(&mut self.provider),
+            status: self.status.as_u16(),
+            outcome: self.outcome.as_str(),
+            stream: self.stream,
+            usage: self.usage,
+            latency,
+            ttft: self.ttft,
+            answered: self.output.take().map(|output| Answered {
+                request: self.request.clone(),
+                output,
+            }),
+        });
     }
 }
 
@@ -396,7 +513,6 @@ pub(crate) async fn count_tokens(State(state): State<Arc<AppState>>, request: Re
 
 async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    authenticate(&state, &parts.headers)?;
     let bytes = read_body(body, &parts.headers, &state.config.server).await?;
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(Format::Messages, &body)?;

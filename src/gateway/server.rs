@@ -17,7 +17,7 @@ use tower::ServiceExt as _;
 
 use super::AppState;
 use super::errors::ApiError;
-use super::{models, proxy};
+use super::{auth, metrics, models, proxy};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -38,18 +38,24 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
         .route("/messages/count_tokens", post(proxy::count_tokens))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::one))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::layer,
+        ))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/v1", api.clone())
         .nest("/openai/v1", api.clone())
         .nest("/api/v1", api)
         .route("/health", get(health))
+        .route("/metrics", get(metrics::render))
         .route("/", get(root).head(root))
         .fallback(not_found)
         .with_state(state)
 }
 
-/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish for at most `grace`.
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish for at most `grace` and
+/// waits for the ledger to commit their rows.
 ///
 /// Connections are served by hyper directly (not `axum::serve`) for what a gateway facing
 /// hostile clients needs: a header read timeout against slow senders, a cap on open
@@ -122,6 +128,10 @@ pub(crate) async fn run(
     {
         tracing::warn!("in-flight requests did not finish within the grace period; closing them");
     }
+    // Requests still running after the grace period write their rows when the runtime drops
+    // them; the ledger's last handle waits for those.
+    state.ledger.flush().await;
+    tracing::info!("usage ledger flushed");
     Ok(())
 }
 

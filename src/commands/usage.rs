@@ -1,0 +1,77 @@
+//! `izzi usage`: requests, tokens and cost per key and model, summed from the ledger in
+//! `izzi.db`. Reads only.
+
+use anyhow::Result;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::cli::UsageArgs;
+use crate::output;
+use crate::store::{self, Store, UsageLine};
+
+/// `izzi usage --json`. Costs are decimal strings in USD.
+#[derive(Debug, Serialize)]
+struct Report {
+    /// The `--since` date, if given.
+    since: Option<String>,
+    /// The `--key` name, if given.
+    key: Option<String>,
+    lines: Vec<UsageLine>,
+    total: UsageLine,
+}
+
+pub(crate) fn run(args: &UsageArgs) -> Result<()> {
+    let store = Store::open(&store::default_path()?)?;
+    let lines = store.usage(args.key.as_deref(), args.since)?;
+    let mut total = UsageLine::default();
+    for line in &lines {
+        total.requests += line.requests;
+        total.input_tokens += line.input_tokens;
+        total.output_tokens += line.output_tokens;
+        total.cache_read_tokens += line.cache_read_tokens;
+        total.cache_write_tokens += line.cache_write_tokens;
+        total.cost_usd += line.cost_usd;
+    }
+    if args.json {
+        output::json(&Report {
+            since: args.since.map(|d| d.to_string()),
+            key: args.key.clone(),
+            lines,
+            total,
+        });
+        return Ok(());
+    }
+    if lines.is_empty() {
+        output::notice("no requests recorded for this selection");
+        return Ok(());
+    }
+    let cost = |d: Decimal| format!("${}", d.round_dp(6).normalize());
+    let row = |l: &UsageLine, key: &str, model: &str| {
+        vec![
+            key.to_owned(),
+            model.to_owned(),
+            l.requests.to_string(),
+            l.input_tokens.to_string(),
+            l.output_tokens.to_string(),
+            l.cache_read_tokens.to_string(),
+            l.cache_write_tokens.to_string(),
+            cost(l.cost_usd),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = lines.iter().map(|l| row(l, &l.key, &l.model)).collect();
+    rows.push(row(&total, "total", ""));
+    output::table(
+        &[
+            "KEY",
+            "MODEL",
+            "REQUESTS",
+            "INPUT",
+            "OUTPUT",
+            "CACHE READ",
+            "CACHE WRITE",
+            "COST",
+        ],
+        &rows,
+    );
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! The usage ledger: the one thread that owns the gateway's SQLite connection.
+//!
+//! Requests hand their [`Finished`] record to a channel when they end (never waiting on the
+//! database); the thread writes whatever has queued up as one transaction (rows plus the
+//! accounts' running spend), then settles each request's [`Admission`]: the real cost replaces
+//! the hold and the concurrency slot is freed only now, after the row is committed, so every
+//! request a slot was freed for is in `izzi.db` even if the process is killed next. A failed
+//! commit is retried, never dropped. Between batches the thread re-reads the stored client keys
+//! (revocation applies within a second) and does the metrics upkeep.
+//!
+//! Knows nothing of HTTP; the gateway's shutdown awaits [`Ledger::flush`], and the last handle to
+//! go joins the thread after it has written everything queued.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::auth::Keys;
+use super::limits::Admission;
+use crate::catalog::Model;
+use crate::protocol::Usage;
+use crate::store::{Row, Store};
+
+/// How often the thread re-reads the stored keys.
+const TICK: Duration = Duration::from_millis(500);
+/// Ticks between two metrics upkeeps.
+const UPKEEP_TICKS: u32 = 10;
+/// Most rows in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Commit attempts on a failing database once the gateway is shutting down, before the rows
+/// are given up (and logged in full).
+const ATTEMPTS_WHEN_CLOSING: u32 = 5;
+
+/// An admitted request that has ended, as the gateway saw it.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) admission: Admission,
+    pub(crate) model: Arc<Model>,
+    pub(crate) provider: String,
+    /// The status the client got (499 when it left before any answer).
+    pub(crate) status: u16,
+    pub(crate) outcome: &'static str,
+    pub(crate) stream: bool,
+    /// Usage the upstream reported (zeros when it reported none).
+    pub(crate) usage: Usage,
+    pub(crate) latency: Duration,
+    pub(crate) ttft: Option<Duration>,
+    /// Set when the upstream answered and izzi may have to count what it did not report.
+    pub(crate) answered: Option<Answered>,
+}
+
+/// What izzi saw of a request the upstream answered, to count the tokens it did not report.
+#[derive(Debug)]
+pub(crate) struct Answered {
+    /// The client's request body.
+    pub(crate) request: Bytes,
+    pub(crate) output: Output,
+}
+
+/// The output an upstream produced, as seen by the gateway.
+#[derive(Debug)]
+pub(crate) enum Output {
+    /// Stream events relayed; upstreams send about one token per content event.
+    Events(u64),
+    /// A whole response body.
+    Body(Bytes),
+}
+
+impl Finished {
+    /// The ledger row: the reported usage, or a local count where the upstream reported none
+    /// (nothing at all, or a stream that ended before its final usage), priced at the model's
+    /// prices.
+    fn row(&self) -> Row {
+        let mut usage = self.usage;
+        let mut usage_source = "upstream";
+        if let Some(answered) = &self.answered {
+            let nothing = usage == Usage::default();
+            if nothing {
+                usage.input_tokens = count_json(&self.model, &answered.request);
+                usage_source = "estimate";
+            }
+            if usage.output_tokens == 0 && (nothing || self.outcome != "completed") {
+                usage.output_tokens = match &answered.output {
+                    Output::Events(events) => *events,
+                    Output::Body(body) => count_json(&self.model, body),
+                };
+                usage_source = "estimate";
+            }
+        }
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Row {
+            started_at: self.admission.started(),
+            key_name: self.admission.key().to_owned(),
+            model: self.model.id.clone(),
+            provider: self.provider.clone(),
+            status: self.status,
+            outcome: self.outcome,
+            stream: self.stream,
+            usage,
+            usage_source,
+            cost_usd: self.model.cost(&usage),
+            latency_ms: millis(self.latency),
+            ttft_ms: self.ttft.map(millis),
+        }
+    }
+}
+
+fn count_json(model: &Model, body: &[u8]) -> u64 {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => crate::tokens::count_request(model, &value).tokens,
+        Err(_) => (body.len() as u64).div_ceil(4),
+    }
+}
+
+enum Message {
+    Finished(Box<Finished>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// A handle to the ledger thread. Cheap to clone; the last one dropped waits for the thread to
+/// write everything queued.
+#[derive(Clone)]
+pub(crate) struct Ledger {
+    tx: Sender<Message>,
+    #[expect(
+        dead_code,
+        reason = "held for its `Drop`: the last handle joins the thread"
+    )]
+    thread: Arc<Thread>,
+}
+
+struct Thread {
+    handle: Mutex<Option<JoinHandle<()>>>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        // Every sender is gone by now (each `Ledger` drops its sender before this), so the
+        // thread drains the channel and returns.
+        self.closing.store(true, Ordering::Relaxed);
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the ledger thread panicked");
+        }
+    }
+}
+
+impl Ledger {
+    /// Starts the thread that owns `store`.
+    pub(crate) fn start(
+        store: Store,
+        keys: Arc<Keys>,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let closing = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            store,
+            keys,
+            metrics,
+            rx,
+            closing: Arc::clone(&closing),
+        };
+        let handle = std::thread::Builder::new()
+            .name("izzi-ledger".to_owned())
+            .spawn(move || writer.run())?;
+        Ok(Self {
+            tx,
+            thread: Arc::new(Thread {
+                handle: Mutex::new(Some(handle)),
+                closing,
+            }),
+        })
+    }
+
+    /// Queues an ended request's row. Never blocks.
+    pub(crate) fn finish(&self, finished: Finished) {
+        super::metrics::ledger_pending(1, 0);
+        if let Err(mpsc::SendError(message)) = self.tx.send(Message::Finished(Box::new(finished))) {
+            // Only possible if the thread died; the admission is dropped, freeing its slot.
+            super::metrics::ledger_pending(0, 1);
+            if let Message::Finished(finished) = message {
+                tracing::error!(row = ?finished.row(), "the ledger thread is gone; this row is lost");
+            }
+        }
+    }
+
+    /// Waits until every row queued before this call is committed.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Message::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+struct Writer {
+    store: Store,
+    keys: Arc<Keys>,
+    metrics: Option<PrometheusHandle>,
+    rx: Receiver<Message>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + TICK;
+        let mut ticks = 0_u32;
+        loop {
+            match self
+                .rx
+                .recv_timeout(next_tick.saturating_duration_since(Instant::now()))
+            {
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(message) => batch.push(message),
+                            Err(_) => break,
+                        }
+                    }
+                    self.write(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= next_tick {
+                self.reload_keys();
+                ticks += 1;
+                if ticks.is_multiple_of(UPKEEP_TICKS)
+                    && let Some(metrics) = &self.metrics
+                {
+                    metrics.run_upkeep();
+                }
+                next_tick = Instant::now() + TICK;
+            }
+        }
+        tracing::debug!("ledger closed");
+    }
+
+    fn reload_keys(&self) {
+        match self.store.keys() {
+            Ok(stored) => self.keys.reload(&stored),
+            Err(err) => tracing::warn!(
+                error = format!("{err:#}"),
+                "cannot re-read the client keys in izzi.db; keeping the ones loaded"
+            ),
+        }
+    }
+
+    fn write(&mut self, batch: Vec<Message>) {
+        let mut finished = Vec::with_capacity(batch.len());
+        let mut flushes = Vec::new();
+        for message in batch {
+            match message {
+                Message::Finished(f) => finished.push(*f),
+                Message::Flush(ack) => flushes.push(ack),
+            }
+        }
+        let rows: Vec<Row> = finished.iter().map(Finished::row).collect();
+        if !rows.is_empty() && !self.commit(&rows) {
+            // Given up at shutdown: the admissions drop, releasing their slots.
+            return;
+        }
+        super::metrics::ledger_pending(0, rows.len());
+        for (f, row) in finished.into_iter().zip(&rows) {
+            f.admission.settle(row.cost_usd);
+            super::metrics::finished(row);
+        }
+        for ack in flushes {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Commits `rows`, retrying with backoff for as long as the gateway runs. Returns false only
+    /// when it gave up during shutdown, after logging every row.
+    fn commit(&mut self, rows: &[Row]) -> bool {
+        let mut attempt = 0_u32;
+        loop {
+            let Err(err) = self.store.record(rows) else {
+                return true;
+            };
+            attempt += 1;
+            super::metrics::ledger_write_failed();
+            tracing::error!(
+                error = format!("{err:#}"),
+                db = %self.store.path().display(),
+                rows = rows.len(),
+                attempt,
+                "cannot write usage to the ledger; retrying"
+            );
+            if self.closing.load(Ordering::Relaxed) && attempt >= ATTEMPTS_WHEN_CLOSING {
+                for row in rows {
+                    tracing::error!(?row, "shutting down with an unwritable ledger; row lost");
+                }
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(50))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::config::{Limits, Plan};
+    use crate::gateway::auth::Client;
+    use crate::gateway::limits::Limiter;
+
+    fn model() -> Arc<Model> {
+        let catalog = crate::catalog::Catalog::load(&[]).unwrap();
+        let mut model = catalog.models()[0].clone();
+        model.input_per_mtok = Decimal::from(2);
+        model.output_per_mtok = Decimal::from(10);
+        Arc::new(model)
+    }
+
+    fn client() -> Client {
+        Client {
+            name: "k".into(),
+            plan: Plan::Pro,
+            limits: Limits {
+                rpm: 100,
+                concurrent: 1,
+                daily: 100,
+            },
+            credits: Some(Decimal::from(1)),
+            budget: None,
+        }
+    }
+
+    fn finished(limiter: &Arc<Limiter>, usage: Usage, answered: Option<Answered>) -> Finished {
+        Finished {
+            admission: limiter
+                .admit(&client(), Decimal::new(5, 1), jiff::Timestamp::now())
+                .unwrap(),
+            model: model(),
+            provider: "p".into(),
+            status: 200,
+            outcome: "completed",
+            stream: true,
+            usage,
+            latency: Duration::from_millis(1500),
+            ttft: Some(Duration::from_millis(200)),
+            answered,
+        }
+    }
+
+    #[test]
+    fn reported_usage_is_priced_and_missing_usage_is_counted() {
+        let limiter = Arc::new(Limiter::default());
+        let usage = Usage {
+            input_tokens: 1000,
+            output_tokens: 100,
+            ..Usage::default()
+        };
+        let answered = || Answered {
+            request: Bytes::from_static(
+                br#"{"messages":[{"role":"user","content":"hello there"}]}"#,
+            ),
+            output: Output::Events(7),
+        };
+        let f = finished(&limiter, usage, Some(answered()));
+        let row = f.row();
+        assert_eq!(
+            (row.usage_source, row.cost_usd.to_string()),
+            ("upstream", "0.003".into())
+        );
+        assert_eq!((row.latency_ms, row.ttft_ms), (1500, Some(200)));
+        drop(f);
+        let f = finished(&limiter, Usage::default(), Some(answered()));
+        let row = f.row();
+        assert_eq!(row.usage_source, "estimate");
+        assert!(row.usage.input_tokens > 0);
+        assert_eq!(row.usage.output_tokens, 7);
+        drop(f);
+        // A stream the client left after the upstream reported its input only.
+        let mut f = finished(
+            &limiter,
+            Usage {
+                input_tokens: 50,
+                ..Usage::default()
+            },
+            Some(answered()),
+        );
+        f.outcome = "client_gone";
+        assert_eq!(
+            (f.row().usage.input_tokens, f.row().usage.output_tokens),
+            (50, 7)
+        );
+        drop(f);
+        // An upstream that failed before answering generated nothing to charge.
+        let f = finished(&limiter, Usage::default(), None);
+        assert_eq!(f.row().cost_usd, Decimal::ZERO);
+    }
+
+    #[test]
+    fn rows_are_committed_before_slots_free_and_flush_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("izzi.db");
+        let store = Store::open(&path).unwrap();
+        let limiter = Arc::new(Limiter::default());
+        let keys = Arc::new(Keys::new(&[], None, &[]));
+        let ledger = Ledger::start(store, keys, None).unwrap();
+        let usage = Usage {
+            input_tokens: 100_000,
+            ..Usage::default()
+        };
+        ledger.finish(finished(&limiter, usage, None));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(ledger.flush());
+        // The slot is free and the balance debited by the real cost (0.2), not the hold (0.5).
+        let next = limiter
+            .admit(&client(), Decimal::new(8, 1), jiff::Timestamp::now())
+            .unwrap();
+        drop(next);
+        assert!(
+            limiter
+                .admit(&client(), Decimal::new(81, 2), jiff::Timestamp::now())
+                .is_err()
+        );
+        let reader = Store::open(&path).unwrap();
+        assert_eq!(reader.usage(Some("k"), None).unwrap()[0].requests, 1);
+        assert_eq!(
+            reader.accounts().unwrap()["k"].spent_usd,
+            Decimal::new(2, 1)
+        );
+        ledger.finish(finished(&limiter, usage, None));
+        // Dropping the last handle writes what is queued before the thread ends.
+        drop(ledger);
+        let counts: HashMap<String, u32> =
+            reader.requests_since(jiff::Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(counts["k"], 2);
+    }
+}

@@ -1,0 +1,563 @@
+//! Admission: balance, monthly budget, daily quota, requests per minute and concurrency, checked
+//! in SPEC's order for one client key under one short lock that is never held across an await.
+//!
+//! A request is admitted by one reservation across every limit, or refused with nothing taken:
+//! a request refused for concurrency consumes no RPM or daily quota. While it runs it holds its
+//! worst-case cost against the balance and the budget, so simultaneous requests cannot overspend;
+//! [`Admission::settle`] swaps the hold for the real cost and frees the concurrency slot. The
+//! rate-limit headers come from the same locked state as the decision, so they cannot disagree.
+//!
+//! Windows are fixed and clock-aligned in UTC: the minute (`x-ratelimit-reset-requests` is the
+//! next minute boundary), the day, the month. Reads the database once, at start (spend and
+//! today's counts); the ledger settles admissions after their rows are committed. Knows nothing
+//! of request bodies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use super::auth::Client;
+use super::errors::ApiError;
+use crate::store::{self, Account, DAY, MINUTE};
+
+/// One key name's live state.
+#[derive(Debug, Default)]
+struct State {
+    /// Settled spend, as in the `accounts` table.
+    account: Account,
+    /// Worst-case costs of requests still running.
+    holds: Decimal,
+    in_flight: u32,
+    /// Minute index (seconds / 60) that `minute_count` counts.
+    minute: i64,
+    minute_count: u32,
+    /// UTC day index (seconds / 86 400) that `day_count` counts.
+    day: i64,
+    day_count: u32,
+}
+
+impl State {
+    /// Starts new windows when the clock has moved past the counted ones.
+    fn roll(&mut self, now: i64) {
+        let minute = now.div_euclid(MINUTE);
+        if minute != self.minute {
+            self.minute = minute;
+            self.minute_count = 0;
+        }
+        let day = now.div_euclid(DAY);
+        if day != self.day {
+            self.day = day;
+            self.day_count = 0;
+        }
+    }
+
+    fn headers(&self, client: &Client) -> RateHeaders {
+        RateHeaders {
+            tier: client.plan.name(),
+            limit: client.limits.rpm,
+            remaining: client.limits.rpm.saturating_sub(self.minute_count),
+            reset: (self.minute + 1) * MINUTE,
+            concurrent_limit: client.limits.concurrent,
+            concurrent_remaining: client.limits.concurrent.saturating_sub(self.in_flight),
+        }
+    }
+}
+
+/// Every key's limits state.
+#[derive(Debug, Default)]
+pub(crate) struct Limiter {
+    keys: Mutex<HashMap<String, State>>,
+}
+
+impl Limiter {
+    /// Seeds the state from the database: each key's spend, and the requests it made today and
+    /// in the current minute (ledger rows), so a restart or a kill forgets nothing that was
+    /// written.
+    pub(crate) fn new(
+        accounts: HashMap<String, Account>,
+        today: &HashMap<String, u32>,
+        this_minute: &HashMap<String, u32>,
+        now: Timestamp,
+    ) -> Self {
+        let secs = now.as_second();
+        let mut keys: HashMap<String, State> = HashMap::new();
+        let names = accounts
+            .keys()
+            .chain(today.keys())
+            .chain(this_minute.keys())
+            .cloned()
+            .collect::<Vec<_>>();
+        for name in names {
+            keys.entry(name).or_insert_with_key(|name| State {
+                account: accounts.get(name).cloned().unwrap_or_default(),
+                minute: secs.div_euclid(MINUTE),
+                minute_count: this_minute.get(name).copied().unwrap_or(0),
+                day: secs.div_euclid(DAY),
+                day_count: today.get(name).copied().unwrap_or(0),
+                ..State::default()
+            });
+        }
+        Self {
+            keys: Mutex::new(keys),
+        }
+    }
+
+    /// The limits as the database left them: spend per key, and the requests of today and of
+    /// this minute (UTC), so a restart forgets no count.
+    pub(crate) fn load(store: &store::Store, now: Timestamp) -> anyhow::Result<Self> {
+        let today = store.requests_since(store::window_start(now, DAY))?;
+        let this_minute = store.requests_since(store::window_start(now, MINUTE))?;
+        Ok(Self::new(store.accounts()?, &today, &this_minute, now))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+        // The critical sections cannot leave the map half-updated, so a panic elsewhere while
+        // holding the lock does not make the state unusable.
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Admits one inference request of `client` holding `hold` (its worst-case cost), or refuses
+    /// it with the first limit it breaks, in SPEC's order, taking nothing.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        client: &Client,
+        hold: Decimal,
+        now: Timestamp,
+    ) -> Result<Admission, Refusal> {
+        let secs = now.as_second();
+        let month = store::month(now);
+        let mut keys = self.lock();
+        let state = keys.entry(client.name.clone()).or_default();
+        state.roll(secs);
+        let refuse = |state: &State, reason: Reason, error: ApiError| {
+            crate::gateway::metrics::refused(reason.as_str());
+            Err(Refusal {
+                error,
+                headers: state.headers(client),
+            })
+        };
+        if let Some(credits) = client.credits {
+            let balance = credits - state.account.spent_usd - state.holds;
+            if hold > balance {
+                let error = ApiError::with_status(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "insufficient_balance",
+                    format!(
+                        "The key's balance is ${} and this request may cost up to ${}: add credits, or lower `max_tokens`.",
+                        balance.max(Decimal::ZERO).round_dp(6).normalize(),
+                        hold.round_dp(6).normalize(),
+                    ),
+                );
+                return refuse(state, Reason::Balance, error);
+            }
+        }
+        if let Some(budget) = client.budget {
+            let spent = state.account.spent_in(&month) + state.holds;
+            if spent + hold > budget {
+                let error = ApiError::with_status(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "budget_exceeded",
+                    format!(
+                        "The key's monthly budget of ${} is reached (${} spent or held this month); it renews on the 1st (UTC).",
+                        budget.normalize(),
+                        spent.round_dp(6).normalize(),
+                    ),
+                );
+                return refuse(state, Reason::Budget, error);
+            }
+        }
+        if state.day_count >= client.limits.daily {
+            let wait = (state.day + 1) * DAY - secs;
+            let error = limited(
+                "quota_exceeded",
+                format!(
+                    "Daily request quota of {} exceeded. Try again in {wait} seconds.",
+                    client.limits.daily
+                ),
+                wait,
+            );
+            return refuse(state, Reason::Daily, error);
+        }
+        if state.minute_count >= client.limits.rpm {
+            let wait = (state.minute + 1) * MINUTE - secs;
+            let error = limited(
+                "rate_limit_error",
+                format!("Rate limit exceeded. Try again in {wait} seconds."),
+                wait,
+            );
+            return refuse(state, Reason::Rpm, error);
+        }
+        if state.in_flight >= client.limits.concurrent {
+            // A slot frees when any running request ends, which nobody can foresee; one second
+            // is the shortest honest wait.
+            let error = limited(
+                "rate_limit_error",
+                format!(
+                    "Concurrent request limit of {} exceeded. Try again in 1 second.",
+                    client.limits.concurrent
+                ),
+                1,
+            );
+            return refuse(state, Reason::Concurrency, error);
+        }
+        state.holds += hold;
+        state.in_flight += 1;
+        state.minute_count += 1;
+        state.day_count += 1;
+        let headers = state.headers(client);
+        drop(keys);
+        Ok(Admission {
+            limiter: Arc::clone(self),
+            key: client.name.clone(),
+            hold,
+            started: now,
+            headers,
+            settled: false,
+        })
+    }
+
+    /// The headers for a request that counts toward nothing (models, count_tokens) or that
+    /// failed before admission.
+    pub(crate) fn peek(&self, client: &Client, now: Timestamp) -> RateHeaders {
+        let mut keys = self.lock();
+        let state = keys.entry(client.name.clone()).or_default();
+        state.roll(now.as_second());
+        state.headers(client)
+    }
+
+    fn settle(&self, key: &str, hold: Decimal, started: Timestamp, cost: Option<Decimal>) {
+        let mut keys = self.lock();
+        let state = keys.entry(key.to_owned()).or_default();
+        state.holds -= hold;
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if let Some(cost) = cost {
+            state.account.add(&store::month(started), cost);
+        }
+    }
+}
+
+/// Why a request was refused, as the `reason` label of the refusals metric.
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    Balance,
+    Budget,
+    Daily,
+    Rpm,
+    Concurrency,
+}
+
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::Balance => "insufficient_balance",
+            Reason::Budget => "budget_exceeded",
+            Reason::Daily => "quota_exceeded",
+            Reason::Rpm => "rpm",
+            Reason::Concurrency => "concurrency",
+        }
+    }
+}
+
+fn limited(kind: &'static str, message: String, wait: i64) -> ApiError {
+    let wait = u64::try_from(wait.max(1)).unwrap_or(1);
+    ApiError::with_status(StatusCode::TOO_MANY_REQUESTS, kind, message).retry_after(Some(wait))
+}
+
+/// The rate-limit headers of one authenticated response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateHeaders {
+    tier: &'static str,
+    limit: u32,
+    remaining: u32,
+    /// Unix seconds of the next minute boundary.
+    reset: i64,
+    concurrent_limit: u32,
+    concurrent_remaining: u32,
+}
+
+impl RateHeaders {
+    /// Writes the six headers.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        let reset = Timestamp::from_second(self.reset)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        headers.insert("x-ratelimit-tier", HeaderValue::from_static(self.tier));
+        headers.insert("x-ratelimit-limit-requests", HeaderValue::from(self.limit));
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from(self.remaining),
+        );
+        if let Ok(reset) = HeaderValue::from_str(&reset) {
+            headers.insert("x-ratelimit-reset-requests", reset);
+        }
+        headers.insert(
+            "x-concurrent-limit",
+            HeaderValue::from(self.concurrent_limit),
+        );
+        headers.insert(
+            "x-concurrent-remaining",
+            HeaderValue::from(self.concurrent_remaining),
+        );
+    }
+
+    /// Marks `response` to carry these headers; the auth layer writes them.
+    pub(crate) fn attach(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// A refused request: the error and the headers as they stood when it was refused.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) error: ApiError,
+    headers: RateHeaders,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        self.headers.attach(self.error.into_response())
+    }
+}
+
+/// An admitted request's reservation: its concurrency slot and its cost hold. Settled by the
+/// ledger once the request's row is committed; dropped unsettled (a row that could not be
+/// written), it still frees the slot and the hold.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    limiter: Arc<Limiter>,
+    key: String,
+    hold: Decimal,
+    started: Timestamp,
+    headers: RateHeaders,
+    settled: bool,
+}
+
+impl Admission {
+    /// The key name it was admitted for.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// When it was admitted.
+    pub(crate) fn started(&self) -> Timestamp {
+        self.started
+    }
+
+    /// The headers as they stood right after admission.
+    pub(crate) fn headers(&self) -> RateHeaders {
+        self.headers
+    }
+
+    /// Replaces the hold with the real cost (debited from the balance, added to the month's
+    /// spend) and frees the concurrency slot.
+    pub(crate) fn settle(mut self, cost: Decimal) {
+        self.settled = true;
+        self.limiter
+            .settle(&self.key, self.hold, self.started, Some(cost));
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.limiter
+                .settle(&self.key, self.hold, self.started, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Limits, Plan};
+
+    fn client(rpm: u32, concurrent: u32, daily: u32) -> Client {
+        Client {
+            name: "k".into(),
+            plan: Plan::Pro,
+            limits: Limits {
+                rpm,
+                concurrent,
+                daily,
+            },
+            credits: None,
+            budget: None,
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn kind(result: Result<Admission, Refusal>) -> &'static str {
+        match result {
+            Ok(_) => "admitted",
+            Err(refusal) => refusal.error.kind,
+        }
+    }
+
+    fn dec(text: &str) -> Decimal {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn rpm_window_is_the_clock_minute_and_headers_count_down() {
+        let limiter = Arc::new(Limiter::default());
+        let c = client(2, 10, 100);
+        let now = at("2026-03-30T00:19:15Z");
+        let first = limiter.admit(&c, Decimal::ZERO, now).unwrap();
+        assert_eq!(first.headers().remaining, 1);
+        let mut h = HeaderMap::new();
+        first.headers().apply(&mut h);
+        assert_eq!(h["x-ratelimit-reset-requests"], "2026-03-30T00:20:00Z");
+        assert_eq!(h["x-ratelimit-tier"], "pro");
+        assert_eq!(h["x-concurrent-remaining"], "9");
+        let _second = limiter.admit(&c, Decimal::ZERO, now).unwrap();
+        let refused = limiter.admit(&c, Decimal::ZERO, now).unwrap_err();
+        assert_eq!(refused.error.kind, "rate_limit_error");
+        assert_eq!(refused.error.retry_after, Some(45));
+        assert_eq!(refused.headers.remaining, 0);
+        // The next minute is a new window, even one second later.
+        let next = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T00:20:00Z"));
+        assert_eq!(kind(next), "admitted");
+    }
+
+    #[test]
+    fn a_refusal_takes_nothing() {
+        let limiter = Arc::new(Limiter::default());
+        let c = client(3, 1, 100);
+        let now = at("2026-03-30T00:00:01Z");
+        let running = limiter.admit(&c, Decimal::ZERO, now).unwrap();
+        for _ in 0..5 {
+            let refused = limiter.admit(&c, Decimal::ZERO, now).unwrap_err();
+            assert_eq!(refused.error.retry_after, Some(1));
+            assert_eq!(refused.headers.concurrent_remaining, 0);
+        }
+        running.settle(Decimal::ZERO);
+        // Five refusals for concurrency used none of the two requests left this minute.
+        assert_eq!(kind(limiter.admit(&c, Decimal::ZERO, now)), "admitted");
+        assert_eq!(kind(limiter.admit(&c, Decimal::ZERO, now)), "admitted");
+        assert_eq!(
+            kind(limiter.admit(&c, Decimal::ZERO, now)),
+            "rate_limit_error"
+        );
+    }
+
+    #[test]
+    fn daily_quota_comes_before_rpm_and_resets_at_utc_midnight() {
+        let limiter = Arc::new(Limiter::default());
+        let c = client(1, 5, 2);
+        let _a = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T23:58:00Z"));
+        let _b = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T23:59:00Z"));
+        let refused = limiter
+            .admit(&c, Decimal::ZERO, at("2026-03-30T23:59:30Z"))
+            .unwrap_err();
+        assert_eq!(refused.error.kind, "quota_exceeded");
+        assert_eq!(refused.error.retry_after, Some(30));
+        assert_eq!(
+            kind(limiter.admit(&c, Decimal::ZERO, at("2026-03-31T00:00:00Z"))),
+            "admitted"
+        );
+    }
+
+    #[test]
+    fn holds_stop_simultaneous_overspending_and_settle_to_the_real_cost() {
+        let limiter = Arc::new(Limiter::default());
+        let mut c = client(100, 100, 100);
+        c.credits = Some(dec("1.00"));
+        let now = at("2026-03-30T10:00:00Z");
+        let a = limiter.admit(&c, dec("0.40"), now).unwrap();
+        let b = limiter.admit(&c, dec("0.40"), now).unwrap();
+        let refused = limiter.admit(&c, dec("0.40"), now).unwrap_err();
+        assert_eq!(refused.error.kind, "insufficient_balance");
+        assert_eq!(refused.error.status, StatusCode::PAYMENT_REQUIRED);
+        a.settle(dec("0.05"));
+        drop(b); // a request whose row was never written frees its hold, charging nothing
+        // Spent 0.05: 0.95 left, so 0.90 fits and then 0.10 does not.
+        let _c = limiter.admit(&c, dec("0.90"), now).unwrap();
+        assert_eq!(
+            kind(limiter.admit(&c, dec("0.10"), now)),
+            "insufficient_balance"
+        );
+    }
+
+    #[test]
+    fn budget_counts_this_month_only_and_comes_after_balance() {
+        let mut accounts = HashMap::new();
+        accounts.insert(
+            "k".to_owned(),
+            Account {
+                spent_usd: dec("10"),
+                month: "2026-03".into(),
+                month_spent_usd: dec("5"),
+            },
+        );
+        let now = at("2026-03-30T10:00:00Z");
+        let limiter = Arc::new(Limiter::new(
+            accounts,
+            &HashMap::new(),
+            &HashMap::new(),
+            now,
+        ));
+        let mut c = client(100, 100, 100);
+        c.budget = Some(dec("5"));
+        assert_eq!(kind(limiter.admit(&c, dec("0.01"), now)), "budget_exceeded");
+        c.credits = Some(dec("10"));
+        assert_eq!(
+            kind(limiter.admit(&c, dec("0.01"), now)),
+            "insufficient_balance"
+        );
+        c.credits = None;
+        // April: the budget renews; the all-time spend stays.
+        let april = at("2026-04-01T00:00:00Z");
+        let admitted = limiter.admit(&c, dec("4"), april).unwrap();
+        admitted.settle(dec("4.5"));
+        assert_eq!(
+            kind(limiter.admit(&c, dec("0.6"), april)),
+            "budget_exceeded"
+        );
+        assert_eq!(kind(limiter.admit(&c, dec("0.5"), april)), "admitted");
+    }
+
+    #[test]
+    fn seeded_counts_survive_a_restart() {
+        let now = at("2026-03-30T10:00:30Z");
+        let today = HashMap::from([("k".to_owned(), 2)]);
+        let minute = HashMap::from([("k".to_owned(), 1)]);
+        let limiter = Arc::new(Limiter::new(HashMap::new(), &today, &minute, now));
+        let c = client(2, 5, 3);
+        let a = limiter.admit(&c, Decimal::ZERO, now).unwrap();
+        assert_eq!(a.headers().remaining, 0);
+        assert_eq!(
+            kind(limiter.admit(&c, Decimal::ZERO, at("2026-03-30T10:01:00Z"))),
+            "quota_exceeded"
+        );
+    }
+
+    #[test]
+    fn exactly_rpm_admitted_under_contention() {
+        let limiter = Arc::new(Limiter::default());
+        let c = Arc::new(client(60, 1000, 10_000));
+        let now = Timestamp::now();
+        let admitted: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let limiter = Arc::clone(&limiter);
+                    let c = Arc::clone(&c);
+                    s.spawn(move || {
+                        (0..25)
+                            .filter(|_| limiter.admit(&c, Decimal::ZERO, now).is_ok())
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(admitted, 60);
+    }
+}

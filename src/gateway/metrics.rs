@@ -1,0 +1,124 @@
+//! `GET /metrics`: Prometheus text for requests by model, status and outcome, latency and
+//! time-to-first-byte histograms, tokens, cost, limit refusals, and the ledger's backlog.
+//!
+//! Served without a key, like `/health`, so a scraper needs no client key: it carries counts per
+//! model and status only, never a key, a key name or a prompt. Recording is done through the
+//! `metrics` macros, which are no-ops until [`install`] has run, so unit tests record nothing.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::AppState;
+use crate::store::Row;
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// Installs the process-wide recorder. `izzi serve` calls it once.
+pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), SECONDS_BUCKETS)?
+        .install_recorder()?;
+    metrics::describe_counter!(
+        "izzi_requests_total",
+        "Admitted inference requests, by model, status and how they ended."
+    );
+    metrics::describe_histogram!(
+        "izzi_request_duration_seconds",
+        "Time from a request's arrival to its end, by model."
+    );
+    metrics::describe_histogram!(
+        "izzi_time_to_first_byte_seconds",
+        "Time from a streamed request's arrival to its first byte to the client, by model."
+    );
+    metrics::describe_counter!(
+        "izzi_tokens_total",
+        "Tokens of admitted requests, by model and kind (input, output, cache_read, cache_write)."
+    );
+    metrics::describe_counter!(
+        "izzi_cost_nanodollars_total",
+        "Cost of admitted requests in billionths of a US dollar, by model."
+    );
+    metrics::describe_counter!(
+        "izzi_refusals_total",
+        "Requests refused by the IP block, authentication or a limit, by reason."
+    );
+    metrics::describe_gauge!(
+        "izzi_ledger_pending_rows",
+        "Ledger rows waiting to be committed to izzi.db."
+    );
+    metrics::describe_counter!(
+        "izzi_ledger_write_failures_total",
+        "Failed attempts to commit ledger rows (they are retried)."
+    );
+    Ok(handle)
+}
+
+/// `GET /metrics`.
+pub(crate) async fn render(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Counts a refusal (`ip_blocked`, `authentication`, `insufficient_balance`, ...).
+pub(crate) fn refused(reason: &'static str) {
+    metrics::counter!("izzi_refusals_total", "reason" => reason).increment(1);
+}
+
+/// Records one ended request, once its ledger row is committed.
+pub(crate) fn finished(row: &Row) {
+    let model = row.model.clone();
+    metrics::counter!(
+        "izzi_requests_total",
+        "model" => model.clone(),
+        "status" => row.status.to_string(),
+        "outcome" => row.outcome,
+    )
+    .increment(1);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "milliseconds of a request fit an f64 exactly"
+    )]
+    let seconds = |ms: u64| ms as f64 / 1000.0;
+    metrics::histogram!("izzi_request_duration_seconds", "model" => model.clone())
+        .record(seconds(row.latency_ms));
+    if let Some(ttft) = row.ttft_ms {
+        metrics::histogram!("izzi_time_to_first_byte_seconds", "model" => model.clone())
+            .record(seconds(ttft));
+    }
+    for (kind, tokens) in [
+        ("input", row.usage.input_tokens),
+        ("output", row.usage.output_tokens),
+        ("cache_read", row.usage.cache_read_tokens),
+        ("cache_write", row.usage.cache_write_tokens),
+    ] {
+        metrics::counter!("izzi_tokens_total", "model" => model.clone(), "kind" => kind)
+            .increment(tokens);
+    }
+    let nanodollars = (row.cost_usd * rust_decimal::Decimal::from(1_000_000_000))
+        .round()
+        .try_into()
+        .unwrap_or(0_u64);
+    metrics::counter!("izzi_cost_nanodollars_total", "model" => model).increment(nanodollars);
+}
+
+/// Rows handed to the ledger and not yet committed: up by `added`, down by `committed`.
+pub(crate) fn ledger_pending(added: usize, committed: usize) {
+    #[expect(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    let delta = added as f64 - committed as f64;
+    metrics::gauge!("izzi_ledger_pending_rows").increment(delta);
+}
+
+/// Counts a failed ledger commit.
+pub(crate) fn ledger_write_failed() {
+    metrics::counter!("izzi_ledger_write_failures_total").increment(1);
+}

@@ -1,0 +1,631 @@
+//! `izzi.db` (SQLite in WAL mode): the schema and every query on it. Client keys created with
+//! `izzi keys create` (stored as SHA-256 hashes, never the key), each key name's running spend,
+//! and the usage ledger, one row per admitted request.
+//!
+//! Two kinds of callers, never on an async runtime worker: the gateway's ledger thread (the only
+//! writer of `ledger` and `accounts` while a server runs) and the CLI (`izzi keys`, `izzi usage`),
+//! which opens the database itself; WAL lets both read while one writes. Money is stored as
+//! decimal text, so sums stay exact; times are UTC RFC 3339 with milliseconds, which sort as text.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use rust_decimal::Decimal;
+
+use crate::config::Plan;
+use crate::protocol::Usage;
+
+/// The database file's name inside `IZZI_HOME`.
+const FILE: &str = "izzi.db";
+
+/// Bumped with each schema change; `open` migrates older files.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keys (
+    name TEXT PRIMARY KEY NOT NULL,
+    key_sha256 BLOB NOT NULL UNIQUE,
+    plan TEXT NOT NULL,
+    rpm INTEGER,
+    concurrent INTEGER,
+    daily INTEGER,
+    monthly_budget_usd TEXT,
+    credits_usd TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+-- Running totals per key name (config keys too), updated in the transaction that adds the rows.
+CREATE TABLE IF NOT EXISTS accounts (
+    key_name TEXT PRIMARY KEY NOT NULL,
+    spent_usd TEXT NOT NULL,
+    month TEXT NOT NULL,
+    month_spent_usd TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    usage_source TEXT NOT NULL,
+    cost_usd TEXT NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    ttft_ms INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS ledger_started_at ON ledger (started_at);
+";
+
+/// Seconds in the minute and in the UTC day, the windows of the rate limits.
+pub(crate) const MINUTE: i64 = 60;
+pub(crate) const DAY: i64 = 86_400;
+
+/// `$IZZI_HOME/izzi.db`.
+pub(crate) fn default_path() -> Result<PathBuf> {
+    Ok(crate::env::izzi_home()?.join(FILE))
+}
+
+/// A timestamp as stored: UTC, milliseconds, so text order is time order.
+pub(crate) fn stamp(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The start of the clock-aligned window of `seconds` ([`MINUTE`] or [`DAY`])
+/// that holds `at`.
+pub(crate) fn window_start(at: Timestamp, seconds: i64) -> Timestamp {
+    let secs = at.as_second();
+    // Whole seconds inside the range `at` came from never fall outside it.
+    Timestamp::from_second(secs - secs.rem_euclid(seconds)).unwrap_or(at)
+}
+
+/// The UTC calendar date of a timestamp.
+pub(crate) fn utc_date(at: Timestamp) -> Date {
+    jiff::tz::TimeZone::UTC.to_datetime(at).date()
+}
+
+/// `YYYY-MM` of a timestamp, in UTC: the budget's month.
+pub(crate) fn month(at: Timestamp) -> String {
+    utc_date(at).strftime("%Y-%m").to_string()
+}
+
+/// A client key stored by `izzi keys create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredKey {
+    pub(crate) name: String,
+    pub(crate) key_sha256: [u8; 32],
+    pub(crate) plan: Plan,
+    pub(crate) rpm: Option<u32>,
+    pub(crate) concurrent: Option<u32>,
+    pub(crate) daily: Option<u32>,
+    pub(crate) monthly_budget_usd: Option<Decimal>,
+    pub(crate) credits_usd: Option<Decimal>,
+    pub(crate) created_at: String,
+    pub(crate) revoked_at: Option<String>,
+}
+
+/// What a key name has spent: in all (debited from its credits) and in one month (its budget).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Account {
+    pub(crate) spent_usd: Decimal,
+    /// `YYYY-MM` that `month_spent_usd` belongs to.
+    pub(crate) month: String,
+    pub(crate) month_spent_usd: Decimal,
+}
+
+impl Account {
+    /// The spend of `month` (zero when the account last spent in an earlier month).
+    pub(crate) fn spent_in(&self, month: &str) -> Decimal {
+        if self.month == month {
+            self.month_spent_usd
+        } else {
+            Decimal::ZERO
+        }
+    }
+
+    /// Adds the cost of a request that started in `month`. A request that started in a month
+    /// before the account's (it ran across the boundary) counts toward the total only.
+    pub(crate) fn add(&mut self, month: &str, cost: Decimal) {
+        self.spent_usd += cost;
+        if month > self.month.as_str() {
+            month.clone_into(&mut self.month);
+            self.month_spent_usd = Decimal::ZERO;
+        }
+        if month == self.month {
+            self.month_spent_usd += cost;
+        }
+    }
+}
+
+/// One ledger row: an admitted request, written when it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub(crate) started_at: Timestamp,
+    pub(crate) key_name: String,
+    pub(crate) model: String,
+    pub(crate) provider: String,
+    /// The status the client got (499 when it left before any answer).
+    pub(crate) status: u16,
+    /// `completed`, `upstream_cut`, `upstream_failed` or `client_gone`.
+    pub(crate) outcome: &'static str,
+    pub(crate) stream: bool,
+    pub(crate) usage: Usage,
+    /// `upstream` when the provider reported the usage, `estimate` when izzi counted it.
+    pub(crate) usage_source: &'static str,
+    pub(crate) cost_usd: Decimal,
+    pub(crate) latency_ms: u64,
+    /// Time to the first byte of a stream.
+    pub(crate) ttft_ms: Option<u64>,
+}
+
+/// Requests, tokens and cost of one key on one model (`izzi usage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct UsageLine {
+    pub(crate) key: String,
+    pub(crate) model: String,
+    pub(crate) requests: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cache_read_tokens: u64,
+    pub(crate) cache_write_tokens: u64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub(crate) cost_usd: Decimal,
+}
+
+/// An open `izzi.db`.
+#[derive(Debug)]
+pub(crate) struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating it and its directory if needed) and migrates the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir)?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the database `{}`", path.display()))?;
+        let store = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        store.prepare().with_context(|| {
+            format!(
+                "cannot prepare the database `{}`; move it aside if it is not izzi's",
+                path.display()
+            )
+        })?;
+        Ok(store)
+    }
+
+    fn prepare(&self) -> Result<()> {
+        // Another process may hold the write lock for a moment (the server's ledger thread while
+        // the CLI creates a key): wait rather than fail.
+        self.conn.busy_timeout(Duration::from_secs(10))?;
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed ledger row survives power loss too, not only a killed process. The
+        // ledger commits in batches, so the cost is one fsync per batch.
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            bail!(
+                "it was written by a newer izzi (schema {version}, this one knows {SCHEMA_VERSION}); upgrade izzi"
+            );
+        }
+        if version < SCHEMA_VERSION {
+            self.conn.execute_batch(SCHEMA)?;
+            self.conn
+                .pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        Ok(())
+    }
+
+    /// Where this database lives.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores a new key. Fails when the name is taken (revoked keys keep their names, so their
+    /// ledger rows stay theirs).
+    pub(crate) fn create_key(&self, key: &StoredKey) -> Result<()> {
+        let taken: Option<String> = self
+            .conn
+            .query_row("SELECT name FROM keys WHERE name = ?1", [&key.name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if taken.is_some() {
+            bail!(
+                "a key named `{}` already exists (revoked keys keep their names); pick another name",
+                key.name
+            );
+        }
+        self.conn.execute(
+            "INSERT INTO keys (name, key_sha256, plan, rpm, concurrent, daily,
+                               monthly_budget_usd, credits_usd, created_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                key.name,
+                key.key_sha256,
+                key.plan.name(),
+                key.rpm,
+                key.concurrent,
+                key.daily,
+                key.monthly_budget_usd.map(|d| d.to_string()),
+                key.credits_usd.map(|d| d.to_string()),
+                key.created_at,
+                key.revoked_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a key revoked. Returns false when no active key has that name.
+    pub(crate) fn revoke_key(&self, name: &str, at: Timestamp) -> Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE keys SET revoked_at = ?1 WHERE name = ?2 AND revoked_at IS NULL",
+            params![stamp(at), name],
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Every stored key, revoked ones too, by name.
+    pub(crate) fn keys(&self) -> Result<Vec<StoredKey>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, key_sha256, plan, rpm, concurrent, daily, monthly_budget_usd,
+                    credits_usd, created_at, revoked_at
+             FROM keys ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                (
+                    r.get::<_, Option<u32>>(3)?,
+                    r.get::<_, Option<u32>>(4)?,
+                    r.get::<_, Option<u32>>(5)?,
+                ),
+                (
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ),
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
+            ))
+        })?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (name, hash, plan, (rpm, concurrent, daily), (budget, credits), created, revoked) =
+                row?;
+            let key_sha256 = <[u8; 32]>::try_from(hash.as_slice())
+                .map_err(|_| anyhow::anyhow!("the stored hash of key `{name}` is not 32 bytes"))?;
+            let plan = parse_plan(&plan)
+                .with_context(|| format!("the stored plan of key `{name}` is unknown"))?;
+            keys.push(StoredKey {
+                key_sha256,
+                plan,
+                rpm,
+                concurrent,
+                daily,
+                monthly_budget_usd: budget.as_deref().map(decimal).transpose()?,
+                credits_usd: credits.as_deref().map(decimal).transpose()?,
+                created_at: created,
+                revoked_at: revoked,
+                name,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// Every key name's running spend.
+    pub(crate) fn accounts(&self) -> Result<HashMap<String, Account>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key_name, spent_usd, month, month_spent_usd FROM accounts")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut accounts = HashMap::new();
+        for row in rows {
+            let (name, spent, month, month_spent) = row?;
+            accounts.insert(
+                name,
+                Account {
+                    spent_usd: decimal(&spent)?,
+                    month,
+                    month_spent_usd: decimal(&month_spent)?,
+                },
+            );
+        }
+        Ok(accounts)
+    }
+
+    /// Ledger rows per key name of requests that started at or after `since`.
+    pub(crate) fn requests_since(&self, since: Timestamp) -> Result<HashMap<String, u32>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key_name, COUNT(*) FROM ledger WHERE started_at >= ?1 GROUP BY key_name",
+        )?;
+        let rows = stmt.query_map([stamp(since)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Adds `rows` to the ledger and their costs to the accounts, in one transaction: either all
+    /// of it is stored or none.
+    pub(crate) fn record(&mut self, rows: &[Row]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut accounts: HashMap<&str, Account> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome, stream,
+                                     input_tokens, output_tokens, cache_read_tokens,
+                                     cache_write_tokens, usage_source, cost_usd, latency_ms,
+                                     ttft_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?;
+            let mut read = tx.prepare_cached(
+                "SELECT spent_usd, month, month_spent_usd FROM accounts WHERE key_name = ?1",
+            )?;
+            for row in rows {
+                insert.execute(params![
+                    stamp(row.started_at),
+                    row.key_name,
+                    row.model,
+                    row.provider,
+                    row.status,
+                    row.outcome,
+                    row.stream,
+                    int(row.usage.input_tokens),
+                    int(row.usage.output_tokens),
+                    int(row.usage.cache_read_tokens),
+                    int(row.usage.cache_write_tokens),
+                    row.usage_source,
+                    row.cost_usd.to_string(),
+                    int(row.latency_ms),
+                    row.ttft_ms.map(int),
+                ])?;
+                if !accounts.contains_key(row.key_name.as_str()) {
+                    let stored = read
+                        .query_row([&row.key_name], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, String>(2)?,
+                            ))
+                        })
+                        .optional()?;
+                    let account = match stored {
+                        Some((spent, month, month_spent)) => Account {
+                            spent_usd: decimal(&spent)?,
+                            month,
+                            month_spent_usd: decimal(&month_spent)?,
+                        },
+                        None => Account::default(),
+                    };
+                    accounts.insert(&row.key_name, account);
+                }
+                if let Some(account) = accounts.get_mut(row.key_name.as_str()) {
+                    account.add(&month(row.started_at), row.cost_usd);
+                }
+            }
+            let mut write = tx.prepare_cached(
+                "INSERT INTO accounts (key_name, spent_usd, month, month_spent_usd)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key_name) DO UPDATE SET spent_usd = excluded.spent_usd,
+                     month = excluded.month, month_spent_usd = excluded.month_spent_usd",
+            )?;
+            for (name, account) in &accounts {
+                write.execute(params![
+                    name,
+                    account.spent_usd.to_string(),
+                    account.month,
+                    account.month_spent_usd.to_string()
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Requests, tokens and cost per key and model, of requests that started on or after
+    /// `since` (UTC), for one key or all.
+    pub(crate) fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
+        let since = since.map_or_else(String::new, |d| d.to_string());
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key_name, model, input_tokens, output_tokens, cache_read_tokens,
+                    cache_write_tokens, cost_usd
+             FROM ledger WHERE started_at >= ?1 AND (?2 IS NULL OR key_name = ?2)",
+        )?;
+        let mut rows = stmt.query(params![since, key])?;
+        // Costs are decimal text; they are summed here, exactly, rather than as SQL floats.
+        let mut lines: HashMap<(String, String), UsageLine> = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let key: String = r.get(0)?;
+            let model: String = r.get(1)?;
+            let line = lines
+                .entry((key.clone(), model.clone()))
+                .or_insert_with(|| UsageLine {
+                    key,
+                    model,
+                    ..UsageLine::default()
+                });
+            line.requests += 1;
+            line.input_tokens += count(r.get(2)?);
+            line.output_tokens += count(r.get(3)?);
+            line.cache_read_tokens += count(r.get(4)?);
+            line.cache_write_tokens += count(r.get(5)?);
+            line.cost_usd += decimal(&r.get::<_, String>(6)?)?;
+        }
+        let mut lines: Vec<UsageLine> = lines.into_values().collect();
+        lines.sort_by(|a, b| (&a.key, &a.model).cmp(&(&b.key, &b.model)));
+        Ok(lines)
+    }
+}
+
+/// SQLite integers are signed; counts beyond `i64::MAX` do not happen, and saturate if they do.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn decimal(text: &str) -> Result<Decimal> {
+    text.parse()
+        .with_context(|| format!("`{text}` in the database is not a decimal amount"))
+}
+
+fn parse_plan(name: &str) -> Option<Plan> {
+    [Plan::Free, Plan::Starter, Plan::Pro, Plan::Max, Plan::Ultra]
+        .into_iter()
+        .find(|p| p.name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn row(key: &str, started: &str, cost: &str) -> Row {
+        Row {
+            started_at: at(started),
+            key_name: key.into(),
+            model: "gpt-4.1".into(),
+            provider: "openai".into(),
+            status: 200,
+            outcome: "completed",
+            stream: false,
+            usage: Usage {
+                input_tokens: 10,
+                output_tokens: 5,
+                cache_read_tokens: 2,
+                cache_write_tokens: 0,
+            },
+            usage_source: "upstream",
+            cost_usd: cost.parse().unwrap(),
+            latency_ms: 12,
+            ttft_ms: None,
+        }
+    }
+
+    fn key(name: &str) -> StoredKey {
+        StoredKey {
+            name: name.into(),
+            key_sha256: [7; 32],
+            plan: Plan::Starter,
+            rpm: Some(5),
+            concurrent: None,
+            daily: None,
+            monthly_budget_usd: Some("12.5".parse().unwrap()),
+            credits_usd: None,
+            created_at: stamp(at("2026-01-01T00:00:00Z")),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_and_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("izzi.db")).unwrap();
+        store.create_key(&key("ci")).unwrap();
+        let err = store.create_key(&key("ci")).unwrap_err().to_string();
+        assert!(err.contains("`ci`"), "{err}");
+        assert_eq!(store.keys().unwrap(), vec![key("ci")]);
+        assert!(store.revoke_key("ci", at("2026-01-02T00:00:00Z")).unwrap());
+        assert!(!store.revoke_key("ci", at("2026-01-03T00:00:00Z")).unwrap());
+        let keys = store.keys().unwrap();
+        assert_eq!(
+            keys[0].revoked_at.as_deref(),
+            Some("2026-01-02T00:00:00.000Z")
+        );
+    }
+
+    #[test]
+    fn rows_update_accounts_and_months_roll_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
+        store
+            .record(&[
+                row("a", "2026-01-31T23:59:59.5Z", "0.1"),
+                row("a", "2026-02-01T00:00:00Z", "0.25"),
+                row("b", "2026-02-01T00:00:01Z", "1"),
+            ])
+            .unwrap();
+        // A request that began in January and ended after the month turned.
+        store
+            .record(&[row("a", "2026-01-31T23:59:58Z", "0.05")])
+            .unwrap();
+        let accounts = store.accounts().unwrap();
+        let a = &accounts["a"];
+        assert_eq!(a.spent_usd.to_string(), "0.40");
+        assert_eq!(a.month, "2026-02");
+        assert_eq!(a.month_spent_usd.to_string(), "0.25");
+        assert_eq!(accounts["b"].spent_in("2026-02").to_string(), "1");
+        assert_eq!(accounts["b"].spent_in("2026-03"), Decimal::ZERO);
+        let counts = store.requests_since(at("2026-02-01T00:00:00Z")).unwrap();
+        assert_eq!((counts["a"], counts["b"]), (1, 1));
+    }
+
+    #[test]
+    fn usage_sums_per_key_and_model_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
+        let rows: Vec<Row> = (0..10)
+            .map(|_| row("a", "2026-03-02T10:00:00Z", "0.1"))
+            .chain([row("b", "2026-03-01T10:00:00Z", "2")])
+            .collect();
+        store.record(&rows).unwrap();
+        let all = store.usage(None, None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].requests, 10);
+        assert_eq!(all[0].cost_usd.to_string(), "1.0");
+        assert_eq!(all[0].input_tokens, 100);
+        assert_eq!(all[0].cache_read_tokens, 20);
+        let since = store
+            .usage(None, Some("2026-03-02".parse().unwrap()))
+            .unwrap();
+        assert_eq!(since.len(), 1);
+        assert_eq!(since[0].key, "a");
+        assert!(store.usage(Some("c"), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reopening_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("izzi.db");
+        let mut store = Store::open(&path).unwrap();
+        store
+            .record(&[row("a", "2026-03-02T10:00:00Z", "0.1")])
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.usage(None, None).unwrap()[0].requests, 1);
+    }
+}
