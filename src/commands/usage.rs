@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::cli::UsageArgs;
 use crate::output;
-use crate::store::{self, Store, UsageLine};
+use crate::store::{self, Counts, Store, UsageLine};
 
 /// `izzi usage --json`. Costs are decimal strings in USD.
 #[derive(Debug, Serialize)]
@@ -17,20 +17,15 @@ struct Report {
     /// The `--key` name, if given.
     key: Option<String>,
     lines: Vec<UsageLine>,
-    total: UsageLine,
+    total: Counts,
 }
 
 pub(crate) fn run(args: &UsageArgs) -> Result<()> {
     let store = Store::open(&store::default_path()?)?;
     let lines = store.usage(args.key.as_deref(), args.since)?;
-    let mut total = UsageLine::default();
+    let mut total = Counts::default();
     for line in &lines {
-        total.requests += line.requests;
-        total.input_tokens += line.input_tokens;
-        total.output_tokens += line.output_tokens;
-        total.cache_read_tokens += line.cache_read_tokens;
-        total.cache_write_tokens += line.cache_write_tokens;
-        total.cost_usd += line.cost_usd;
+        total.add(&line.counts);
     }
     if args.json {
         output::json(&Report {
@@ -46,7 +41,7 @@ pub(crate) fn run(args: &UsageArgs) -> Result<()> {
         return Ok(());
     }
     let cost = |d: Decimal| format!("${}", d.round_dp(6).normalize());
-    let row = |l: &UsageLine, key: &str, model: &str| {
+    let row = |l: &Counts, key: &str, model: &str| {
         vec![
             key.to_owned(),
             model.to_owned(),
@@ -58,7 +53,10 @@ pub(crate) fn run(args: &UsageArgs) -> Result<()> {
             cost(l.cost_usd),
         ]
     };
-    let mut rows: Vec<Vec<String>> = lines.iter().map(|l| row(l, &l.key, &l.model)).collect();
+    let mut rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| row(&l.counts, &l.key, &l.model))
+        .collect();
     rows.push(row(&total, "total", ""));
     output::table(
         &[

@@ -186,7 +186,8 @@ impl Ledger {
     }
 
     /// Queues an ended request's row. Never blocks.
-    pub(crate) fn finish(&self, finished: Finished) {
+    pub(crate) fn finish(&self, mut finished: Finished) {
+        finished.admission.ended();
         super::metrics::ledger_pending(1, 0);
         if let Err(mpsc::SendError(message)) = self.tx.send(Message::Finished(Box::new(finished))) {
             // Only possible if the thread died; the admission is dropped, freeing its slot.
@@ -348,7 +349,7 @@ mod tests {
     fn finished(limiter: &Arc<Limiter>, usage: Usage, answered: Option<Answered>) -> Finished {
         Finished {
             admission: limiter
-                .admit(&client(), Decimal::new(5, 1), jiff::Timestamp::now())
+                .admit(&client(), Decimal::new(5, 1), jiff::Timestamp::now(), false)
                 .unwrap(),
             model: model(),
             provider: "p".into(),
@@ -429,16 +430,21 @@ mod tests {
         runtime.block_on(ledger.flush());
         // The slot is free and the balance debited by the real cost (0.2), not the hold (0.5).
         let next = limiter
-            .admit(&client(), Decimal::new(8, 1), jiff::Timestamp::now())
+            .admit(&client(), Decimal::new(8, 1), jiff::Timestamp::now(), false)
             .unwrap();
         drop(next);
         assert!(
             limiter
-                .admit(&client(), Decimal::new(81, 2), jiff::Timestamp::now())
+                .admit(
+                    &client(),
+                    Decimal::new(81, 2),
+                    jiff::Timestamp::now(),
+                    false
+                )
                 .is_err()
         );
         let reader = Store::open(&path).unwrap();
-        assert_eq!(reader.usage(Some("k"), None).unwrap()[0].requests, 1);
+        assert_eq!(reader.usage(Some("k"), None).unwrap()[0].counts.requests, 1);
         assert_eq!(
             reader.accounts().unwrap()["k"].spent_usd,
             Decimal::new(2, 1)

@@ -32,6 +32,9 @@ struct State {
     /// Worst-case costs of requests still running.
     holds: Decimal,
     in_flight: u32,
+    /// Of those, requests that have ended and whose rows are being committed: their slots are
+    /// about to free.
+    ending: u32,
     /// Minute index (seconds / 60) that `minute_count` counts.
     minute: i64,
     minute_count: u32,
@@ -71,6 +74,8 @@ impl State {
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
     keys: Mutex<HashMap<String, State>>,
+    /// Woken whenever an admission is settled (a slot freed).
+    settled: tokio::sync::Notify,
 }
 
 impl Limiter {
@@ -103,6 +108,7 @@ impl Limiter {
         }
         Self {
             keys: Mutex::new(keys),
+            settled: tokio::sync::Notify::new(),
         }
     }
 
@@ -122,11 +128,18 @@ impl Limiter {
 
     /// Admits one inference request of `client` holding `hold` (its worst-case cost), or refuses
     /// it with the first limit it breaks, in SPEC's order, taking nothing.
+    ///
+    /// With `may_wait`, a request refused only because of slots whose requests have ended and
+    /// are being written to the ledger gets a refusal marked [`Refusal::is_brief`] instead: the
+    /// caller should wait for [`Limiter::settled`] and ask again, so a client that sends its next
+    /// request the moment the last one ends is not refused for a slot that is a commit away from
+    /// free.
     pub(crate) fn admit(
         self: &Arc<Self>,
         client: &Client,
         hold: Decimal,
         now: Timestamp,
+        may_wait: bool,
     ) -> Result<Admission, Refusal> {
         let secs = now.as_second();
         let month = store::month(now);
@@ -138,6 +151,7 @@ impl Limiter {
             Err(Refusal {
                 error,
                 headers: state.headers(client),
+                brief: false,
             })
         };
         if let Some(credits) = client.credits {
@@ -192,6 +206,13 @@ impl Limiter {
             return refuse(state, Reason::Rpm, error);
         }
         if state.in_flight >= client.limits.concurrent {
+            if may_wait && state.in_flight - state.ending < client.limits.concurrent {
+                return Err(Refusal {
+                    error: ApiError::internal("A concurrency slot is about to free."),
+                    headers: state.headers(client),
+                    brief: true,
+                });
+            }
             // A slot frees when any running request ends, which nobody can foresee; one second
             // is the shortest honest wait.
             let error = limited(
@@ -216,6 +237,7 @@ impl Limiter {
             hold,
             started: now,
             headers,
+            ended: false,
             settled: false,
         })
     }
@@ -229,14 +251,29 @@ impl Limiter {
         state.headers(client)
     }
 
-    fn settle(&self, key: &str, hold: Decimal, started: Timestamp, cost: Option<Decimal>) {
-        let mut keys = self.lock();
-        let state = keys.entry(key.to_owned()).or_default();
-        state.holds -= hold;
-        state.in_flight = state.in_flight.saturating_sub(1);
-        if let Some(cost) = cost {
-            state.account.add(&store::month(started), cost);
+    /// Resolves once an admission is settled after this call.
+    pub(crate) fn settled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.settled.notified()
+    }
+
+    fn ended(&self, key: &str) {
+        self.lock().entry(key.to_owned()).or_default().ending += 1;
+    }
+
+    fn settle(&self, admission: &Admission, cost: Option<Decimal>) {
+        {
+            let mut keys = self.lock();
+            let state = keys.entry(admission.key.clone()).or_default();
+            state.holds -= admission.hold;
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if admission.ended {
+                state.ending = state.ending.saturating_sub(1);
+            }
+            if let Some(cost) = cost {
+                state.account.add(&store::month(admission.started), cost);
+            }
         }
+        self.settled.notify_waiters();
     }
 }
 
@@ -316,6 +353,14 @@ impl RateHeaders {
 pub(crate) struct Refusal {
     pub(crate) error: ApiError,
     headers: RateHeaders,
+    brief: bool,
+}
+
+impl Refusal {
+    /// Refused only for a slot that frees as soon as a finished request's row is committed.
+    pub(crate) fn is_brief(&self) -> bool {
+        self.brief
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -334,6 +379,8 @@ pub(crate) struct Admission {
     hold: Decimal,
     started: Timestamp,
     headers: RateHeaders,
+    /// The request has ended and its row is queued.
+    ended: bool,
     settled: bool,
 }
 
@@ -353,20 +400,27 @@ impl Admission {
         self.headers
     }
 
+    /// The request has ended and its row is queued: its slot frees at the commit.
+    pub(crate) fn ended(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            self.limiter.ended(&self.key);
+        }
+    }
+
     /// Replaces the hold with the real cost (debited from the balance, added to the month's
     /// spend) and frees the concurrency slot.
     pub(crate) fn settle(mut self, cost: Decimal) {
         self.settled = true;
-        self.limiter
-            .settle(&self.key, self.hold, self.started, Some(cost));
+        self.limiter.settle(&self, Some(cost));
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         if !self.settled {
-            self.limiter
-                .settle(&self.key, self.hold, self.started, None);
+            self.settled = true;
+            self.limiter.settle(self, None);
         }
     }
 }
@@ -410,20 +464,20 @@ mod tests {
         let limiter = Arc::new(Limiter::default());
         let c = client(2, 10, 100);
         let now = at("2026-03-30T00:19:15Z");
-        let first = limiter.admit(&c, Decimal::ZERO, now).unwrap();
+        let first = limiter.admit(&c, Decimal::ZERO, now, false).unwrap();
         assert_eq!(first.headers().remaining, 1);
         let mut h = HeaderMap::new();
         first.headers().apply(&mut h);
         assert_eq!(h["x-ratelimit-reset-requests"], "2026-03-30T00:20:00Z");
         assert_eq!(h["x-ratelimit-tier"], "pro");
         assert_eq!(h["x-concurrent-remaining"], "9");
-        let _second = limiter.admit(&c, Decimal::ZERO, now).unwrap();
-        let refused = limiter.admit(&c, Decimal::ZERO, now).unwrap_err();
+        let _second = limiter.admit(&c, Decimal::ZERO, now, false).unwrap();
+        let refused = limiter.admit(&c, Decimal::ZERO, now, false).unwrap_err();
         assert_eq!(refused.error.kind, "rate_limit_error");
         assert_eq!(refused.error.retry_after, Some(45));
         assert_eq!(refused.headers.remaining, 0);
         // The next minute is a new window, even one second later.
-        let next = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T00:20:00Z"));
+        let next = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T00:20:00Z"), false);
         assert_eq!(kind(next), "admitted");
     }
 
@@ -432,19 +486,65 @@ mod tests {
         let limiter = Arc::new(Limiter::default());
         let c = client(3, 1, 100);
         let now = at("2026-03-30T00:00:01Z");
-        let running = limiter.admit(&c, Decimal::ZERO, now).unwrap();
+        let running = limiter.admit(&c, Decimal::ZERO, now, false).unwrap();
         for _ in 0..5 {
-            let refused = limiter.admit(&c, Decimal::ZERO, now).unwrap_err();
+            let refused = limiter.admit(&c, Decimal::ZERO, now, false).unwrap_err();
             assert_eq!(refused.error.retry_after, Some(1));
             assert_eq!(refused.headers.concurrent_remaining, 0);
         }
         running.settle(Decimal::ZERO);
         // Five refusals for concurrency used none of the two requests left this minute.
-        assert_eq!(kind(limiter.admit(&c, Decimal::ZERO, now)), "admitted");
-        assert_eq!(kind(limiter.admit(&c, Decimal::ZERO, now)), "admitted");
         assert_eq!(
-            kind(limiter.admit(&c, Decimal::ZERO, now)),
+            kind(limiter.admit(&c, Decimal::ZERO, now, false)),
+            "admitted"
+        );
+        assert_eq!(
+            kind(limiter.admit(&c, Decimal::ZERO, now, false)),
+            "admitted"
+        );
+        assert_eq!(
+            kind(limiter.admit(&c, Decimal::ZERO, now, false)),
             "rate_limit_error"
+        );
+    }
+
+    #[test]
+    fn a_slot_being_committed_asks_for_a_brief_wait() {
+        let limiter = Arc::new(Limiter::default());
+        let c = client(10, 1, 100);
+        let now = at("2026-03-30T00:00:01Z");
+        let mut running = limiter.admit(&c, Decimal::ZERO, now, true).unwrap();
+        // Still running: a plain refusal, waiting or not.
+        assert!(
+            !limiter
+                .admit(&c, Decimal::ZERO, now, true)
+                .unwrap_err()
+                .is_brief()
+        );
+        running.ended();
+        let waiting = limiter.admit(&c, Decimal::ZERO, now, true).unwrap_err();
+        assert!(waiting.is_brief());
+        assert_eq!(
+            waiting.headers.remaining, 9,
+            "a brief refusal takes nothing"
+        );
+        let last_try = limiter.admit(&c, Decimal::ZERO, now, false).unwrap_err();
+        assert!(!last_try.is_brief());
+        assert_eq!(last_try.error.kind, "rate_limit_error");
+        let settled = limiter.settled();
+        running.settle(Decimal::ZERO);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), settled)
+                .await
+                .unwrap();
+        });
+        assert_eq!(
+            kind(limiter.admit(&c, Decimal::ZERO, now, true)),
+            "admitted"
         );
     }
 
@@ -452,15 +552,15 @@ mod tests {
     fn daily_quota_comes_before_rpm_and_resets_at_utc_midnight() {
         let limiter = Arc::new(Limiter::default());
         let c = client(1, 5, 2);
-        let _a = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T23:58:00Z"));
-        let _b = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T23:59:00Z"));
+        let _a = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T23:58:00Z"), false);
+        let _b = limiter.admit(&c, Decimal::ZERO, at("2026-03-30T23:59:00Z"), false);
         let refused = limiter
-            .admit(&c, Decimal::ZERO, at("2026-03-30T23:59:30Z"))
+            .admit(&c, Decimal::ZERO, at("2026-03-30T23:59:30Z"), false)
             .unwrap_err();
         assert_eq!(refused.error.kind, "quota_exceeded");
         assert_eq!(refused.error.retry_after, Some(30));
         assert_eq!(
-            kind(limiter.admit(&c, Decimal::ZERO, at("2026-03-31T00:00:00Z"))),
+            kind(limiter.admit(&c, Decimal::ZERO, at("2026-03-31T00:00:00Z"), false)),
             "admitted"
         );
     }
@@ -471,17 +571,17 @@ mod tests {
         let mut c = client(100, 100, 100);
         c.credits = Some(dec("1.00"));
         let now = at("2026-03-30T10:00:00Z");
-        let a = limiter.admit(&c, dec("0.40"), now).unwrap();
-        let b = limiter.admit(&c, dec("0.40"), now).unwrap();
-        let refused = limiter.admit(&c, dec("0.40"), now).unwrap_err();
+        let a = limiter.admit(&c, dec("0.40"), now, false).unwrap();
+        let b = limiter.admit(&c, dec("0.40"), now, false).unwrap();
+        let refused = limiter.admit(&c, dec("0.40"), now, false).unwrap_err();
         assert_eq!(refused.error.kind, "insufficient_balance");
         assert_eq!(refused.error.status, StatusCode::PAYMENT_REQUIRED);
         a.settle(dec("0.05"));
         drop(b); // a request whose row was never written frees its hold, charging nothing
         // Spent 0.05: 0.95 left, so 0.90 fits and then 0.10 does not.
-        let _c = limiter.admit(&c, dec("0.90"), now).unwrap();
+        let _c = limiter.admit(&c, dec("0.90"), now, false).unwrap();
         assert_eq!(
-            kind(limiter.admit(&c, dec("0.10"), now)),
+            kind(limiter.admit(&c, dec("0.10"), now, false)),
             "insufficient_balance"
         );
     }
@@ -506,22 +606,28 @@ mod tests {
         ));
         let mut c = client(100, 100, 100);
         c.budget = Some(dec("5"));
-        assert_eq!(kind(limiter.admit(&c, dec("0.01"), now)), "budget_exceeded");
+        assert_eq!(
+            kind(limiter.admit(&c, dec("0.01"), now, false)),
+            "budget_exceeded"
+        );
         c.credits = Some(dec("10"));
         assert_eq!(
-            kind(limiter.admit(&c, dec("0.01"), now)),
+            kind(limiter.admit(&c, dec("0.01"), now, false)),
             "insufficient_balance"
         );
         c.credits = None;
         // April: the budget renews; the all-time spend stays.
         let april = at("2026-04-01T00:00:00Z");
-        let admitted = limiter.admit(&c, dec("4"), april).unwrap();
+        let admitted = limiter.admit(&c, dec("4"), april, false).unwrap();
         admitted.settle(dec("4.5"));
         assert_eq!(
-            kind(limiter.admit(&c, dec("0.6"), april)),
+            kind(limiter.admit(&c, dec("0.6"), april, false)),
             "budget_exceeded"
         );
-        assert_eq!(kind(limiter.admit(&c, dec("0.5"), april)), "admitted");
+        assert_eq!(
+            kind(limiter.admit(&c, dec("0.5"), april, false)),
+            "admitted"
+        );
     }
 
     #[test]
@@ -531,10 +637,10 @@ mod tests {
         let minute = HashMap::from([("k".to_owned(), 1)]);
         let limiter = Arc::new(Limiter::new(HashMap::new(), &today, &minute, now));
         let c = client(2, 5, 3);
-        let a = limiter.admit(&c, Decimal::ZERO, now).unwrap();
+        let a = limiter.admit(&c, Decimal::ZERO, now, false).unwrap();
         assert_eq!(a.headers().remaining, 0);
         assert_eq!(
-            kind(limiter.admit(&c, Decimal::ZERO, at("2026-03-30T10:01:00Z"))),
+            kind(limiter.admit(&c, Decimal::ZERO, at("2026-03-30T10:01:00Z"), false)),
             "quota_exceeded"
         );
     }
@@ -551,7 +657,7 @@ mod tests {
                     let c = Arc::clone(&c);
                     s.spawn(move || {
                         (0..25)
-                            .filter(|_| limiter.admit(&c, Decimal::ZERO, now).is_ok())
+                            .filter(|_| limiter.admit(&c, Decimal::ZERO, now, false).is_ok())
                             .count()
                     })
                 })

@@ -173,6 +173,13 @@ pub(crate) struct Row {
 pub(crate) struct UsageLine {
     pub(crate) key: String,
     pub(crate) model: String,
+    #[serde(flatten)]
+    pub(crate) counts: Counts,
+}
+
+/// Requests, tokens and cost, summed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Counts {
     pub(crate) requests: u64,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
@@ -180,6 +187,18 @@ pub(crate) struct UsageLine {
     pub(crate) cache_write_tokens: u64,
     #[serde(with = "rust_decimal::serde::str")]
     pub(crate) cost_usd: Decimal,
+}
+
+impl Counts {
+    /// Adds `other` to these.
+    pub(crate) fn add(&mut self, other: &Counts) {
+        self.requests += other.requests;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_usd += other.cost_usd;
+    }
 }
 
 /// An open `izzi.db`.
@@ -249,10 +268,10 @@ impl Store {
             })
             .optional()?;
         if taken.is_some() {
-            bail!(
+            bail!(crate::output::UsageError(format!(
                 "a key named `{}` already exists (revoked keys keep their names); pick another name",
                 key.name
-            );
+            )));
         }
         self.conn.execute(
             "INSERT INTO keys (name, key_sha256, plan, rpm, concurrent, daily,
@@ -472,12 +491,14 @@ impl Store {
                     model,
                     ..UsageLine::default()
                 });
-            line.requests += 1;
-            line.input_tokens += count(r.get(2)?);
-            line.output_tokens += count(r.get(3)?);
-            line.cache_read_tokens += count(r.get(4)?);
-            line.cache_write_tokens += count(r.get(5)?);
-            line.cost_usd += decimal(&r.get::<_, String>(6)?)?;
+            line.counts.add(&Counts {
+                requests: 1,
+                input_tokens: count(r.get(2)?),
+                output_tokens: count(r.get(3)?),
+                cache_read_tokens: count(r.get(4)?),
+                cache_write_tokens: count(r.get(5)?),
+                cost_usd: decimal(&r.get::<_, String>(6)?)?,
+            });
         }
         let mut lines: Vec<UsageLine> = lines.into_values().collect();
         lines.sort_by(|a, b| (&a.key, &a.model).cmp(&(&b.key, &b.model)));
@@ -604,10 +625,10 @@ mod tests {
         store.record(&rows).unwrap();
         let all = store.usage(None, None).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0].requests, 10);
-        assert_eq!(all[0].cost_usd.to_string(), "1.0");
-        assert_eq!(all[0].input_tokens, 100);
-        assert_eq!(all[0].cache_read_tokens, 20);
+        assert_eq!(all[0].counts.requests, 10);
+        assert_eq!(all[0].counts.cost_usd.to_string(), "1.0");
+        assert_eq!(all[0].counts.input_tokens, 100);
+        assert_eq!(all[0].counts.cache_read_tokens, 20);
         let since = store
             .usage(None, Some("2026-03-02".parse().unwrap()))
             .unwrap();
@@ -626,6 +647,6 @@ mod tests {
             .unwrap();
         drop(store);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.usage(None, None).unwrap()[0].requests, 1);
+        assert_eq!(store.usage(None, None).unwrap()[0].counts.requests, 1);
     }
 }
