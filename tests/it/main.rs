@@ -2,4 +2,6 @@
 
 mod gateway;
 mod hostile;
+mod ledger;
+mod limits;
 mod support;
