@@ -58,12 +58,12 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let port = options.port.unwrap_or(config.server.port);
     if !host.is_loopback() && !keys.has_client_keys() {
         bail!(
-            "refusing to listen on {host}: no client keys exist, so anyone who can reach it could spend your key; add `[[keys]]` to the config or listen on 127.0.0.1"
+            "refusing to listen on {host}: no client keys exist, so anyone who can reach it could spend your key; run `izzi keys create --name NAME`, add `[[keys]]` to the config, or listen on 127.0.0.1"
         );
     }
     if keys.is_empty() {
         tracing::warn!(
-            "no client keys and no stored key: every request will get 401; run `izzi setup --key KEY` or add `[[keys]]`"
+            "no client keys and no stored key: every request will get 401; run `izzi setup --key KEY` or `izzi keys create --name NAME`"
         );
     }
     let client = upstream::client(&config.server)?;
