@@ -8,10 +8,12 @@ mod cli;
 mod commands;
 mod config;
 mod env;
+mod files;
 mod gateway;
 mod output;
 mod protocol;
 mod secrets;
+mod setup;
 mod tokens;
 mod translate;
 

@@ -18,6 +18,9 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::config::Config;
 
+/// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
+pub(crate) use routing::HOSTED_BASE;
+
 /// Shared state of a running gateway.
 pub(crate) struct AppState {
     pub(crate) config: Config,
