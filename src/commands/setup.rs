@@ -71,7 +71,7 @@ pub(crate) fn run(args: SetupArgs) -> Result<()> {
         let saved = secrets::save(&key)?;
         match saved.fallback {
             Some(reason) => output::notice(format_args!(
-                "note: the key is stored in {} because no OS keyring is usable ({reason})",
+                "note: the key is stored in {} ({reason})",
                 saved.location
             )),
             None => output::notice(format_args!("The key is stored in {}.", saved.location)),

@@ -23,18 +23,18 @@ impl Store for Keyring {
         match call(READ_TIMEOUT, |entry| entry.get_password())? {
             Ok(key) => Ok(Some(Secret::new(&key)).filter(|k| !k.expose().is_empty())),
             Err(keyring::Error::NoEntry) => Ok(None),
-            Err(err) => Err(anyhow!("the OS keyring failed: {err}")),
+            Err(err) => Err(anyhow!("{err}")),
         }
     }
 
     fn set(&self, key: &Secret) -> Result<()> {
         let value = key.expose().to_owned();
         call(WRITE_TIMEOUT, move |entry| entry.set_password(&value))?
-            .map_err(|err| anyhow!("the OS keyring refused the key: {err}"))?;
+            .map_err(|err| anyhow!("it refused the key: {err}"))?;
         // Read it back: a store that accepts and forgets (a mock, a locked vault) is no store.
         match self.get()? {
             Some(stored) if stored == *key => Ok(()),
-            _ => Err(anyhow!("the OS keyring did not keep the key")),
+            _ => Err(anyhow!("it did not keep the key")),
         }
     }
 
@@ -58,10 +58,7 @@ fn call<T: Send + 'static>(
         })?;
     match rx.recv_timeout(timeout) {
         Ok(Ok(result)) => Ok(result),
-        Ok(Err(err)) => Err(anyhow!("no OS keyring is usable: {err}")),
-        Err(_) => Err(anyhow!(
-            "the OS keyring did not answer within {} s",
-            timeout.as_secs()
-        )),
+        Ok(Err(err)) => Err(anyhow!("{err}")),
+        Err(_) => Err(anyhow!("it did not answer within {} s", timeout.as_secs())),
     }
 }

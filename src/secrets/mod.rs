@@ -88,7 +88,7 @@ pub(crate) fn load() -> Result<Option<(Secret, Location)>> {
             Ok(Some(key)) => return Ok(Some((key, Location::Keyring))),
             Ok(None) => {}
             // An unusable keyring is the headless norm; the file store answers instead.
-            Err(err) => tracing::debug!("OS keyring unusable: {err:#}"),
+            Err(err) => tracing::debug!("the OS keyring is unusable: {err:#}"),
         }
     }
     let file = file::FileStore::new()?;
@@ -128,7 +128,7 @@ pub(crate) fn save(key: &Secret) -> Result<Saved> {
                 .context("the OS keyring is unusable and the credentials file cannot be written")?;
             Ok(Saved {
                 location: file.location(),
-                fallback: Some(format!("{err:#}")),
+                fallback: Some(format!("the OS keyring is unusable: {err:#}")),
             })
         }
     }
