@@ -71,7 +71,7 @@ pub(crate) fn run(args: SetupArgs) -> Result<()> {
         let saved = secrets::save(&key)?;
         match saved.fallback {
             Some(reason) => output::notice(format_args!(
-                "note: the key is stored in {} ({reason})",
+                "note: {reason}, so the key is stored in {}",
                 saved.location
             )),
             None => output::notice(format_args!("The key is stored in {}.", saved.location)),
@@ -86,7 +86,7 @@ pub(crate) fn run(args: SetupArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     report(&layout, &plans, &applied.written, false);
-    if args.local {
+    if args.local && !applied.written.is_empty() {
         output::line(
             "Tools now use the local gateway: start it with `izzi serve` (it forwards to the Izzi API with your key).",
         );
@@ -235,8 +235,14 @@ fn diff(
         .to_owned()
 }
 
-/// One line per tool: what changed, what is already so, what to do by hand, and notes.
-fn report(layout: &Layout, plans: &[(&'static dyn Tool, ToolPlan)], written: &[std::path::PathBuf], dry_run: bool) {
+/// A line per tool (what changed, or that nothing needed to), then what to do by hand and
+/// notes; errors go to stderr.
+fn report(
+    layout: &Layout,
+    plans: &[(&'static dyn Tool, ToolPlan)],
+    written: &[std::path::PathBuf],
+    dry_run: bool,
+) {
     for (tool, plan) in plans {
         let changed: Vec<String> = plan
             .edits
@@ -245,17 +251,22 @@ fn report(layout: &Layout, plans: &[(&'static dyn Tool, ToolPlan)], written: &[s
             .map(|e| format!("`{}`", layout.show(&e.path)))
             .collect();
         let verb = if dry_run { "would update" } else { "updated" };
-        if !changed.is_empty() {
-            output::line(format_args!("{}: {verb} {}", tool.name(), changed.join(", ")));
-        } else if plan.problems.is_empty() && plan.manual.is_empty() && !plan.files.is_empty() {
-            output::line(format_args!("{}: already set up", tool.name()));
-        }
-        if !plan.manual.is_empty() {
-            output::line(format_args!("{}: needs a step by hand:", tool.name()));
-            for text in &plan.manual {
-                for line in text.lines() {
-                    output::line(format_args!("    {line}"));
-                }
+        let headline = if !changed.is_empty() {
+            format!("{verb} {}", changed.join(", "))
+        } else if !plan.problems.is_empty() {
+            "left unchanged (see the error below)".to_owned()
+        } else if plan.files.is_empty() {
+            "set it up by hand:".to_owned()
+        } else {
+            "already set up".to_owned()
+        };
+        output::line(format_args!("{}: {headline}", tool.name()));
+        for text in &plan.manual {
+            if !plan.files.is_empty() {
+                output::line("  by hand:");
+            }
+            for line in text.lines() {
+                output::line(format_args!("    {line}"));
             }
         }
         for note in &plan.notes {

@@ -128,7 +128,7 @@ pub(crate) fn save(key: &Secret) -> Result<Saved> {
                 .context("the OS keyring is unusable and the credentials file cannot be written")?;
             Ok(Saved {
                 location: file.location(),
-                fallback: Some(format!("the OS keyring is unusable: {err:#}")),
+                fallback: Some(format!("the OS keyring is unusable ({err:#})")),
             })
         }
     }

@@ -4,8 +4,8 @@
 //! nothing. Pure: text in, text out. A file that does not parse is an error, never a fresh `{}`.
 
 use jsonc_parser::ParseOptions;
-use jsonc_parser::cst::{CstArray, CstInputValue, CstObject, CstRootNode};
-use serde_json::{Map, Value};
+use jsonc_parser::cst::{CstArray, CstInputValue, CstNode, CstObject, CstRootNode};
+use serde_json::Value;
 
 /// How a file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +21,65 @@ pub(crate) enum Format {
 /// remove (keys that would override the endpoint or key izzi sets).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct JsonPatch {
-    pub(crate) set: Map<String, Value>,
-    pub(crate) default: Map<String, Value>,
+    pub(crate) set: Vec<(String, Node)>,
+    pub(crate) default: Vec<(String, Node)>,
     pub(crate) remove: Vec<Vec<String>>,
+}
+
+/// A JSON value whose objects keep their keys in the order the template wrote them, so new
+/// settings read the way the template does rather than sorted.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+    Scalar(Value),
+}
+
+impl Node {
+    /// The node of a parsed JSON value.
+    pub(crate) fn from_cst(node: &CstNode) -> Option<Self> {
+        if let Some(object) = node.as_object() {
+            let props = object
+                .properties()
+                .into_iter()
+                .filter_map(|p| Some((p.decoded_name()?, Self::from_cst(&p.value()?)?)))
+                .collect();
+            return Some(Self::Object(props));
+        }
+        if let Some(array) = node.as_array() {
+            return Some(Self::Array(
+                array.elements().iter().filter_map(Self::from_cst).collect(),
+            ));
+        }
+        node.to_serde_value().map(Self::Scalar)
+    }
+
+    /// Rewrites every string in place.
+    pub(crate) fn map_strings(&mut self, f: &impl Fn(&str) -> String) {
+        match self {
+            Self::Object(props) => props.iter_mut().for_each(|(_, v)| v.map_strings(f)),
+            Self::Array(items) => items.iter_mut().for_each(|v| v.map_strings(f)),
+            Self::Scalar(Value::String(s)) => *s = f(s),
+            Self::Scalar(_) => {}
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            Self::Object(props) => Value::Object(
+                props.iter().map(|(k, v)| (k.clone(), v.to_value())).collect(),
+            ),
+            Self::Array(items) => Value::Array(items.iter().map(Self::to_value).collect()),
+            Self::Scalar(value) => value.clone(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Self::Object(props) => props.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
 }
 
 /// Why a file was left as it is.
@@ -131,7 +187,7 @@ fn dotted(path: &[String]) -> String {
 
 fn merge_object(
     object: &CstObject,
-    patch: &Map<String, Value>,
+    patch: &[(String, Node)],
     only_if_absent: bool,
     path: &mut Vec<String>,
 ) -> Result<(), EditError> {
@@ -143,7 +199,7 @@ fn merge_object(
             }
             Some(prop) if only_if_absent => {
                 // Defaults fill the gaps of nested objects too, never replacing a value.
-                if let (Value::Object(want), Some(inner)) = (want, prop.object_value()) {
+                if let (Node::Object(want), Some(inner)) = (want, prop.object_value()) {
                     merge_object(&inner, want, true, path)?;
                 }
             }
@@ -151,16 +207,16 @@ fn merge_object(
                 let have = prop.value().and_then(|v| v.to_serde_value());
                 match (want, have) {
                     (_, Some(Value::Null)) => prop.set_value(input(want)),
-                    (Value::Object(want), _) => {
+                    (Node::Object(want), _) => {
                         let inner = prop.object_value().ok_or_else(|| not_a(path, "an object"))?;
                         merge_object(&inner, want, false, path)?;
                     }
-                    (Value::Array(want), _) if named(want) => {
+                    (Node::Array(want), _) if named(want) => {
                         let inner = prop.array_value().ok_or_else(|| not_a(path, "a list"))?;
                         merge_named(&inner, want, path)?;
                     }
                     (want, have) => {
-                        if have.as_ref() != Some(want) {
+                        if have != Some(want.to_value()) {
                             prop.set_value(input(want));
                         }
                     }
@@ -178,23 +234,23 @@ fn not_a(path: &[String], what: &str) -> EditError {
 
 /// A list of objects that each have a `name`, like `claudeCode.environmentVariables`: merged by
 /// name, so other entries stay.
-fn named(items: &[Value]) -> bool {
+fn named(items: &[Node]) -> bool {
     !items.is_empty()
         && items
             .iter()
-            .all(|i| i.get("name").is_some_and(Value::is_string))
+            .all(|i| matches!(i.get("name"), Some(Node::Scalar(Value::String(_)))))
 }
 
-fn merge_named(array: &CstArray, want: &[Value], path: &mut Vec<String>) -> Result<(), EditError> {
+fn merge_named(array: &CstArray, want: &[Node], path: &mut Vec<String>) -> Result<(), EditError> {
     for item in want {
-        let name = item.get("name");
+        let name = item.get("name").map(Node::to_value);
         let existing = array.elements().into_iter().find_map(|element| {
             let object = element.as_object()?;
             let value = object.get("name")?.value()?.to_serde_value()?;
-            (Some(&value) == name).then_some(object)
+            (Some(&value) == name.as_ref()).then_some(object)
         });
-        match (existing, item.as_object()) {
-            (Some(object), Some(fields)) => merge_object(&object, fields, false, path)?,
+        match (existing, item) {
+            (Some(object), Node::Object(fields)) => merge_object(&object, fields, false, path)?,
             _ => {
                 array.append(input(item));
             }
@@ -219,15 +275,25 @@ fn remove_path(object: &CstObject, path: &[String]) {
     }
 }
 
-fn input(value: &Value) -> CstInputValue {
+fn input(node: &Node) -> CstInputValue {
+    match node {
+        Node::Object(props) => {
+            CstInputValue::Object(props.iter().map(|(k, v)| (k.clone(), input(v))).collect())
+        }
+        Node::Array(items) => CstInputValue::Array(items.iter().map(input).collect()),
+        Node::Scalar(value) => scalar(value),
+    }
+}
+
+fn scalar(value: &Value) -> CstInputValue {
     match value {
         Value::Null => CstInputValue::Null,
         Value::Bool(b) => CstInputValue::Bool(*b),
         Value::Number(n) => CstInputValue::Number(n.to_string()),
         Value::String(s) => CstInputValue::String(s.clone()),
-        Value::Array(items) => CstInputValue::Array(items.iter().map(input).collect()),
+        Value::Array(items) => CstInputValue::Array(items.iter().map(scalar).collect()),
         Value::Object(map) => {
-            CstInputValue::Object(map.iter().map(|(k, v)| (k.clone(), input(v))).collect())
+            CstInputValue::Object(map.iter().map(|(k, v)| (k.clone(), scalar(v))).collect())
         }
     }
 }
@@ -296,9 +362,17 @@ fn same(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
 mod tests {
     use super::*;
 
-    fn patch(set: Value) -> JsonPatch {
+    fn node(text: &str) -> Vec<(String, Node)> {
+        let root = CstRootNode::parse(text, &ParseOptions::default()).unwrap();
+        match Node::from_cst(&root.value().unwrap()).unwrap() {
+            Node::Object(props) => props,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn patch(set: &str) -> JsonPatch {
         JsonPatch {
-            set: set.as_object().unwrap().clone(),
+            set: node(set),
             ..JsonPatch::default()
         }
     }
@@ -310,7 +384,7 @@ mod tests {
     #[test]
     fn jsonc_keeps_comments_order_and_trailing_commas() {
         let original = "{\n  // mine\n  \"z\": 1,\n  \"env\": {\n    \"A\": \"x\", // keep\n  },\n}\n";
-        let p = patch(serde_json::json!({"env": {"B": "y"}}));
+        let p = patch(r#"{"env": {"B": "y"}}"#);
         let out = run(original, Format::Jsonc, &p);
         assert_eq!(
             out,
@@ -328,13 +402,13 @@ mod tests {
     #[test]
     fn crlf_and_bom_survive() {
         let original = "\u{feff}{\r\n  \"a\": 1\r\n}\r\n";
-        let out = run(original, Format::Json, &patch(serde_json::json!({"b": true})));
+        let out = run(original, Format::Json, &patch(r#"{"b": true}"#));
         assert_eq!(out, "\u{feff}{\r\n  \"a\": 1,\r\n  \"b\": true\r\n}\r\n");
     }
 
     #[test]
     fn new_and_empty_files_become_objects() {
-        let p = patch(serde_json::json!({"env": {"A": "x"}}));
+        let p = patch(r#"{"env": {"A": "x"}}"#);
         let fresh = String::from_utf8(json(None, Format::Json, &p).unwrap()).unwrap();
         assert_eq!(fresh, "{\n  \"env\": {\n    \"A\": \"x\"\n  }\n}\n");
         assert_eq!(run("", Format::Json, &p), fresh);
@@ -342,7 +416,7 @@ mod tests {
 
     #[test]
     fn shapes_that_cannot_merge_are_errors() {
-        let p = patch(serde_json::json!({"env": {"A": "x"}}));
+        let p = patch(r#"{"env": {"A": "x"}}"#);
         let err = json(Some(b"{\"env\": 3}"), Format::Json, &p).unwrap_err();
         assert_eq!(err, EditError::Shape("`env` is not an object".to_owned()));
         let err = json(Some(b"[]"), Format::Json, &p).unwrap_err();
@@ -353,11 +427,8 @@ mod tests {
     fn named_lists_merge_by_name_and_defaults_stay() {
         let original = r#"{"vars": [{"name": "OTHER", "value": "1"}, {"name": "URL", "value": "old"}], "model": "mine"}"#;
         let p = JsonPatch {
-            set: serde_json::json!({"vars": [{"name": "URL", "value": "new"}, {"name": "NEW", "value": "2"}]})
-                .as_object()
-                .unwrap()
-                .clone(),
-            default: serde_json::json!({"model": "izzi", "small": "s"}).as_object().unwrap().clone(),
+            set: node(r#"{"vars": [{"name": "URL", "value": "new"}, {"name": "NEW", "value": "2"}]}"#),
+            default: node(r#"{"model": "izzi", "small": "s"}"#),
             remove: vec![vec!["gone".to_owned()]],
         };
         let out = run(original, Format::Json, &p);
@@ -366,6 +437,12 @@ mod tests {
             value,
             serde_json::json!({"vars": [{"name": "OTHER", "value": "1"}, {"name": "URL", "value": "new"}, {"name": "NEW", "value": "2"}], "model": "mine", "small": "s"})
         );
+    }
+
+    #[test]
+    fn new_keys_keep_the_template_order() {
+        let out = run("{}", Format::Json, &patch(r#"{"z": 1, "a": {"y": 2, "b": 3}}"#));
+        assert_eq!(out, "{\n  \"z\": 1,\n  \"a\": {\n    \"y\": 2,\n    \"b\": 3\n  }\n}");
     }
 
     #[test]

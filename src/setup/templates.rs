@@ -2,10 +2,11 @@
 //! placeholders filled in. JSON and TOML templates are parsed first and filled value by value,
 //! so a Windows path or a quote in a value can never break the file's syntax.
 
-use anyhow::{Context as _, Result};
-use serde_json::Value;
+use anyhow::{Context as _, Result, anyhow, bail};
+use jsonc_parser::ParseOptions;
+use jsonc_parser::cst::CstRootNode;
 
-use super::edit::JsonPatch;
+use super::edit::{JsonPatch, Node};
 
 /// Every template, so none can be misspelt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,41 +112,36 @@ impl Vars {
 /// A JSON template (`{"set": …, "default": …, "remove": [[…]]}`), filled.
 pub(crate) fn json(template: Template, vars: &Vars) -> Result<JsonPatch> {
     let (file, text) = template.source();
-    let mut value: Value =
-        serde_json::from_str(text).with_context(|| format!("template `{file}` is not JSON"))?;
-    fill_json(&mut value, vars);
-    let object = |key: &str| {
-        value
-            .get(key)
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default()
+    let root = CstRootNode::parse(text, &ParseOptions::default())
+        .map_err(|err| anyhow!("template `{file}` is not JSON: {err}"))?;
+    let Some(Node::Object(sections)) = root.value().as_ref().and_then(Node::from_cst) else {
+        bail!("template `{file}` is not a JSON object");
     };
-    let remove = value
-        .get("remove")
-        .and_then(Value::as_array)
-        .map(|paths| {
-            paths
-                .iter()
-                .filter_map(Value::as_array)
-                .map(|p| p.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(JsonPatch {
-        set: object("set"),
-        default: object("default"),
-        remove,
-    })
-}
-
-fn fill_json(value: &mut Value, vars: &Vars) {
-    match value {
-        Value::String(s) => *s = vars.fill(s),
-        Value::Array(items) => items.iter_mut().for_each(|v| fill_json(v, vars)),
-        Value::Object(map) => map.values_mut().for_each(|v| fill_json(v, vars)),
-        _ => {}
+    let mut patch = JsonPatch::default();
+    for (section, mut node) in sections {
+        node.map_strings(&|s| vars.fill(s));
+        match (section.as_str(), node) {
+            ("set", Node::Object(props)) => patch.set = props,
+            ("default", Node::Object(props)) => patch.default = props,
+            ("remove", Node::Array(paths)) => {
+                patch.remove = paths
+                    .into_iter()
+                    .map(|p| match p {
+                        Node::Array(keys) => keys
+                            .into_iter()
+                            .filter_map(|k| match k {
+                                Node::Scalar(serde_json::Value::String(k)) => Some(k),
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+            }
+            (other, _) => bail!("template `{file}` has an unknown section `{other}`"),
+        }
     }
+    Ok(patch)
 }
 
 /// A TOML template, filled.
@@ -213,8 +209,7 @@ mod tests {
         for template in Template::ALL {
             let (file, _) = template.source();
             let filled = if file.ends_with(".json") {
-                serde_json::to_string(&json(template, &vars).unwrap().set).unwrap()
-                    + &serde_json::to_string(&json(template, &vars).unwrap().default).unwrap()
+                format!("{:?}", json(template, &vars).unwrap())
             } else if file.ends_with(".toml") {
                 toml(template, &vars).unwrap().to_string()
             } else {

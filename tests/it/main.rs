@@ -1,5 +1,7 @@
-//! Integration tests: the real `izzi` binary against the mock upstream, over real HTTP.
+//! Integration tests: the real `izzi` binary against the mock upstream, over real HTTP, and
+//! against tool config trees in temp homes.
 
 mod gateway;
 mod hostile;
+mod setup;
 mod support;
