@@ -36,7 +36,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<()> 
     if let Some(permissions) = permissions {
         tmp.as_file()
             .set_permissions(permissions)
-            .with_context(|| format!("cannot set permissions on a temporary file in `{}`", dir.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot set permissions on a temporary file in `{}`",
+                    dir.display()
+                )
+            })?;
     }
     tmp.write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
@@ -141,7 +146,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let deep = dir.path().join("a/b/c");
         let made = create_dirs(&deep).unwrap();
-        assert_eq!(made, vec![dir.path().join("a"), dir.path().join("a/b"), deep.clone()]);
+        assert_eq!(
+            made,
+            vec![dir.path().join("a"), dir.path().join("a/b"), deep.clone()]
+        );
         assert!(create_dirs(&deep).unwrap().is_empty());
     }
 }

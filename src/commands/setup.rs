@@ -32,8 +32,10 @@ pub(crate) fn run(args: SetupArgs) -> Result<()> {
     };
     let files = Files::disk();
     let ctx = Ctx::new(&layout, &target, &files);
-    let plans: Vec<(&'static dyn Tool, ToolPlan)> =
-        chosen.iter().map(|(tool, _)| (*tool, tool.plan(&ctx))).collect();
+    let plans: Vec<(&'static dyn Tool, ToolPlan)> = chosen
+        .iter()
+        .map(|(tool, _)| (*tool, tool.plan(&ctx)))
+        .collect();
     let changes: Vec<(&'static str, &Edit)> = plans
         .iter()
         .flat_map(|(tool, plan)| plan.edits.iter().map(|edit| (tool.id(), edit)))
@@ -133,11 +135,11 @@ fn choose_key(
     let key = match (given, stored) {
         (Some(given), _) => Secret::new(given),
         (None, Some((stored, _))) => return Ok((stored.clone(), false)),
-        (None, None) if interactive => {
-            Secret::new(&dialoguer::Password::with_theme(&ColorfulTheme::default())
+        (None, None) if interactive => Secret::new(
+            &dialoguer::Password::with_theme(&ColorfulTheme::default())
                 .with_prompt("Izzi API key")
-                .interact()?)
-        }
+                .interact()?,
+        ),
         (None, None) => {
             return Err(UsageError(
                 "no API key: run `izzi setup --key KEY` (keys are at https://izziapi.com), or run `izzi setup` in a terminal to be asked".to_owned(),
@@ -145,7 +147,12 @@ fn choose_key(
             .into());
         }
     };
-    if key.expose().is_empty() || key.expose().chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if key.expose().is_empty()
+        || key
+            .expose()
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(UsageError(
             "the API key is empty or contains spaces; pass it as `izzi setup --key KEY`".to_owned(),
         )
@@ -224,8 +231,16 @@ fn diff(
     };
     let (old, new) = (text(before), text(after));
     let shown = layout.show(path);
-    let old_header = if before.is_some() { shown.clone() } else { "/dev/null".to_owned() };
-    let new_header = if after.is_some() { shown } else { "/dev/null".to_owned() };
+    let old_header = if before.is_some() {
+        shown.clone()
+    } else {
+        "/dev/null".to_owned()
+    };
+    let new_header = if after.is_some() {
+        shown
+    } else {
+        "/dev/null".to_owned()
+    };
     similar::TextDiff::from_lines(&old, &new)
         .unified_diff()
         .context_radius(3)
@@ -286,8 +301,12 @@ fn problems_result(plans: &[(&'static dyn Tool, ToolPlan)], late: &[String]) -> 
     let count = plans.iter().map(|(_, p)| p.problems.len()).sum::<usize>() + late.len();
     match count {
         0 => Ok(()),
-        1 => Err(anyhow!("1 file was left unchanged (see above); everything else is done")),
-        n => Err(anyhow!("{n} files were left unchanged (see above); everything else is done")),
+        1 => Err(anyhow!(
+            "1 file was left unchanged (see above); everything else is done"
+        )),
+        n => Err(anyhow!(
+            "{n} files were left unchanged (see above); everything else is done"
+        )),
     }
 }
 
@@ -315,7 +334,11 @@ fn undo(ids: &[String], dry_run: bool, interactive: bool, layout: &Layout) -> Re
     }
     if dry_run {
         for step in &steps {
-            let verb = if step.restored.is_some() { "restore" } else { "remove" };
+            let verb = if step.restored.is_some() {
+                "restore"
+            } else {
+                "remove"
+            };
             output::line(format_args!("would {verb} `{}`", layout.show(&step.path)));
         }
         return Ok(());
@@ -341,7 +364,10 @@ fn undo(ids: &[String], dry_run: bool, interactive: bool, layout: &Layout) -> Re
         output::line(format_args!("restored `{}`", layout.show(path)));
     }
     for path in &done.removed {
-        output::line(format_args!("removed `{}` (izzi setup created it)", layout.show(path)));
+        output::line(format_args!(
+            "removed `{}` (izzi setup created it)",
+            layout.show(path)
+        ));
     }
     Ok(())
 }

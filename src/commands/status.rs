@@ -139,7 +139,9 @@ fn print(status: &Status, location: Option<&Location>) {
     let e = &status.endpoint;
     let verdict = match (e.ok, e.status, &e.error) {
         (true, Some(code), _) => format!("answers (HTTP {code})"),
-        (false, Some(code), _) => format!("answers HTTP {code}: check the key with `izzi key print`"),
+        (false, Some(code), _) => {
+            format!("answers HTTP {code}: check the key with `izzi key print`")
+        }
         (_, _, Some(error)) => format!("does not answer: {error}"),
         _ => "not checked".to_owned(),
     };
@@ -151,7 +153,11 @@ fn print(status: &Status, location: Option<&Location>) {
         } else {
             let mut parts = Vec::new();
             if tool.configured {
-                parts.push(if tool.by_izzi { "configured by izzi" } else { "configured" });
+                parts.push(if tool.by_izzi {
+                    "configured by izzi"
+                } else {
+                    "configured"
+                });
             } else if !tool.files.is_empty() {
                 parts.push("not configured");
             }

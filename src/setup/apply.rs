@@ -174,7 +174,8 @@ pub(crate) fn undo(store: &Store, steps: &[UndoStep]) -> Result<Undone> {
             && let Some(current) = &step.current
         {
             let name = store.keep(&mut manifest, &step.path, ".changed", current)?;
-            done.kept.push((step.path.clone(), store.backup_path(&name)));
+            done.kept
+                .push((step.path.clone(), store.backup_path(&name)));
         }
         match (&step.restored, &step.current) {
             (Some(original), current) => {

@@ -67,7 +67,10 @@ impl Node {
     fn to_value(&self) -> Value {
         match self {
             Self::Object(props) => Value::Object(
-                props.iter().map(|(k, v)| (k.clone(), v.to_value())).collect(),
+                props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_value()))
+                    .collect(),
             ),
             Self::Array(items) => Value::Array(items.iter().map(Self::to_value).collect()),
             Self::Scalar(value) => value.clone(),
@@ -100,10 +103,13 @@ pub(crate) fn json(
     patch: &JsonPatch,
 ) -> Result<Vec<u8>, EditError> {
     with_text(original, |text| {
-        let kind = if format == Format::Json { "JSON" } else { "JSON with comments" };
-        let invalid = |err: jsonc_parser::errors::ParseError| {
-            EditError::Parse(format!("{kind} ({err})"))
+        let kind = if format == Format::Json {
+            "JSON"
+        } else {
+            "JSON with comments"
         };
+        let invalid =
+            |err: jsonc_parser::errors::ParseError| EditError::Parse(format!("{kind} ({err})"));
         // The CST keeps comments whatever the options say, so strictness is checked first.
         if format == Format::Json {
             jsonc_parser::parse_to_value(text, &strict_json()).map_err(invalid)?;
@@ -111,9 +117,9 @@ pub(crate) fn json(
         let root = CstRootNode::parse(text, &ParseOptions::default()).map_err(invalid)?;
         let object = match root.value() {
             None => root.object_value_or_set(),
-            Some(value) => value.as_object().ok_or_else(|| {
-                EditError::Shape("its top level is not an object".to_owned())
-            })?,
+            Some(value) => value
+                .as_object()
+                .ok_or_else(|| EditError::Shape("its top level is not an object".to_owned()))?,
         };
         merge_object(&object, &patch.set, false, &mut Vec::new())?;
         merge_object(&object, &patch.default, true, &mut Vec::new())?;
@@ -134,9 +140,8 @@ pub(crate) fn toml(
     patch: &toml_edit::DocumentMut,
 ) -> Result<Vec<u8>, EditError> {
     with_text(original, |text| {
-        let mut doc: toml_edit::DocumentMut = text
-            .parse()
-            .map_err(|err: toml_edit::TomlError| {
+        let mut doc: toml_edit::DocumentMut =
+            text.parse().map_err(|err: toml_edit::TomlError| {
                 EditError::Parse(format!("TOML ({})", err.message().trim_end()))
             })?;
         merge_table(doc.as_table_mut(), patch.as_table(), &mut Vec::new())?;
@@ -166,8 +171,7 @@ fn with_text(
     edit: impl FnOnce(&str) -> Result<String, EditError>,
 ) -> Result<Vec<u8>, EditError> {
     let bytes = original.unwrap_or_default();
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| EditError::Parse("UTF-8 text".to_owned()))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| EditError::Parse("UTF-8 text".to_owned()))?;
     let (bom, text) = match text.strip_prefix('\u{feff}') {
         Some(rest) => ("\u{feff}", rest),
         None => ("", text),
@@ -208,7 +212,9 @@ fn merge_object(
                 match (want, have) {
                     (_, Some(Value::Null)) => prop.set_value(input(want)),
                     (Node::Object(want), _) => {
-                        let inner = prop.object_value().ok_or_else(|| not_a(path, "an object"))?;
+                        let inner = prop
+                            .object_value()
+                            .ok_or_else(|| not_a(path, "an object"))?;
                         merge_object(&inner, want, false, path)?;
                     }
                     (Node::Array(want), _) if named(want) => {
@@ -348,11 +354,11 @@ fn same(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
         (V::Boolean(a), V::Boolean(b)) => a.value() == b.value(),
         (V::Float(a), V::Float(b)) => a.value().to_bits() == b.value().to_bits(),
         (V::Datetime(a), V::Datetime(b)) => a.value() == b.value(),
-        (V::Array(a), V::Array(b)) => a.len() == b.len() && a.iter().zip(b.iter()).all(|(a, b)| same(a, b)),
+        (V::Array(a), V::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b.iter()).all(|(a, b)| same(a, b))
+        }
         (V::InlineTable(a), V::InlineTable(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)))
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| same(v, w)))
         }
         _ => false,
     }
@@ -383,20 +389,28 @@ mod tests {
 
     #[test]
     fn jsonc_keeps_comments_order_and_trailing_commas() {
-        let original = "{\n  // mine\n  \"z\": 1,\n  \"env\": {\n    \"A\": \"x\", // keep\n  },\n}\n";
+        let original =
+            "{\n  // mine\n  \"z\": 1,\n  \"env\": {\n    \"A\": \"x\", // keep\n  },\n}\n";
         let p = patch(r#"{"env": {"B": "y"}}"#);
         let out = run(original, Format::Jsonc, &p);
         assert_eq!(
             out,
             "{\n  // mine\n  \"z\": 1,\n  \"env\": {\n    \"A\": \"x\", // keep\n    \"B\": \"y\",\n  },\n}\n"
         );
-        assert_eq!(run(&out, Format::Jsonc, &p), out, "a second merge changes nothing");
+        assert_eq!(
+            run(&out, Format::Jsonc, &p),
+            out,
+            "a second merge changes nothing"
+        );
     }
 
     #[test]
     fn strict_json_rejects_comments() {
         let err = json(Some(b"{ // no\n}"), Format::Json, &JsonPatch::default()).unwrap_err();
-        assert!(matches!(err, EditError::Parse(ref m) if m.contains("line 1")), "{err}");
+        assert!(
+            matches!(err, EditError::Parse(ref m) if m.contains("line 1")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -427,7 +441,9 @@ mod tests {
     fn named_lists_merge_by_name_and_defaults_stay() {
         let original = r#"{"vars": [{"name": "OTHER", "value": "1"}, {"name": "URL", "value": "old"}], "model": "mine"}"#;
         let p = JsonPatch {
-            set: node(r#"{"vars": [{"name": "URL", "value": "new"}, {"name": "NEW", "value": "2"}]}"#),
+            set: node(
+                r#"{"vars": [{"name": "URL", "value": "new"}, {"name": "NEW", "value": "2"}]}"#,
+            ),
             default: node(r#"{"model": "izzi", "small": "s"}"#),
             remove: vec![vec!["gone".to_owned()]],
         };
@@ -441,8 +457,15 @@ mod tests {
 
     #[test]
     fn new_keys_keep_the_template_order() {
-        let out = run("{}", Format::Json, &patch(r#"{"z": 1, "a": {"y": 2, "b": 3}}"#));
-        assert_eq!(out, "{\n  \"z\": 1,\n  \"a\": {\n    \"y\": 2,\n    \"b\": 3\n  }\n}");
+        let out = run(
+            "{}",
+            Format::Json,
+            &patch(r#"{"z": 1, "a": {"y": 2, "b": 3}}"#),
+        );
+        assert_eq!(
+            out,
+            "{\n  \"z\": 1,\n  \"a\": {\n    \"y\": 2,\n    \"b\": 3\n  }\n}"
+        );
     }
 
     #[test]
@@ -451,7 +474,11 @@ mod tests {
             remove: vec![vec!["env".to_owned(), "TOKEN".to_owned()]],
             ..JsonPatch::default()
         };
-        let out = run("{\n  \"env\": {\n    \"TOKEN\": \"t\",\n    \"KEEP\": 1\n  }\n}\n", Format::Json, &p);
+        let out = run(
+            "{\n  \"env\": {\n    \"TOKEN\": \"t\",\n    \"KEEP\": 1\n  }\n}\n",
+            Format::Json,
+            &p,
+        );
         assert_eq!(out, "{\n  \"env\": {\n    \"KEEP\": 1\n  }\n}\n");
     }
 
@@ -461,7 +488,8 @@ mod tests {
 
     #[test]
     fn toml_keeps_comments_and_adds_tables() {
-        let original = "# top\nmodel = \"o3\" # mine\n\n[model_providers.other]\nname = \"Other\"\n";
+        let original =
+            "# top\nmodel = \"o3\" # mine\n\n[model_providers.other]\nname = \"Other\"\n";
         let p = toml_patch(
             "model_provider = \"izzi\"\n[model_providers.izzi]\nname = \"Izzi\"\nargs = [\"key\", \"print\"]\n[model_providers.izzi.auth]\ncommand = \"izzi\"\n",
         );
@@ -477,7 +505,14 @@ mod tests {
     #[test]
     fn toml_replaces_values_keeping_their_comment() {
         let original = "model_provider = \"openai\" # was\n";
-        let out = String::from_utf8(toml(Some(original.as_bytes()), &toml_patch("model_provider = \"izzi\"\n")).unwrap()).unwrap();
+        let out = String::from_utf8(
+            toml(
+                Some(original.as_bytes()),
+                &toml_patch("model_provider = \"izzi\"\n"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(out, "model_provider = \"izzi\" # was\n");
     }
 
@@ -485,7 +520,14 @@ mod tests {
     fn toml_errors() {
         let err = toml(Some(b"[broken"), &toml_patch("a = 1")).unwrap_err();
         assert!(matches!(err, EditError::Parse(_)));
-        let err = toml(Some(b"model_providers = 3\n"), &toml_patch("[model_providers.izzi]\na = 1\n")).unwrap_err();
-        assert_eq!(err, EditError::Shape("`model_providers` is not a table".to_owned()));
+        let err = toml(
+            Some(b"model_providers = 3\n"),
+            &toml_patch("[model_providers.izzi]\na = 1\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            EditError::Shape("`model_providers` is not a table".to_owned())
+        );
     }
 }

@@ -78,7 +78,10 @@ impl Layout {
             .unwrap_or_else(|| home.join(".local").join("share"));
         let (app_config, local_data) = match os {
             Os::Linux => (xdg_config.clone(), home.clone()),
-            Os::Macos => (home.join("Library").join("Application Support"), home.clone()),
+            Os::Macos => (
+                home.join("Library").join("Application Support"),
+                home.clone(),
+            ),
             Os::Windows => {
                 let roaming = home.join("AppData").join("Roaming");
                 let local = home.join("AppData").join("Local");
@@ -147,7 +150,10 @@ mod tests {
         let linux = Layout::new(Os::Linux, home.clone(), true, None);
         assert_eq!(linux.app_config, linux.xdg_config);
         let mac = Layout::new(Os::Macos, home.clone(), true, None);
-        assert_eq!(mac.app_config, PathBuf::from("/h/Library/Application Support"));
+        assert_eq!(
+            mac.app_config,
+            PathBuf::from("/h/Library/Application Support")
+        );
         let win = Layout::new(Os::Windows, home.clone(), true, None);
         assert_eq!(win.app_config, PathBuf::from("/h/AppData/Roaming"));
         assert_eq!(win.xdg_config, PathBuf::from("/h/.config"));
@@ -155,7 +161,10 @@ mod tests {
             win.app_paths("Cursor.app", "cursor"),
             vec![PathBuf::from("/h/AppData/Local/Programs/cursor")]
         );
-        assert_eq!(mac.show(Path::new("/h/.claude/settings.json")), "~/.claude/settings.json");
+        assert_eq!(
+            mac.show(Path::new("/h/.claude/settings.json")),
+            "~/.claude/settings.json"
+        );
         assert_eq!(mac.show(Path::new("/etc/x")), "/etc/x");
     }
 }

@@ -87,7 +87,10 @@ impl Target {
             .with("key", self.key.expose())
             .with(
                 "roo_import",
-                self.izzi_home.join("roo-code-settings.json").display().to_string(),
+                self.izzi_home
+                    .join("roo-code-settings.json")
+                    .display()
+                    .to_string(),
             );
         match (&self.izzi, self.key_command()) {
             (Some(izzi), Some(command)) => vars
@@ -105,8 +108,7 @@ pub(crate) fn stable_izzi() -> Option<PathBuf> {
     let exe = fs_err::canonicalize(&exe).unwrap_or(exe);
     let temp = std::env::temp_dir();
     let temp = fs_err::canonicalize(&temp).unwrap_or(temp);
-    let ephemeral = exe.starts_with(&temp)
-        || exe.components().any(|c| c.as_os_str() == "_npx");
+    let ephemeral = exe.starts_with(&temp) || exe.components().any(|c| c.as_os_str() == "_npx");
     (!ephemeral).then_some(exe)
 }
 
@@ -232,7 +234,14 @@ pub(crate) trait Tool: Sync {
 
 impl ToolPlan {
     /// Plans merging a template into `path`; records an edit, nothing (already so) or a problem.
-    fn patch(&mut self, ctx: &Ctx<'_>, path: &Path, format: Format, template: Template, secret: bool) {
+    fn patch(
+        &mut self,
+        ctx: &Ctx<'_>,
+        path: &Path,
+        format: Format,
+        template: Template,
+        secret: bool,
+    ) {
         self.patch_with(ctx, path, format, template, &ctx.target.vars(), secret);
     }
 
@@ -256,8 +265,9 @@ impl ToolPlan {
             None => match ctx.files.read(path) {
                 Ok(before) => before,
                 Err(err) => {
-                    self.problems
-                        .push(format!("cannot read `{shown}` ({err}); izzi left it unchanged"));
+                    self.problems.push(format!(
+                        "cannot read `{shown}` ({err}); izzi left it unchanged"
+                    ));
                     return;
                 }
             },

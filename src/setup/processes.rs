@@ -16,10 +16,16 @@ pub(crate) fn list() -> Option<Vec<Process>> {
     if cfg!(target_os = "linux") {
         linux()
     } else if cfg!(windows) {
-        let out = Command::new("tasklist").args(["/fo", "csv", "/nh"]).output().ok()?;
+        let out = Command::new("tasklist")
+            .args(["/fo", "csv", "/nh"])
+            .output()
+            .ok()?;
         Some(parse_tasklist(&String::from_utf8_lossy(&out.stdout)))
     } else {
-        let out = Command::new("ps").args(["-axo", "pid=,comm="]).output().ok()?;
+        let out = Command::new("ps")
+            .args(["-axo", "pid=,comm="])
+            .output()
+            .ok()?;
         Some(parse_ps(&String::from_utf8_lossy(&out.stdout)))
     }
 }
@@ -91,11 +97,25 @@ mod tests {
 
     #[test]
     fn parses_listings() {
-        let ps = parse_ps("  12 /Applications/Visual Studio Code.app/Contents/MacOS/Electron\n 13 /usr/bin/cline\n");
-        assert_eq!(ps[1], Process { pid: 13, name: "/usr/bin/cline".to_owned() });
+        let ps = parse_ps(
+            "  12 /Applications/Visual Studio Code.app/Contents/MacOS/Electron\n 13 /usr/bin/cline\n",
+        );
+        assert_eq!(
+            ps[1],
+            Process {
+                pid: 13,
+                name: "/usr/bin/cline".to_owned()
+            }
+        );
         assert_eq!(base_name(&ps[1]), "cline");
         let win = parse_tasklist("\"Code.exe\",\"4242\",\"Console\",\"1\",\"100 K\"\r\n");
-        assert_eq!(win, vec![Process { pid: 4242, name: "Code.exe".to_owned() }]);
+        assert_eq!(
+            win,
+            vec![Process {
+                pid: 4242,
+                name: "Code.exe".to_owned()
+            }]
+        );
         assert_eq!(base_name(&win[0]), "code");
     }
 

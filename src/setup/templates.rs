@@ -215,7 +215,10 @@ mod tests {
             } else {
                 text(template, &vars)
             };
-            assert!(!filled.contains("{{"), "{file} has an unknown placeholder: {filled}");
+            assert!(
+                !filled.contains("{{"),
+                "{file} has an unknown placeholder: {filled}"
+            );
         }
     }
 

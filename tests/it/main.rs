@@ -4,4 +4,6 @@
 mod gateway;
 mod hostile;
 mod setup;
+#[cfg(unix)]
+mod setup_tty;
 mod support;

@@ -31,7 +31,7 @@ pub(crate) struct Sandbox {
     _dir: tempfile::TempDir,
     pub(crate) home: PathBuf,
     pub(crate) izzi_home: PathBuf,
-    bin: PathBuf,
+    pub(crate) bin: PathBuf,
     tmp: PathBuf,
     os: Option<String>,
 }
@@ -54,24 +54,33 @@ impl Sandbox {
         sandbox
     }
 
+    /// The whole environment the binary gets.
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("HOME", self.home.display().to_string()),
+            ("IZZI_HOME", self.izzi_home.display().to_string()),
+            ("IZZI_KEYRING", "file".to_owned()),
+            ("PATH", self.bin.display().to_string()),
+            ("TMPDIR", self.tmp.display().to_string()),
+        ];
+        if let Some(os) = &self.os {
+            env.push(("IZZI_SETUP_OS", os.clone()));
+        }
+        env
+    }
+
     /// The binary with only the sandbox's environment.
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(izzi_bin());
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("IZZI_HOME", &self.izzi_home)
-            .env("IZZI_KEYRING", "file")
-            .env("PATH", &self.bin)
-            .env("TMPDIR", &self.tmp);
-        if let Some(os) = &self.os {
-            cmd.env("IZZI_SETUP_OS", os);
-        }
+        cmd.args(args).env_clear().envs(self.env());
         cmd
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().expect("run izzi")
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run izzi")
     }
 
     /// Placeholders for the paths that differ per run.
@@ -86,7 +95,9 @@ impl Sandbox {
     fn normalize(&self, text: &str) -> String {
         self.placeholders()
             .iter()
-            .fold(text.to_owned(), |acc, (path, name)| acc.replace(path.as_str(), name))
+            .fold(text.to_owned(), |acc, (path, name)| {
+                acc.replace(path.as_str(), name)
+            })
     }
 
     fn fill(&self, text: &str) -> String {
@@ -146,11 +157,19 @@ fn tree_diff(
         Some(bytes) => String::from_utf8_lossy(bytes).into_owned(),
     };
     let mut out = String::new();
-    for key in got.keys().chain(want.keys()).collect::<std::collections::BTreeSet<_>>() {
+    for key in got
+        .keys()
+        .chain(want.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         match (got.get(key), want.get(key)) {
             (Some(g), Some(w)) if g == w => {}
             (Some(g), Some(w)) => {
-                out += &format!("--- {key}: got\n{}\n--- {key}: want\n{}\n", show(g), show(w));
+                out += &format!(
+                    "--- {key}: got\n{}\n--- {key}: want\n{}\n",
+                    show(g),
+                    show(w)
+                );
             }
             (Some(_), None) => out += &format!("unexpected {key}\n"),
             (None, _) => out += &format!("missing {key}\n"),
@@ -178,7 +197,7 @@ fn expect_text(case: &Path, name: &str, actual: &str) {
     assert_eq!(actual, want, "{} differs", path.display());
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -191,7 +210,10 @@ fn modes(root: &Path) -> BTreeMap<String, u32> {
             .into_iter()
             .filter(|(_, c)| c.is_some())
             .map(|(rel, _)| {
-                let mode = std::fs::metadata(root.join(&rel)).expect("meta").permissions().mode();
+                let mode = std::fs::metadata(root.join(&rel))
+                    .expect("meta")
+                    .permissions()
+                    .mode();
                 (rel, mode & 0o777)
             })
             .collect()
@@ -217,12 +239,13 @@ fn mode_of(path: &Path) -> u32 {
 
 /// Runs one fixture case through dry run, setup, a second setup and undo.
 fn check(name: &str) {
-    let _hosts = CLINE_HOSTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hosts = CLINE_HOSTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let case = fixtures().join(name);
-    let spec: Value = serde_json::from_str(
-        &std::fs::read_to_string(case.join("case.json")).expect("case.json"),
-    )
-    .expect("case.json is JSON");
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).expect("case.json"))
+            .expect("case.json is JSON");
     let mut sandbox = Sandbox::new();
     sandbox.os = spec["os"].as_str().map(str::to_owned);
     let extra: Vec<&str> = spec["args"]
@@ -234,14 +257,20 @@ fn check(name: &str) {
     // Tools create their key stores private; so do the fixtures.
     #[cfg(unix)]
     for (rel, _) in tree(&sandbox.home) {
-        if rel.ends_with("secrets.json") || rel.ends_with("auth.json") || rel.ends_with("providers.json") {
+        if rel.ends_with("secrets.json")
+            || rel.ends_with("auth.json")
+            || rel.ends_with("providers.json")
+        {
             chmod(&sandbox.home.join(&rel), 0o600);
         }
     }
     let original = tree(&sandbox.home);
     let original_modes = modes(&sandbox.home);
     let with = |base: &[&'static str]| -> Vec<String> {
-        base.iter().map(|s| (*s).to_owned()).chain(extra.iter().map(|s| (*s).to_owned())).collect()
+        base.iter()
+            .map(|s| (*s).to_owned())
+            .chain(extra.iter().map(|s| (*s).to_owned()))
+            .collect()
     };
     let run = |args: Vec<String>| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -250,17 +279,41 @@ fn check(name: &str) {
 
     // A dry run prints the diffs and writes nothing, not even the key.
     let out = run(with(&["setup", "--dry-run", "--yes", "--key", KEY]));
-    assert_eq!(out.status.code(), Some(exit as i32), "dry run: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(exit as i32),
+        "dry run: {}",
+        text(&out.stderr)
+    );
     expect_text(&case, "dry-run.txt", &sandbox.normalize(&text(&out.stdout)));
-    assert!(tree(&sandbox.home) == original, "the dry run changed files:\n{}", tree_diff(&tree(&sandbox.home), &original));
-    assert!(!sandbox.izzi_home.exists(), "the dry run wrote to IZZI_HOME");
-    assert!(!text(&out.stdout).contains(KEY), "the dry run printed the key");
+    assert!(
+        tree(&sandbox.home) == original,
+        "the dry run changed files:\n{}",
+        tree_diff(&tree(&sandbox.home), &original)
+    );
+    assert!(
+        !sandbox.izzi_home.exists(),
+        "the dry run wrote to IZZI_HOME"
+    );
+    assert!(
+        !text(&out.stdout).contains(KEY),
+        "the dry run printed the key"
+    );
 
     // Setup writes exactly the expected files.
     let out = run(with(&["setup", "--yes", "--key", KEY]));
-    assert_eq!(out.status.code(), Some(exit as i32), "setup: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(exit as i32),
+        "setup: {}",
+        text(&out.stderr)
+    );
     expect_text(&case, "setup.txt", &sandbox.normalize(&text(&out.stdout)));
-    expect_text(&case, "setup.stderr.txt", &sandbox.normalize(&text(&out.stderr)));
+    expect_text(
+        &case,
+        "setup.stderr.txt",
+        &sandbox.normalize(&text(&out.stderr)),
+    );
     let after = tree(&sandbox.home);
     let expected_dir = case.join("expected").join("home");
     if bless() {
@@ -281,30 +334,43 @@ fn check(name: &str) {
         // Folders setup creates show up as parents of the expected files.
         let mut parent = Path::new(&rel).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            want.entry(format!("{}/", p.to_string_lossy())).or_insert(None);
+            want.entry(format!("{}/", p.to_string_lossy()))
+                .or_insert(None);
             parent = p.parent();
         }
         want.insert(rel, filled);
     }
-    assert!(after == want, "setup wrote something else:\n{}", tree_diff(&after, &want));
+    assert!(
+        after == want,
+        "setup wrote something else:\n{}",
+        tree_diff(&after, &want)
+    );
     for (rel, mode) in &original_modes {
-        assert_eq!(modes(&sandbox.home).get(rel), Some(mode), "setup changed the mode of {rel}");
+        assert_eq!(
+            modes(&sandbox.home).get(rel),
+            Some(mode),
+            "setup changed the mode of {rel}"
+        );
     }
     let izzi_expected = case.join("expected").join("izzi_home");
     if bless() {
-        for name in ["roo-code-settings.json"] {
-            let path = sandbox.izzi_home.join(name);
-            if path.exists() {
-                std::fs::create_dir_all(&izzi_expected).expect("bless dir");
-                let content = std::fs::read_to_string(&path).expect("read");
-                std::fs::write(izzi_expected.join(name), sandbox.normalize(&content)).expect("bless");
-            }
+        // The one file setup writes in IZZI_HOME for a tool: Roo Code's import file.
+        let name = "roo-code-settings.json";
+        let path = sandbox.izzi_home.join(name);
+        if path.exists() {
+            std::fs::create_dir_all(&izzi_expected).expect("bless dir");
+            let content = std::fs::read_to_string(&path).expect("read");
+            std::fs::write(izzi_expected.join(name), sandbox.normalize(&content)).expect("bless");
         }
     }
     for (rel, content) in tree(&izzi_expected) {
         let got = std::fs::read(sandbox.izzi_home.join(&rel)).ok();
         let want = content.map(|bytes| sandbox.fill(&text(&bytes)).into_bytes());
-        assert_eq!(got.map(|b| text(&b)), want.map(|b| text(&b)), "IZZI_HOME/{rel}");
+        assert_eq!(
+            got.map(|b| text(&b)),
+            want.map(|b| text(&b)),
+            "IZZI_HOME/{rel}"
+        );
     }
 
     // A second run changes nothing, not even the manifest.
@@ -312,19 +378,42 @@ fn check(name: &str) {
     let manifest_before = std::fs::read(&manifest).ok();
     let izzi_before = tree(&sandbox.izzi_home);
     let out = run(with(&["setup", "--yes"]));
-    assert_eq!(out.status.code(), Some(exit as i32), "second run: {}", text(&out.stderr));
-    assert!(!text(&out.stdout).contains("updated"), "second run: {}", text(&out.stdout));
-    assert!(tree(&sandbox.home) == after, "the second run changed files:\n{}", tree_diff(&tree(&sandbox.home), &after));
+    assert_eq!(
+        out.status.code(),
+        Some(exit as i32),
+        "second run: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stdout).contains("updated"),
+        "second run: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        tree(&sandbox.home) == after,
+        "the second run changed files:\n{}",
+        tree_diff(&tree(&sandbox.home), &after)
+    );
     assert_eq!(std::fs::read(&manifest).ok(), manifest_before);
-    assert!(tree(&sandbox.izzi_home) == izzi_before, "the second run changed IZZI_HOME");
+    assert!(
+        tree(&sandbox.izzi_home) == izzi_before,
+        "the second run changed IZZI_HOME"
+    );
 
     // Undo gives back every file byte for byte, with its mode, and removes what setup made.
     let out = sandbox.run(&["setup", "--undo"]);
     assert_eq!(out.status.code(), Some(0), "undo: {}", text(&out.stderr));
     let undone = tree(&sandbox.home);
-    assert!(undone == original, "undo left differences:\n{}", tree_diff(&undone, &original));
+    assert!(
+        undone == original,
+        "undo left differences:\n{}",
+        tree_diff(&undone, &original)
+    );
     assert_eq!(modes(&sandbox.home), original_modes);
-    assert!(!sandbox.izzi_home.join("setup").exists(), "undo left its manifest");
+    assert!(
+        !sandbox.izzi_home.join("setup").exists(),
+        "undo left its manifest"
+    );
     assert!(!sandbox.izzi_home.join("roo-code-settings.json").exists());
 }
 
@@ -370,10 +459,16 @@ fixture! {
 }
 
 /// A home with Claude Code and Codex configs, for the tests below.
-fn two_tool_home() -> Sandbox {
+pub(crate) fn two_tool_home() -> Sandbox {
     let sandbox = Sandbox::new();
-    copy_tree(&fixtures().join("claude-code-linux/home/.claude"), &sandbox.home.join(".claude"));
-    copy_tree(&fixtures().join("codex/home/.codex"), &sandbox.home.join(".codex"));
+    copy_tree(
+        &fixtures().join("claude-code-linux/home/.claude"),
+        &sandbox.home.join(".claude"),
+    );
+    copy_tree(
+        &fixtures().join("codex/home/.codex"),
+        &sandbox.home.join(".codex"),
+    );
     sandbox
 }
 
@@ -412,7 +507,9 @@ fn key_file_is_private_and_key_print_prints_only_the_key() {
     );
     let out = sandbox.run(&["setup", "--yes", "--key", KEY, "--tools", "codex"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("note: `IZZI_KEYRING=file` is set, so the key is stored in `"));
+    assert!(
+        text(&out.stderr).contains("note: `IZZI_KEYRING=file` is set, so the key is stored in `")
+    );
     let credentials = sandbox.izzi_home.join("credentials");
     assert_eq!(mode_of(&credentials), 0o600);
     let out = sandbox.run(&["key", "print"]);
@@ -430,7 +527,10 @@ fn keyring_falls_back_to_the_private_file() {
     let out = sandbox
         .cmd(&["setup", "--yes", "--key", KEY, "--tools", "codex"])
         .env_remove("IZZI_KEYRING")
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/izzi-test-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/izzi-test-bus",
+        )
         .stdin(Stdio::null())
         .output()
         .expect("run");
@@ -443,7 +543,10 @@ fn keyring_falls_back_to_the_private_file() {
     let out = sandbox
         .cmd(&["key", "print"])
         .env_remove("IZZI_KEYRING")
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/izzi-test-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/izzi-test-bus",
+        )
         .output()
         .expect("run");
     assert_eq!(text(&out.stdout), format!("{KEY}\n"));
@@ -452,15 +555,23 @@ fn keyring_falls_back_to_the_private_file() {
 #[cfg(unix)]
 #[test]
 fn files_setup_creates_with_the_key_are_private_and_existing_modes_stay() {
-    let _hosts = CLINE_HOSTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hosts = CLINE_HOSTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let sandbox = Sandbox::new();
     std::fs::create_dir_all(sandbox.home.join(".cline/data")).expect("dir");
     std::fs::write(sandbox.home.join(".cline/data/globalState.json"), "{}\n").expect("write");
     chmod(&sandbox.home.join(".cline/data/globalState.json"), 0o640);
     let out = sandbox.run(&["setup", "--yes", "--key", KEY, "--tools", "cline"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(mode_of(&sandbox.home.join(".cline/data/secrets.json")), 0o600);
-    assert_eq!(mode_of(&sandbox.home.join(".cline/data/globalState.json")), 0o640);
+    assert_eq!(
+        mode_of(&sandbox.home.join(".cline/data/secrets.json")),
+        0o600
+    );
+    assert_eq!(
+        mode_of(&sandbox.home.join(".cline/data/globalState.json")),
+        0o640
+    );
     let secrets: Value = serde_json::from_slice(
         &std::fs::read(sandbox.home.join(".cline/data/secrets.json")).expect("read"),
     )
@@ -476,7 +587,14 @@ fn killed_between_two_files_leaves_whole_files_and_undo_restores() {
     let sandbox = two_tool_home();
     let original = tree(&sandbox.home);
     let mut child = sandbox
-        .cmd(&["setup", "--yes", "--key", KEY, "--tools", "claude-code,codex"])
+        .cmd(&[
+            "setup",
+            "--yes",
+            "--key",
+            KEY,
+            "--tools",
+            "claude-code,codex",
+        ])
         .env("IZZI_TEST_PAUSE_AFTER_FILE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -499,7 +617,10 @@ fn killed_between_two_files_leaves_whole_files_and_undo_restores() {
     let codex = sandbox.home.join(".codex/config.toml");
     let claude_now: Value =
         serde_json::from_slice(&std::fs::read(&claude).expect("read")).expect("whole JSON");
-    assert_eq!(claude_now["env"]["ANTHROPIC_BASE_URL"], "https://api.izziapi.com");
+    assert_eq!(
+        claude_now["env"]["ANTHROPIC_BASE_URL"],
+        "https://api.izziapi.com"
+    );
     assert_eq!(
         std::fs::read(&codex).expect("read"),
         original[".codex/config.toml"].clone().expect("file"),
@@ -521,7 +642,14 @@ fn killed_between_two_files_leaves_whole_files_and_undo_restores() {
 fn undo_by_tool_restores_only_that_tool() {
     let sandbox = two_tool_home();
     let original = tree(&sandbox.home);
-    let out = sandbox.run(&["setup", "--yes", "--key", KEY, "--tools", "claude-code,codex"]);
+    let out = sandbox.run(&[
+        "setup",
+        "--yes",
+        "--key",
+        KEY,
+        "--tools",
+        "claude-code,codex",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let configured_codex = std::fs::read(sandbox.home.join(".codex/config.toml")).expect("read");
     let out = sandbox.run(&["setup", "--undo", "--tools", "claude-code", "--dry-run"]);
@@ -534,12 +662,18 @@ fn undo_by_tool_restores_only_that_tool() {
         Some(std::fs::read(sandbox.home.join(".claude/settings.json")).expect("read")),
         original[".claude/settings.json"]
     );
-    assert_eq!(std::fs::read(sandbox.home.join(".codex/config.toml")).expect("read"), configured_codex);
+    assert_eq!(
+        std::fs::read(sandbox.home.join(".codex/config.toml")).expect("read"),
+        configured_codex
+    );
     let out = sandbox.run(&["setup", "--undo"]);
     assert!(out.status.success());
     assert!(tree(&sandbox.home) == original);
     let out = sandbox.run(&["setup", "--undo"]);
-    assert_eq!(text(&out.stdout), "Nothing to undo: izzi setup has not changed any file.\n");
+    assert_eq!(
+        text(&out.stdout),
+        "Nothing to undo: izzi setup has not changed any file.\n"
+    );
 }
 
 /// A file the user edits after setup is still restored, and their version is kept.
@@ -557,7 +691,10 @@ fn undo_keeps_what_the_user_changed_since() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(tree(&sandbox.home) == original);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("changed after izzi setup wrote it; your version is kept in"), "{stderr}");
+    assert!(
+        stderr.contains("changed after izzi setup wrote it; your version is kept in"),
+        "{stderr}"
+    );
     let kept = stderr.rsplit('`').nth(1).expect("kept path");
     assert_eq!(std::fs::read_to_string(kept).expect("kept copy"), edited);
 }
@@ -575,11 +712,25 @@ fn symlinked_settings_stay_links() {
     let original = tree(&sandbox.home);
     let out = sandbox.run(&["setup", "--yes", "--key", KEY, "--tools", "codex"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(std::fs::symlink_metadata(&link).expect("meta").file_type().is_symlink());
-    assert!(std::fs::read_to_string(dotfiles.join("codex.toml")).expect("read").contains("[model_providers.izzi]"));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("meta")
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(dotfiles.join("codex.toml"))
+            .expect("read")
+            .contains("[model_providers.izzi]")
+    );
     let out = sandbox.run(&["setup", "--undo"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(std::fs::symlink_metadata(&link).expect("meta").file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .expect("meta")
+            .file_type()
+            .is_symlink()
+    );
     assert!(tree(&sandbox.home) == original);
 }
 
@@ -587,22 +738,39 @@ fn symlinked_settings_stay_links() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_running_cline_host_makes_cline_manual() {
-    let _hosts = CLINE_HOSTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hosts = CLINE_HOSTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let sandbox = Sandbox::new();
     copy_tree(&fixtures().join("cline/home"), &sandbox.home);
     let original = tree(&sandbox.home);
     // A program named `code`, like VS Code's.
     let fake = sandbox.bin.join("code");
     std::fs::copy("/bin/sleep", &fake).expect("copy sleep");
-    let mut host = Command::new(&fake).arg("60").spawn().expect("start fake host");
+    let mut host = Command::new(&fake)
+        .arg("60")
+        .spawn()
+        .expect("start fake host");
     let out = sandbox.run(&["setup", "--yes", "--key", KEY, "--tools", "cline"]);
     let _ = host.kill();
     let _ = host.wait();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains(&format!("a Cline host is running (`code` (pid {})", host.id())), "{stdout}");
-    assert!(stdout.contains("API Provider:  OpenAI Compatible"), "{stdout}");
-    assert!(tree(&sandbox.home) == original, "setup wrote while Cline ran");
+    assert!(
+        stdout.contains(&format!(
+            "a Cline host is running (`code` (pid {})",
+            host.id()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("API Provider:  OpenAI Compatible"),
+        "{stdout}"
+    );
+    assert!(
+        tree(&sandbox.home) == original,
+        "setup wrote while Cline ran"
+    );
 }
 
 #[test]
@@ -638,14 +806,24 @@ fn status_reports_tools_key_and_a_live_endpoint() {
             .output()
             .expect("run")
     };
-    let out = run(&["setup", "--yes", "--tools", "codex", "--base-url", &gateway.url]);
+    let out = run(&[
+        "setup",
+        "--yes",
+        "--tools",
+        "codex",
+        "--base-url",
+        &gateway.url,
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["status", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(status["key"]["stored"], true);
     assert_eq!(status["key"]["store"], "file");
-    assert_eq!(status["endpoint"]["url"], format!("{}/v1/models", gateway.url));
+    assert_eq!(
+        status["endpoint"]["url"],
+        format!("{}/v1/models", gateway.url)
+    );
     assert_eq!(status["endpoint"]["ok"], true, "{status}");
     assert_eq!(status["endpoint"]["status"], 200);
     let tools = status["tools"].as_array().expect("tools");
@@ -654,7 +832,10 @@ fn status_reports_tools_key_and_a_live_endpoint() {
     assert_eq!(codex["configured"], true);
     assert_eq!(codex["by_izzi"], true);
     assert_eq!(codex["files"], serde_json::json!(["~/.codex/config.toml"]));
-    let claude = tools.iter().find(|t| t["id"] == "claude-code").expect("claude");
+    let claude = tools
+        .iter()
+        .find(|t| t["id"] == "claude-code")
+        .expect("claude");
     assert_eq!(claude["found"], false);
 
     // Another key: the endpoint answers, but refuses it.
@@ -664,5 +845,8 @@ fn status_reports_tools_key_and_a_live_endpoint() {
     assert!(stdout.contains("Key: stored in `"), "{stdout}");
     assert!(stdout.contains("/v1/models answers HTTP 401"), "{stdout}");
     // Codex asks `izzi key print` for the key, so its file does not change with the key.
-    assert!(stdout.contains("codex        configured by izzi [~/.codex]"), "{stdout}");
+    assert!(
+        stdout.contains("codex        configured by izzi [~/.codex]"),
+        "{stdout}"
+    );
 }

@@ -63,7 +63,13 @@ impl Tool for ClaudeCode {
                 "izzi runs from a temporary place, so Claude Code gets the key in `{}` instead of running `izzi key print`",
                 ctx.layout.show(&settings)
             ));
-            plan.patch(ctx, &settings, Format::Json, Template::ClaudeCodeToken, true);
+            plan.patch(
+                ctx,
+                &settings,
+                Format::Json,
+                Template::ClaudeCodeToken,
+                true,
+            );
         }
         for editor in EDITORS {
             if editor.has_extension(ctx.layout, editors::CLAUDE_CODE) {
@@ -105,7 +111,9 @@ fn managed_settings(os: Os) -> Option<PathBuf> {
         Os::Macos => {
             Path::new("/Library/Application Support/ClaudeCode/managed-settings.json").to_path_buf()
         }
-        Os::Windows => Path::new(r"C:\Program Files\ClaudeCode\managed-settings.json").to_path_buf(),
+        Os::Windows => {
+            Path::new(r"C:\Program Files\ClaudeCode\managed-settings.json").to_path_buf()
+        }
     };
     path.exists().then_some(path)
 }

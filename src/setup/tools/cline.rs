@@ -24,8 +24,22 @@ fn data_dir(layout: &Layout) -> PathBuf {
 /// Programs that host Cline: VS Code and its forks, JetBrains IDEs, the `cline` CLI.
 fn is_host(process: &Process) -> bool {
     const NAMES: [&str; 16] = [
-        "code", "code-insiders", "codium", "vscodium", "cursor", "windsurf", "cline", "idea",
-        "idea64", "pycharm", "webstorm", "goland", "clion", "rider", "phpstorm", "rubymine",
+        "code",
+        "code-insiders",
+        "codium",
+        "vscodium",
+        "cursor",
+        "windsurf",
+        "cline",
+        "idea",
+        "idea64",
+        "pycharm",
+        "webstorm",
+        "goland",
+        "clion",
+        "rider",
+        "phpstorm",
+        "rubymine",
     ];
     const MAC_APPS: [&str; 5] = [
         "Visual Studio Code",
@@ -97,11 +111,29 @@ impl Tool for Cline {
                 return plan;
             }
         }
-        plan.patch(ctx, &data.join("globalState.json"), Format::Json, Template::ClineGlobalState, false);
-        plan.patch(ctx, &data.join("secrets.json"), Format::Json, Template::ClineSecrets, true);
+        plan.patch(
+            ctx,
+            &data.join("globalState.json"),
+            Format::Json,
+            Template::ClineGlobalState,
+            false,
+        );
+        plan.patch(
+            ctx,
+            &data.join("secrets.json"),
+            Format::Json,
+            Template::ClineSecrets,
+            true,
+        );
         let providers = data.join("settings").join("providers.json");
         if providers.exists() {
-            plan.patch(ctx, &providers, Format::Json, Template::ClineProviders, true);
+            plan.patch(
+                ctx,
+                &providers,
+                Format::Json,
+                Template::ClineProviders,
+                true,
+            );
         }
         plan
     }

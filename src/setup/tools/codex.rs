@@ -42,8 +42,10 @@ impl Tool for Codex {
             plan.patch(ctx, &config, Format::Toml, Template::Codex, false);
         } else {
             plan.patch(ctx, &config, Format::Toml, Template::CodexEnvKey, false);
-            plan.manual
-                .push(templates::text(Template::CodexEnvKeyText, &ctx.target.vars()));
+            plan.manual.push(templates::text(
+                Template::CodexEnvKeyText,
+                &ctx.target.vars(),
+            ));
         }
         plan
     }

@@ -33,9 +33,11 @@ impl Tool for Cursor {
     fn plan(&self, ctx: &Ctx<'_>) -> ToolPlan {
         let vars = ctx.target.vars();
         let mut plan = ToolPlan::default();
-        plan.manual.push(templates::text(Template::CursorText, &vars));
+        plan.manual
+            .push(templates::text(Template::CursorText, &vars));
         if ctx.target.is_private() {
-            plan.notes.push(templates::text(Template::CursorPublicText, &vars));
+            plan.notes
+                .push(templates::text(Template::CursorPublicText, &vars));
         }
         plan
     }

@@ -37,7 +37,11 @@ impl Tool for Opencode {
         let mut plan = ToolPlan::default();
         let dir = config_dir(ctx.layout);
         let jsonc = dir.join("opencode.jsonc");
-        let config = if jsonc.exists() { jsonc } else { dir.join("opencode.json") };
+        let config = if jsonc.exists() {
+            jsonc
+        } else {
+            dir.join("opencode.json")
+        };
         plan.patch(ctx, &config, Format::Jsonc, Template::Opencode, false);
         let auth = ctx.layout.xdg_data.join("opencode").join("auth.json");
         plan.patch(ctx, &auth, Format::Json, Template::OpencodeAuth, true);

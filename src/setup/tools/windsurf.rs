@@ -52,31 +52,48 @@ impl Tool for Windsurf {
             editors::CONTINUE,
         ];
         if !known.iter().any(|id| has(id)) {
-            plan.manual.push(templates::text(Template::WindsurfText, &vars));
+            plan.manual
+                .push(templates::text(Template::WindsurfText, &vars));
             return plan;
         }
         plan.notes.push(
             "Windsurf's own assistant (Cascade) has no custom endpoint, so izzi configures the AI extensions installed in Windsurf".to_owned(),
         );
         if has(editors::CLAUDE_CODE) {
-            plan.patch(ctx, &settings, Format::Jsonc, Template::EditorClaudeCode, false);
+            plan.patch(
+                ctx,
+                &settings,
+                Format::Jsonc,
+                Template::EditorClaudeCode,
+                false,
+            );
         }
         if has(editors::ROO_CODE) {
             let import = ctx.target.izzi_home.join("roo-code-settings.json");
             plan.patch(ctx, &import, Format::Json, Template::RooCodeImport, true);
-            plan.patch(ctx, &settings, Format::Jsonc, Template::EditorRooCode, false);
-            plan.notes.push("Roo Code imports izzi's settings the next time Windsurf starts".to_owned());
+            plan.patch(
+                ctx,
+                &settings,
+                Format::Jsonc,
+                Template::EditorRooCode,
+                false,
+            );
+            plan.notes
+                .push("Roo Code imports izzi's settings the next time Windsurf starts".to_owned());
         }
         if has(editors::CLINE) {
             plan.notes.push(
-                "Cline in Windsurf reads `~/.cline/data`, which the `cline` tool configures".to_owned(),
+                "Cline in Windsurf reads `~/.cline/data`, which the `cline` tool configures"
+                    .to_owned(),
             );
         }
         if has(editors::KILO_CODE) {
-            plan.manual.push(templates::text(Template::KiloCodeText, &vars));
+            plan.manual
+                .push(templates::text(Template::KiloCodeText, &vars));
         }
         if has(editors::CONTINUE) {
-            plan.manual.push(templates::text(Template::ContinueText, &vars));
+            plan.manual
+                .push(templates::text(Template::ContinueText, &vars));
         }
         plan
     }
