@@ -61,17 +61,20 @@ impl Target {
             })
     }
 
-    /// The command a tool runs to get the key, quoted for `sh` and `cmd` alike.
+    /// The command a tool runs to get the key: run by `/bin/sh`, or by `cmd` on Windows.
     fn key_command(&self) -> Option<String> {
         let exe = self.izzi.as_ref()?.display().to_string();
         let plain = exe
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "/\\:._-+".contains(c));
-        Some(if plain {
-            format!("{exe} key print")
+        let quoted = if plain {
+            exe
+        } else if cfg!(windows) {
+            format!("\"{exe}\"")
         } else {
-            format!("\"{exe}\" key print")
-        })
+            format!("'{}'", exe.replace('\'', r"'\''"))
+        };
+        Some(format!("{quoted} key print"))
     }
 
     fn vars(&self) -> Vars {
@@ -110,6 +113,50 @@ pub(crate) fn stable_izzi() -> Option<PathBuf> {
     let temp = fs_err::canonicalize(&temp).unwrap_or(temp);
     let ephemeral = exe.starts_with(&temp) || exe.components().any(|c| c.as_os_str() == "_npx");
     (!ephemeral).then_some(exe)
+}
+
+/// `text` with the values of secret-looking settings (`…key`, `…token`, `…secret`,
+/// `…password`, OAuth `access`/`refresh`) masked, line by line: diffs show a file's other keys
+/// too, and those are no more for the screen than izzi's.
+pub(crate) fn mask_secrets(text: &str) -> String {
+    let mut out: String = text.split_inclusive('\n').map(mask_line).collect();
+    if !text.ends_with('\n') && out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+fn mask_line(line: &str) -> String {
+    let Some(split) = line.find([':', '=']) else {
+        return line.to_owned();
+    };
+    let (name, value) = line.split_at(split);
+    let name: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    // `env_key` names a variable, not a key.
+    let secret = ["key", "token", "secret", "password"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        && !name.ends_with("envkey")
+        || name == "access"
+        || name == "refresh";
+    let (Some(open), Some(close)) = (value.find('"'), value.rfind('"')) else {
+        return line.to_owned();
+    };
+    let inner = &value[(open + 1).min(close)..close];
+    if !secret || inner.is_empty() || inner.starts_with("****") {
+        return line.to_owned();
+    }
+    format!(
+        "{name_part}{before}{masked}{after}",
+        name_part = &line[..split],
+        before = &value[..=open],
+        masked = Secret::new(inner).masked(),
+        after = &value[close..]
+    )
 }
 
 /// What detection found.
@@ -333,4 +380,42 @@ pub(crate) fn select(ids: &[String]) -> Result<Vec<&'static dyn Tool>, String> {
         .into_iter()
         .filter(|t| ids.iter().any(|id| id == t.id()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_secret_looking_values_only() {
+        let text = "{\n  \"ANTHROPIC_AUTH_TOKEN\": \"sk-or-v1-previous-provider-token\",\n  \"apiKeyHelper\": \"/opt/izzi key print\",\n  \"openAiApiKey\": \"sk-1234567890abcd\",\n  \"access\": \"at-anthropic-access\",\n  \"model\": \"opus\"\n}";
+        assert_eq!(
+            mask_secrets(text),
+            "{\n  \"ANTHROPIC_AUTH_TOKEN\": \"****oken\",\n  \"apiKeyHelper\": \"/opt/izzi key print\",\n  \"openAiApiKey\": \"****abcd\",\n  \"access\": \"****cess\",\n  \"model\": \"opus\"\n}"
+        );
+        assert_eq!(
+            mask_secrets("env_key = \"IZZI_API_KEY\"\n"),
+            "env_key = \"IZZI_API_KEY\"\n"
+        );
+    }
+
+    #[test]
+    fn key_commands_survive_the_shell() {
+        let target = |exe: &str| Target {
+            base: String::new(),
+            key: Secret::new(""),
+            izzi: Some(PathBuf::from(exe)),
+            izzi_home: PathBuf::new(),
+        };
+        assert_eq!(
+            target("/usr/local/bin/izzi").key_command().as_deref(),
+            Some("/usr/local/bin/izzi key print")
+        );
+        if cfg!(unix) {
+            assert_eq!(
+                target("/Users/a b/it's/izzi").key_command().as_deref(),
+                Some(r"'/Users/a b/it'\''s/izzi' key print")
+            );
+        }
+    }
 }
