@@ -454,6 +454,8 @@ fixture! {
     fixture_windsurf_bare => "windsurf-bare",
     fixture_opencode => "opencode",
     fixture_zed => "zed",
+    fixture_zed_windows => "zed-windows",
+    fixture_windsurf_macos => "windsurf-macos",
     fixture_broken => "broken",
     fixture_cursor_local => "cursor-local",
 }
