@@ -128,9 +128,12 @@ pub(crate) struct UndoStep {
 pub(crate) fn undo_plan(store: &Store, tools: &[String]) -> Result<Vec<UndoStep>> {
     let manifest = store.load()?;
     let mut steps = Vec::new();
+    // Newest first, so a folder setup created is empty again by the time its creator's entry
+    // comes to remove it.
     for entry in manifest
         .files
         .iter()
+        .rev()
         .filter(|e| tools.is_empty() || tools.contains(&e.tool))
     {
         let current = match fs_err::read(&entry.path) {

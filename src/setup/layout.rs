@@ -42,6 +42,8 @@ pub(crate) struct Layout {
     /// `$XDG_DATA_HOME` or `~/.local/share`.
     pub(crate) xdg_data: PathBuf,
     path: Option<std::ffi::OsString>,
+    /// Asked for by `IZZI_SETUP_OS`: only `home` counts, not this machine's system folders.
+    overridden: bool,
 }
 
 impl Layout {
@@ -103,6 +105,7 @@ impl Layout {
             xdg_config,
             xdg_data,
             path,
+            overridden,
         }
     }
 
@@ -113,6 +116,11 @@ impl Layout {
         which::which_in(name, Some(path), cwd).ok()
     }
 
+    /// Whether this machine's own system folders (`/etc`, `/Library`) may be consulted.
+    pub(crate) fn is_real(&self) -> bool {
+        !self.overridden
+    }
+
     /// A folder named by an environment variable, else `default`.
     pub(crate) fn dir_from(&self, var: &str, default: impl FnOnce(&Self) -> PathBuf) -> PathBuf {
         env::path_var(var).unwrap_or_else(|| default(self))
@@ -121,6 +129,7 @@ impl Layout {
     /// App bundles and per-user installs that show an app is installed, for each platform.
     pub(crate) fn app_paths(&self, mac_app: &str, windows_program: &str) -> Vec<PathBuf> {
         match self.os {
+            Os::Macos if self.overridden => vec![self.home.join("Applications").join(mac_app)],
             Os::Macos => vec![
                 Path::new("/Applications").join(mac_app),
                 self.home.join("Applications").join(mac_app),

@@ -89,7 +89,10 @@ impl Tool for ClaudeCode {
                 ));
             }
         }
-        if let Some(managed) = managed_settings(ctx.layout.os).filter(|p| overrides_endpoint(p)) {
+        if let Some(managed) = managed_settings(ctx.layout.os)
+            .filter(|_| ctx.layout.is_real())
+            .filter(|p| overrides_endpoint(p))
+        {
             plan.notes.push(format!(
                 "`{}` (managed by your organisation) sets the endpoint or login method and wins over your settings",
                 managed.display()
