@@ -28,6 +28,55 @@ pub(crate) enum Command {
     Keys(KeysArgs),
     /// Requests, tokens and cost per key and model, from the usage ledger.
     Usage(UsageArgs),
+    /// Point your AI coding tools (Claude Code, Cursor, Cline, Windsurf, Codex, …) at izzi.
+    Setup(SetupArgs),
+    /// Show which tools are found and configured, where the key lives, and whether the endpoint
+    /// answers.
+    Status(StatusArgs),
+    /// The stored Izzi API key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SetupArgs {
+    /// Your Izzi API key [default: the stored key; on a terminal, asked for].
+    #[arg(long, value_name = "KEY")]
+    pub(crate) key: Option<String>,
+    /// Only these tools, comma-separated (claude-code, cursor, cline, windsurf, codex, opencode,
+    /// zed) [default: every tool found].
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub(crate) tools: Vec<String>,
+    /// The API the tools should use [default: https://api.izziapi.com].
+    #[arg(long, value_name = "URL", conflicts_with = "local")]
+    pub(crate) base_url: Option<String>,
+    /// Point the tools at the local gateway (`izzi serve`, http://127.0.0.1:8745).
+    #[arg(long)]
+    pub(crate) local: bool,
+    /// Ask nothing: use the given or stored key and every tool found.
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+    /// Print the changes as diffs and write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Restore the files setup changed (all, or those of `--tools`) and remove those it created.
+    #[arg(long, conflicts_with_all = ["key", "base_url", "local"])]
+    pub(crate) undo: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Print JSON (stable field names) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Print the stored key and nothing else (for Claude Code's `apiKeyHelper`).
+    Print,
 }
 
 #[derive(Debug, Args)]

@@ -40,3 +40,44 @@ pub(crate) fn var(name: &str) -> Option<String> {
 pub(crate) fn log_filter() -> String {
     std::env::var(IZZI_LOG).unwrap_or_else(|_| "info".to_owned())
 }
+
+/// Variables that move AI tools' config folders, honoured by `izzi setup` (research/tools.md):
+/// Claude Code, Codex CLI and Cline read them, and XDG ones move `~/.config` and `~/.local/share`.
+pub(crate) const CLAUDE_CONFIG_DIR: &str = "CLAUDE_CONFIG_DIR";
+pub(crate) const CODEX_HOME: &str = "CODEX_HOME";
+pub(crate) const CLINE_DIR: &str = "CLINE_DIR";
+pub(crate) const CLINE_DATA_DIR: &str = "CLINE_DATA_DIR";
+pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+pub(crate) const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+/// An exported `ANTHROPIC_API_KEY` beats Claude Code's `apiKeyHelper`, so setup warns about it.
+pub(crate) const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+/// `IZZI_SETUP_OS=linux|macos|windows`: look for tool configs in that platform's layout under
+/// `HOME` (tests check every layout on one machine).
+pub(crate) const IZZI_SETUP_OS: &str = "IZZI_SETUP_OS";
+/// `IZZI_TEST_PAUSE_AFTER_FILE=N`: setup stops after writing N files and waits to be killed, so a
+/// test can show that an interrupted run leaves no half-written file.
+pub(crate) const IZZI_TEST_PAUSE_AFTER_FILE: &str = "IZZI_TEST_PAUSE_AFTER_FILE";
+
+/// A path from an environment variable, if set and non-empty.
+pub(crate) fn path_var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `PATH`, where setup looks for tools' binaries.
+pub(crate) fn search_path() -> Option<std::ffi::OsString> {
+    std::env::var_os("PATH")
+}
+
+/// Whether `name` is exported with a non-empty value (never returns the value).
+pub(crate) fn is_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// The `IZZI_TEST_PAUSE_AFTER_FILE` count, if set.
+pub(crate) fn pause_after_file() -> Option<usize> {
+    std::env::var(IZZI_TEST_PAUSE_AFTER_FILE)
+        .ok()
+        .and_then(|v| v.parse().ok())
+}

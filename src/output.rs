@@ -84,3 +84,19 @@ pub(crate) fn failure(err: &anyhow::Error) -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+/// Whether a person is at the keyboard: stdin and stderr (where prompts draw) are terminals.
+pub(crate) fn interactive() -> bool {
+    use std::io::IsTerminal as _;
+    io::stdin().is_terminal() && io::stderr().is_terminal()
+}
+
+/// A progress bar on stderr; it draws nothing when stderr is not a terminal.
+pub(crate) fn progress(len: usize, message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}

@@ -1,8 +1,11 @@
 //! One module per subcommand: arguments in, typed settings, domain calls. The only layer that
 //! prompts.
 
+mod key;
 mod keys;
 mod serve;
+mod setup;
+mod status;
 mod usage;
 
 use anyhow::Result;
@@ -15,5 +18,15 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Usage(args) => usage::run(&args),
+        Command::Setup(args) => setup::run(args),
+        Command::Status(args) => status::run(&args),
+        Command::Key { command } => key::run(&command),
     }
+}
+
+/// Makes ring rustls' crypto provider (reqwest is built without one). Idempotent: every command
+/// that makes HTTPS requests calls it first.
+fn install_tls_provider() {
+    // `Err` means a provider is already installed, which is all this wants.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -16,8 +16,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    // reqwest is built without a default TLS provider; ring is ours.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    super::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

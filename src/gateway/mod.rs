@@ -22,6 +22,8 @@ use anyhow::{Context as _, Result, bail};
 use crate::config::Config;
 
 pub(crate) use auth::hash as hash_key;
+/// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
+pub(crate) use routing::HOSTED_BASE;
 
 /// Shared state of a running gateway.
 pub(crate) struct AppState {
