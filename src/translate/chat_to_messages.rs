@@ -26,7 +26,10 @@ fn budget_for(effort: &str) -> Option<u32> {
 }
 
 /// A Chat request as a Messages request for an Anthropic-kind provider.
-pub(crate) fn request(req: oa::Request, target: &Target<'_>) -> Result<an::Request, TranslateError> {
+pub(crate) fn request(
+    req: oa::Request,
+    target: &Target<'_>,
+) -> Result<an::Request, TranslateError> {
     refuse_or_drop(&req)?;
     let mut system = Vec::new();
     // Converted turns with the index of the Chat message each started from.
@@ -94,7 +97,10 @@ pub(crate) fn request(req: oa::Request, target: &Target<'_>) -> Result<an::Reque
             },
         ));
     }
-    let max_tokens = match (req.max_completion_tokens.or(req.max_tokens), target.max_output) {
+    let max_tokens = match (
+        req.max_completion_tokens.or(req.max_tokens),
+        target.max_output,
+    ) {
         (Some(asked), 0) => asked,
         (Some(asked), max) => asked.min(max),
         (None, 0) => 4096,
@@ -113,7 +119,10 @@ pub(crate) fn request(req: oa::Request, target: &Target<'_>) -> Result<an::Reque
     if out.thinking.is_some() {
         // Anthropic refuses sampling changes while thinking.
         if req.temperature.is_some() || req.top_p.is_some() {
-            dropped("temperature", "Anthropic takes no sampling changes with thinking");
+            dropped(
+                "temperature",
+                "Anthropic takes no sampling changes with thinking",
+            );
         }
     } else {
         out.temperature = req.temperature.map(|t| t.min(1.0));
@@ -154,7 +163,10 @@ pub(crate) fn request(req: oa::Request, target: &Target<'_>) -> Result<an::Reque
                 });
             }
             Some("text") | None => {}
-            Some(_) => dropped("response_format", "Anthropic has no JSON mode without a schema"),
+            Some(_) => dropped(
+                "response_format",
+                "Anthropic has no JSON mode without a schema",
+            ),
         }
     }
     Ok(out)
@@ -221,7 +233,10 @@ fn part_error(i: usize, j: usize, part: &oa::Part) -> TranslateError {
         oa::Part::Known(oa::KnownPart::ImageUrl { .. }) => "image_url",
         oa::Part::Known(oa::KnownPart::File { .. }) => "file",
         oa::Part::Known(oa::KnownPart::Refusal { .. }) => "refusal",
-        oa::Part::Other(value) => value.get("type").and_then(Value::as_str).unwrap_or("unknown"),
+        oa::Part::Other(value) => value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown"),
     };
     TranslateError(format!(
         "`messages[{i}].content[{j}].type` `{kind}` cannot be sent to {TO} in this message: remove the part or pick another model."
@@ -330,13 +345,18 @@ fn check_results(turns: &[(usize, an::Message)]) -> Result<(), TranslateError> {
             _ => None,
         });
         let answers: Vec<&str> = match turns.get(pos + 1) {
-            Some((_, an::Message {
-                content: Content::Blocks(next),
-                ..
-            })) => next
+            Some((
+                _,
+                an::Message {
+                    content: Content::Blocks(next),
+                    ..
+                },
+            )) => next
                 .iter()
                 .filter_map(|b| match b {
-                    Block::Known(Known::ToolResult { tool_use_id, .. }) => Some(tool_use_id.as_str()),
+                    Block::Known(Known::ToolResult { tool_use_id, .. }) => {
+                        Some(tool_use_id.as_str())
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -462,7 +482,10 @@ fn thinking(
     }
     let max_tokens = out.max_tokens.unwrap_or(0);
     if max_tokens <= 1024 {
-        dropped("reasoning_effort", "max_tokens leaves no room for the 1024-token minimum budget");
+        dropped(
+            "reasoning_effort",
+            "max_tokens leaves no room for the 1024-token minimum budget",
+        );
         return Ok(None);
     }
     // With thinking on, the turn that made the pending tool calls must open with its signed
@@ -478,10 +501,15 @@ fn thinking(
             .any(|b| matches!(b, Block::Known(Known::ToolUse { .. })));
         let signed = matches!(
             blocks.first(),
-            Some(Block::Known(Known::Thinking { .. } | Known::RedactedThinking { .. }))
+            Some(Block::Known(
+                Known::Thinking { .. } | Known::RedactedThinking { .. }
+            ))
         );
         if calls && !signed {
-            dropped("reasoning_effort", "the last tool-call turn carries no signed thinking");
+            dropped(
+                "reasoning_effort",
+                "the last tool-call turn carries no signed thinking",
+            );
             return Ok(None);
         }
     }
@@ -595,7 +623,10 @@ pub(crate) fn response(resp: oa::Response, target: &Target<'_>, names: &ToolName
 /// A `tool_use` id: the upstream's, sanitized, or one made from the response id and slot.
 fn tool_id(id: &str, response_id: &str, slot: usize) -> String {
     if id.is_empty() {
-        format!("toolu_{}_{slot}", names::sanitize_id(ids::base(response_id)))
+        format!(
+            "toolu_{}_{slot}",
+            names::sanitize_id(ids::base(response_id))
+        )
     } else {
         names::sanitize_id(id).into_owned()
     }
@@ -714,7 +745,7 @@ impl Stream {
         });
         if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
             self.ensure(Open::Thinking, out);
-            self.delta(an::Delta::ThinkingDelta { thinking: text }, out);
+            self.delta(an::Delta::Thinking { thinking: text }, out);
         }
         for block in delta.thinking_blocks.into_iter().flatten() {
             match (block.kind.as_str(), block.signature, block.data) {
@@ -724,7 +755,7 @@ impl Stream {
                 }
                 (_, Some(signature), _) => {
                     self.ensure(Open::Thinking, out);
-                    self.delta(an::Delta::SignatureDelta { signature }, out);
+                    self.delta(an::Delta::Signature { signature }, out);
                     self.close(out);
                 }
                 _ => {}
@@ -733,7 +764,7 @@ impl Stream {
         for text in [delta.content, delta.refusal].into_iter().flatten() {
             if !text.is_empty() {
                 self.ensure(Open::Text, out);
-                self.delta(an::Delta::TextDelta { text }, out);
+                self.delta(an::Delta::Text { text }, out);
             }
         }
         for call in delta.tool_calls.into_iter().flatten() {
@@ -755,27 +786,38 @@ impl Stream {
         if new {
             self.close(out);
             self.saw_tool = true;
-            let id = tool_id(call.id.as_deref().unwrap_or_default(), chunk_id, slot as usize);
+            let id = tool_id(
+                call.id.as_deref().unwrap_or_default(),
+                chunk_id,
+                slot as usize,
+            );
             let name = self
                 .names
                 .client(function.name.as_deref().unwrap_or_default())
                 .0
                 .to_owned();
-            self.open_block(Open::Tool(slot), Known::ToolUse {
-                id,
-                name,
-                input: serde_json::json!({}),
-            }, out);
+            self.open_block(
+                Open::Tool(slot),
+                Known::ToolUse {
+                    id,
+                    name,
+                    input: serde_json::json!({}),
+                },
+                out,
+            );
         } else if self.open.map(|(_, o)| o) != Some(Open::Tool(slot)) {
             if self.finished_slots.contains(&slot) {
-                tracing::debug!(slot, "dropped arguments for a tool call whose block is closed");
+                tracing::debug!(
+                    slot,
+                    "dropped arguments for a tool call whose block is closed"
+                );
                 return;
             }
             self.close(out);
         }
         if let Some(arguments) = function.arguments.filter(|a| !a.is_empty()) {
             self.delta(
-                an::Delta::InputJsonDelta {
+                an::Delta::InputJson {
                     partial_json: arguments,
                 },
                 out,
@@ -805,10 +847,13 @@ impl Stream {
     fn open_block(&mut self, open: Open, block: Known, out: &mut BytesMut) {
         let index = self.next_index;
         self.next_index += 1;
-        Self::write(out, &an::StreamEvent::ContentBlockStart {
-            index,
-            content_block: Block::Known(block),
-        });
+        Self::write(
+            out,
+            &an::StreamEvent::ContentBlockStart {
+                index,
+                content_block: Block::Known(block),
+            },
+        );
         self.open = Some((index, open));
     }
 
@@ -816,10 +861,13 @@ impl Stream {
     fn whole_block(&mut self, block: Block, out: &mut BytesMut) {
         let index = self.next_index;
         self.next_index += 1;
-        Self::write(out, &an::StreamEvent::ContentBlockStart {
-            index,
-            content_block: block,
-        });
+        Self::write(
+            out,
+            &an::StreamEvent::ContentBlockStart {
+                index,
+                content_block: block,
+            },
+        );
         Self::write(out, &an::StreamEvent::ContentBlockStop { index });
     }
 
@@ -849,13 +897,16 @@ impl Stream {
         self.start("", out);
         self.close(out);
         let stop = stop_reason(Some(&finish), self.saw_tool);
-        Self::write(out, &an::StreamEvent::MessageDelta {
-            delta: an::MessageDelta {
-                stop_reason: Some(stop.to_owned()),
-                stop_sequence: None,
+        Self::write(
+            out,
+            &an::StreamEvent::MessageDelta {
+                delta: an::MessageDelta {
+                    stop_reason: Some(stop.to_owned()),
+                    stop_sequence: None,
+                },
+                usage: usage(&self.usage.unwrap_or_default()),
             },
-            usage: usage(&self.usage.unwrap_or_default()),
-        });
+        );
         Self::write(out, &an::StreamEvent::MessageStop);
         self.closed = true;
     }

@@ -13,7 +13,10 @@ use crate::protocol::openai as oa;
 const TO: &str = "an OpenAI-kind provider";
 
 /// A Messages request as a Chat request for an OpenAI-kind provider.
-pub(crate) fn request(req: an::Request, target: &Target<'_>) -> Result<oa::Request, TranslateError> {
+pub(crate) fn request(
+    req: an::Request,
+    target: &Target<'_>,
+) -> Result<oa::Request, TranslateError> {
     for (key, value) in &req.extra {
         match key.as_str() {
             "mcp_servers" | "container" if !value.is_null() => {
@@ -92,7 +95,10 @@ pub(crate) fn request(req: an::Request, target: &Target<'_>) -> Result<oa::Reque
         // OpenAI's reasoning models refuse `max_tokens` and take only default sampling.
         out.max_completion_tokens = Some(max);
         if req.temperature.is_some() || req.top_p.is_some() {
-            dropped("temperature", "reasoning models take only the default sampling");
+            dropped(
+                "temperature",
+                "reasoning models take only the default sampling",
+            );
         }
     } else {
         out.max_tokens = Some(max);
@@ -194,7 +200,11 @@ fn system_message(content: &Content, path: &str) -> Result<oa::Message, Translat
 
 /// A user turn: its tool results become `tool` messages first (Chat wants them right after the
 /// calls), then the rest, with any images from tool results, as one user message.
-fn user_turn(i: usize, content: &Content, out: &mut Vec<oa::Message>) -> Result<(), TranslateError> {
+fn user_turn(
+    i: usize,
+    content: &Content,
+    out: &mut Vec<oa::Message>,
+) -> Result<(), TranslateError> {
     let blocks = match content {
         Content::Text(text) => {
             out.push(user_message(vec![text_part(text)]));
@@ -223,7 +233,10 @@ fn user_turn(i: usize, content: &Content, out: &mut Vec<oa::Message>) -> Result<
                                     result_images.push(image_part(source, &path)?);
                                 }
                                 other => {
-                                    return Err(block_error(&format!("{path}.content[{k}]"), other));
+                                    return Err(block_error(
+                                        &format!("{path}.content[{k}]"),
+                                        other,
+                                    ));
                                 }
                             }
                         }
@@ -334,9 +347,14 @@ fn assistant_turn(i: usize, content: &Content) -> Result<oa::Message, TranslateE
                         });
                     }
                     Block::Known(Known::Thinking { .. } | Known::RedactedThinking { .. }) => {
-                        dropped("thinking", "thinking history is bound to the model that wrote it");
+                        dropped(
+                            "thinking",
+                            "thinking history is bound to the model that wrote it",
+                        );
                     }
-                    other => return Err(block_error(&format!("messages[{i}].content[{j}]"), other)),
+                    other => {
+                        return Err(block_error(&format!("messages[{i}].content[{j}]"), other));
+                    }
                 }
             }
         }
@@ -373,7 +391,10 @@ fn block_error(path: &str, block: &Block) -> TranslateError {
             Known::Thinking { .. } => "thinking",
             Known::RedactedThinking { .. } => "redacted_thinking",
         },
-        Block::Other(value) => value.get("type").and_then(Value::as_str).unwrap_or("unknown"),
+        Block::Other(value) => value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown"),
     };
     TranslateError(format!(
         "`{path}.type` `{kind}` cannot be sent to {TO} in this place: remove the block or pick a Claude model."
@@ -445,7 +466,10 @@ pub(crate) fn response(resp: an::Response, target: &Target<'_>, names: &ToolName
                     ..oa::ThinkingBlock::default()
                 });
             }
-            other => dropped("content", &format!("block {other:?} has no Chat equivalent")),
+            other => dropped(
+                "content",
+                &format!("block {other:?} has no Chat equivalent"),
+            ),
         }
     }
     let finish = finish_reason(resp.stop_reason.as_deref(), !calls.is_empty());
@@ -541,7 +565,10 @@ impl Stream {
     }
 
     fn open_mut(&mut self, index: u32) -> Option<&mut Open> {
-        self.open.iter_mut().find(|(i, _)| *i == index).map(|(_, o)| o)
+        self.open
+            .iter_mut()
+            .find(|(i, _)| *i == index)
+            .map(|(_, o)| o)
     }
 
     /// One upstream event; the chunks it makes are appended to `out`.
@@ -661,7 +688,10 @@ impl Stream {
                 Open::Other
             }
             other => {
-                dropped("content_block", &format!("{other:?} has no Chat equivalent"));
+                dropped(
+                    "content_block",
+                    &format!("{other:?} has no Chat equivalent"),
+                );
                 Open::Other
             }
         };
@@ -670,10 +700,10 @@ impl Stream {
 
     fn block_delta(&mut self, index: u32, delta: &an::Delta, out: &mut Vec<ChatEvent>) {
         match delta {
-            an::Delta::TextDelta { text } if !text.is_empty() => {
+            an::Delta::Text { text } if !text.is_empty() => {
                 out.push(self.chunk(content(text), None));
             }
-            an::Delta::InputJsonDelta { partial_json } if !partial_json.is_empty() => {
+            an::Delta::InputJson { partial_json } if !partial_json.is_empty() => {
                 if let Some(Open::Tool {
                     slot,
                     got_arguments,
@@ -685,11 +715,11 @@ impl Stream {
                     out.push(self.tool_delta(slot, None, None, Some(partial_json.clone())));
                 }
             }
-            an::Delta::ThinkingDelta { thinking } if !thinking.is_empty() => {
+            an::Delta::Thinking { thinking } if !thinking.is_empty() => {
                 self.thinking_text.push_str(thinking);
                 out.push(self.chunk(reasoning(thinking), None));
             }
-            an::Delta::SignatureDelta { signature } => {
+            an::Delta::Signature { signature } => {
                 // The whole signed block, once: what a client must replay to keep thinking.
                 let block = oa::ThinkingBlock {
                     index: Some(self.thinking_blocks),
@@ -746,8 +776,14 @@ pub(crate) fn merge_usage(total: &mut an::Usage, delta: &an::Usage) {
     total.output_tokens = delta.output_tokens;
     for (mine, theirs) in [
         (&mut total.input_tokens, delta.input_tokens),
-        (&mut total.cache_read_input_tokens, delta.cache_read_input_tokens),
-        (&mut total.cache_creation_input_tokens, delta.cache_creation_input_tokens),
+        (
+            &mut total.cache_read_input_tokens,
+            delta.cache_read_input_tokens,
+        ),
+        (
+            &mut total.cache_creation_input_tokens,
+            delta.cache_creation_input_tokens,
+        ),
     ] {
         if theirs.is_some() {
             *mine = theirs;

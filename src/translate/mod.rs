@@ -238,7 +238,7 @@ pub(crate) fn stream(format: Format, kind: Kind, target: &Target<'_>) -> Box<dyn
     };
     let back = match format {
         Format::Chat => Back::Chat { closed: false },
-        Format::Messages => Back::Messages(chat_to_messages::Stream::new(target, names)),
+        Format::Messages => Back::Messages(Box::new(chat_to_messages::Stream::new(target, names))),
         Format::Responses => Back::Responses(Box::new(responses::Stream::new(target, names))),
     };
     Box::new(Translated { watch, front, back })
@@ -273,7 +273,11 @@ impl ChatEvent {
             let kind = body
                 .error
                 .kind
-                .or_else(|| body.error.code.map(|c| c.as_str().map_or(c.to_string(), str::to_owned)))
+                .or_else(|| {
+                    body.error
+                        .code
+                        .map(|c| c.as_str().map_or(c.to_string(), str::to_owned))
+                })
                 .unwrap_or_else(|| "api_error".to_owned());
             return Some(ChatEvent::Error {
                 kind,
@@ -333,7 +337,11 @@ impl Slots {
         let id = call.id.as_deref().filter(|id| !id.is_empty());
         let known = match (id, call.index) {
             (Some(id), _) => self.ids.iter().position(|x| x == id).map(|p| p as u32),
-            (None, Some(index)) => self.by_index.iter().find(|(i, _)| *i == index).map(|(_, s)| *s),
+            (None, Some(index)) => self
+                .by_index
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, s)| *s),
             (None, None) => self.current,
         };
         if let Some(slot) = known {
@@ -452,7 +460,7 @@ enum Front {
 /// How Chat items become the client's events.
 enum Back {
     Chat { closed: bool },
-    Messages(chat_to_messages::Stream),
+    Messages(Box<chat_to_messages::Stream>),
     Responses(Box<responses::Stream>),
 }
 

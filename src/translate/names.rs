@@ -74,7 +74,12 @@ impl ToolNames {
             } else if responses_shaped {
                 match (tool.get("type").and_then(Value::as_str), tool.get("name")) {
                     (Some("namespace"), Some(Value::String(namespace))) => {
-                        for inner in tool.get("tools").and_then(Value::as_array).into_iter().flatten() {
+                        for inner in tool
+                            .get("tools")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
                             names.add_str(inner.get("name"), Some(namespace));
                         }
                     }
@@ -99,8 +104,10 @@ impl ToolNames {
         };
         let up = upstream(&flat);
         if up != name || namespace.is_some() {
-            self.map
-                .insert(up.into_owned(), (name.to_owned(), namespace.map(str::to_owned)));
+            self.map.insert(
+                up.into_owned(),
+                (name.to_owned(), namespace.map(str::to_owned)),
+            );
         }
     }
 
@@ -135,7 +142,10 @@ mod tests {
     fn ids_are_sanitized_the_same_way_every_time() {
         assert_eq!(sanitize_id("functions.Bash:0"), "functions_Bash_0");
         assert_eq!(sanitize_id("call_abc-1"), "call_abc-1");
-        assert_eq!(sanitize_id("functions.Bash:0"), sanitize_id("functions.Bash:0"));
+        assert_eq!(
+            sanitize_id("functions.Bash:0"),
+            sanitize_id("functions.Bash:0")
+        );
     }
 
     #[test]

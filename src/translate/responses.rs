@@ -46,7 +46,9 @@ pub(crate) fn request(
             "background" if value.as_bool() == Some(true) => {
                 return Err(TranslateError::cannot(key, to(kind)));
             }
-            "top_logprobs" if !value.is_null() => return Err(TranslateError::cannot(key, to(kind))),
+            "top_logprobs" if !value.is_null() => {
+                return Err(TranslateError::cannot(key, to(kind)));
+            }
             "prompt_cache_key" | "safety_identifier" if kind == Kind::Openai => {
                 out.extra.insert(key.clone(), value.clone());
             }
@@ -79,7 +81,10 @@ pub(crate) fn request(
     if kind == Kind::Openai && target.reasoning {
         out.max_completion_tokens = req.max_output_tokens;
         if req.temperature.is_some() || req.top_p.is_some() {
-            dropped("temperature", "reasoning models take only the default sampling");
+            dropped(
+                "temperature",
+                "reasoning models take only the default sampling",
+            );
         }
     } else {
         out.max_tokens = req.max_output_tokens;
@@ -211,7 +216,10 @@ fn input_items(
                         for (j, part) in parts.into_iter().enumerate() {
                             match part.get("type").and_then(Value::as_str) {
                                 Some("input_text" | "output_text" | "text") => texts.push(
-                                    part.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                                    part.get("text")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or_default()
+                                        .to_owned(),
                                 ),
                                 other => {
                                     return Err(TranslateError(format!(
@@ -237,7 +245,10 @@ fn input_items(
                 let item: rs::ReasoningItem = parse(item, &path)?;
                 match (kind, signed_block(&item)) {
                     (Kind::Anthropic, Some(block)) => thinking.push(block),
-                    _ => dropped("reasoning", "reasoning from another model cannot be replayed"),
+                    _ => dropped(
+                        "reasoning",
+                        "reasoning from another model cannot be replayed",
+                    ),
                 }
             }
             Some(other) => {
@@ -267,11 +278,13 @@ fn signed_block(item: &rs::ReasoningItem) -> Option<oa::ThinkingBlock> {
             ..oa::ThinkingBlock::default()
         });
     }
-    content.strip_prefix(REDACTED).map(|data| oa::ThinkingBlock {
-        kind: "redacted_thinking".to_owned(),
-        data: Some(data.to_owned()),
-        ..oa::ThinkingBlock::default()
-    })
+    content
+        .strip_prefix(REDACTED)
+        .map(|data| oa::ThinkingBlock {
+            kind: "redacted_thinking".to_owned(),
+            data: Some(data.to_owned()),
+            ..oa::ThinkingBlock::default()
+        })
 }
 
 /// A message item's content as Chat content: parts for users, text for the others.
@@ -290,13 +303,21 @@ fn message_content(
         let part_path = format!("{path}.content[{j}]");
         let kind_of = part.get("type").and_then(Value::as_str).map(str::to_owned);
         match kind_of.as_deref() {
-            Some("input_text" | "output_text" | "text") => out.push(oa::Part::Known(
-                oa::KnownPart::Text {
-                    text: part.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                },
-            )),
+            Some("input_text" | "output_text" | "text") => {
+                out.push(oa::Part::Known(oa::KnownPart::Text {
+                    text: part
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                }))
+            }
             Some("refusal") => out.push(oa::Part::Known(oa::KnownPart::Text {
-                text: part.get("refusal").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                text: part
+                    .get("refusal")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
             })),
             Some("input_image") if role == "user" => {
                 let image: rs::InputImage = parse(part, &part_path)?;
@@ -315,7 +336,8 @@ fn message_content(
             }
             Some("input_file") if role == "user" => {
                 let file: rs::InputFile = parse(part, &part_path)?;
-                if file.file_url.is_some() || (file.file_data.is_none() && kind == Kind::Anthropic) {
+                if file.file_url.is_some() || (file.file_data.is_none() && kind == Kind::Anthropic)
+                {
                     return Err(TranslateError(format!(
                         "`{part_path}` cannot be sent to {}: send the file as `file_data`.",
                         to(kind)
@@ -370,7 +392,13 @@ fn function_tools(
         }
         Some("namespace") => {
             let namespace: rs::FunctionTool = parse(tool, &path)?;
-            for (j, inner) in namespace.tools.clone().unwrap_or_default().into_iter().enumerate() {
+            for (j, inner) in namespace
+                .tools
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
                 let inner_path = format!("{path}.tools[{j}]");
                 if inner.get("type").and_then(Value::as_str) != Some("function") {
                     return Err(TranslateError(format!(
@@ -476,12 +504,20 @@ fn status(finish: Option<&str>) -> (&'static str, Option<rs::IncompleteDetails>)
     }
 }
 
+/// A message item cut by the output limit or a filter is `incomplete`, like its response.
+fn item_status(finish: Option<&str>) -> &'static str {
+    status(finish).0
+}
+
 /// Chat usage as Responses usage (`input_tokens` counts cached input too).
 fn usage(usage: &oa::Usage) -> rs::Usage {
     rs::Usage {
         input_tokens: usage.prompt_tokens,
         input_tokens_details: rs::InputDetails {
-            cached_tokens: usage.prompt_tokens_details.unwrap_or_default().cached_tokens,
+            cached_tokens: usage
+                .prompt_tokens_details
+                .unwrap_or_default()
+                .cached_tokens,
         },
         output_tokens: usage.completion_tokens,
         output_tokens_details: rs::OutputDetails {
@@ -534,7 +570,13 @@ fn encrypted(block: &oa::ThinkingBlock) -> Option<String> {
     }
 }
 
-fn function_call(id: &str, name: &str, names: &ToolNames, arguments: String, status: &'static str) -> OutputItem {
+fn function_call(
+    id: &str,
+    name: &str,
+    names: &ToolNames,
+    arguments: String,
+    status: &'static str,
+) -> OutputItem {
     let (name, namespace) = names.client(name);
     OutputItem::FunctionCall {
         id: format!("fc_{}", ids::base(id)),
@@ -555,7 +597,8 @@ pub(crate) fn response(resp: oa::Response, target: &Target<'_>, names: &ToolName
     let blocks = message.thinking_blocks.unwrap_or_default();
     if blocks.is_empty() {
         if let Some(text) = message.reasoning_content.filter(|t| !t.is_empty()) {
-            out.output.push(reasoning_item(format!("rs_{base}_0"), Some(text), None));
+            out.output
+                .push(reasoning_item(format!("rs_{base}_0"), Some(text), None));
         }
     } else {
         for block in &blocks {
@@ -585,7 +628,7 @@ pub(crate) fn response(resp: oa::Response, target: &Target<'_>, names: &ToolName
         out.output.push(OutputItem::Message {
             id: format!("msg_{base}"),
             role: "assistant",
-            status: "completed",
+            status: item_status(choice.finish_reason.as_deref()),
             content: vec![output_text(text)],
         });
     }
@@ -697,8 +740,18 @@ impl Stream {
         self.started = true;
         self.response.id = ids::response(id);
         let response = self.response.clone();
-        self.write(out, &StreamEvent::Created { response: &response });
-        self.write(out, &StreamEvent::InProgress { response: &response });
+        self.write(
+            out,
+            &StreamEvent::Created {
+                response: &response,
+            },
+        );
+        self.write(
+            out,
+            &StreamEvent::InProgress {
+                response: &response,
+            },
+        );
     }
 
     fn base(&self) -> String {
@@ -741,10 +794,13 @@ impl Stream {
     fn open_item(&mut self, item: OutputItem, out: &mut BytesMut) -> usize {
         self.close(out);
         let index = self.response.output.len();
-        self.write(out, &StreamEvent::ItemAdded {
-            output_index: index,
-            item: &item,
-        });
+        self.write(
+            out,
+            &StreamEvent::ItemAdded {
+                output_index: index,
+                item: &item,
+            },
+        );
         self.response.output.push(item);
         self.open = Some(index);
         index
@@ -762,24 +818,31 @@ impl Stream {
                 kind: "summary_text".to_owned(),
                 text: String::new(),
             };
-            self.write(out, &StreamEvent::SummaryPartAdded {
-                item_id: &id,
-                output_index: index,
-                summary_index: 0,
-                part: &part,
-            });
-            if let Some(OutputItem::Reasoning { summary, .. }) = self.response.output.get_mut(index) {
+            self.write(
+                out,
+                &StreamEvent::SummaryPartAdded {
+                    item_id: &id,
+                    output_index: index,
+                    summary_index: 0,
+                    part: &part,
+                },
+            );
+            if let Some(OutputItem::Reasoning { summary, .. }) = self.response.output.get_mut(index)
+            {
                 summary.push(part);
             }
         }
         let Some(index) = self.open else { return };
         let id = item_id(&self.response.output[index]).to_owned();
-        self.write(out, &StreamEvent::SummaryDelta {
-            item_id: &id,
-            output_index: index,
-            summary_index: 0,
-            delta: text,
-        });
+        self.write(
+            out,
+            &StreamEvent::SummaryDelta {
+                item_id: &id,
+                output_index: index,
+                summary_index: 0,
+                delta: text,
+            },
+        );
         if let Some(OutputItem::Reasoning { summary, .. }) = self.response.output.get_mut(index)
             && let Some(part) = summary.first_mut()
         {
@@ -790,7 +853,9 @@ impl Stream {
     /// A signed (or redacted) thinking block: its signature goes into the open reasoning
     /// item's `encrypted_content`, which then closes.
     fn thinking_block(&mut self, block: &oa::ThinkingBlock, out: &mut BytesMut) {
-        let Some(sealed) = encrypted(block) else { return };
+        let Some(sealed) = encrypted(block) else {
+            return;
+        };
         if block.kind == "redacted_thinking"
             || !matches!(self.open_kind(), Some(OutputItem::Reasoning { .. }))
         {
@@ -821,25 +886,31 @@ impl Stream {
                 out,
             );
             let part = output_text(String::new());
-            self.write(out, &StreamEvent::PartAdded {
-                item_id: &id,
-                output_index: index,
-                content_index: 0,
-                part: &part,
-            });
+            self.write(
+                out,
+                &StreamEvent::PartAdded {
+                    item_id: &id,
+                    output_index: index,
+                    content_index: 0,
+                    part: &part,
+                },
+            );
             if let Some(OutputItem::Message { content, .. }) = self.response.output.get_mut(index) {
                 content.push(part);
             }
         }
         let Some(index) = self.open else { return };
         let id = item_id(&self.response.output[index]).to_owned();
-        self.write(out, &StreamEvent::TextDelta {
-            item_id: &id,
-            output_index: index,
-            content_index: 0,
-            delta: text,
-            logprobs: [],
-        });
+        self.write(
+            out,
+            &StreamEvent::TextDelta {
+                item_id: &id,
+                output_index: index,
+                content_index: 0,
+                delta: text,
+                logprobs: [],
+            },
+        );
         if let Some(OutputItem::Message { content, .. }) = self.response.output.get_mut(index)
             && let Some(part) = content.first_mut()
         {
@@ -867,7 +938,10 @@ impl Stream {
             match self.slot_items.iter().find(|(s, _)| *s == slot) {
                 Some((_, index)) if self.open == Some(*index) => *index,
                 _ => {
-                    tracing::debug!(slot, "dropped arguments for a tool call whose item is closed");
+                    tracing::debug!(
+                        slot,
+                        "dropped arguments for a tool call whose item is closed"
+                    );
                     return;
                 }
             }
@@ -876,19 +950,26 @@ impl Stream {
             return;
         };
         let id = item_id(&self.response.output[index]).to_owned();
-        self.write(out, &StreamEvent::ArgumentsDelta {
-            item_id: &id,
-            output_index: index,
-            delta: &arguments,
-        });
-        if let Some(OutputItem::FunctionCall { arguments: all, .. }) = self.response.output.get_mut(index) {
+        self.write(
+            out,
+            &StreamEvent::ArgumentsDelta {
+                item_id: &id,
+                output_index: index,
+                delta: &arguments,
+            },
+        );
+        if let Some(OutputItem::FunctionCall { arguments: all, .. }) =
+            self.response.output.get_mut(index)
+        {
             all.push_str(&arguments);
         }
     }
 
     /// Closes the open item with its `*.done` events.
     fn close(&mut self, out: &mut BytesMut) {
-        let Some(index) = self.open.take() else { return };
+        let Some(index) = self.open.take() else {
+            return;
+        };
         let Some(mut item) = self.response.output.get(index).cloned() else {
             return;
         };
@@ -899,21 +980,27 @@ impl Stream {
                 content,
                 ..
             } => {
-                *status = "completed";
+                *status = item_status(self.finish.as_deref());
                 if let Some(part) = content.first() {
-                    self.write(out, &StreamEvent::TextDone {
-                        item_id: id,
-                        output_index: index,
-                        content_index: 0,
-                        text: &part.text,
-                        logprobs: [],
-                    });
-                    self.write(out, &StreamEvent::PartDone {
-                        item_id: id,
-                        output_index: index,
-                        content_index: 0,
-                        part,
-                    });
+                    self.write(
+                        out,
+                        &StreamEvent::TextDone {
+                            item_id: id,
+                            output_index: index,
+                            content_index: 0,
+                            text: &part.text,
+                            logprobs: [],
+                        },
+                    );
+                    self.write(
+                        out,
+                        &StreamEvent::PartDone {
+                            item_id: id,
+                            output_index: index,
+                            content_index: 0,
+                            part,
+                        },
+                    );
                 }
             }
             OutputItem::FunctionCall {
@@ -924,34 +1011,46 @@ impl Stream {
                 ..
             } => {
                 *status = "completed";
-                self.write(out, &StreamEvent::ArgumentsDone {
-                    item_id: id,
-                    output_index: index,
-                    name,
-                    arguments,
-                });
+                self.write(
+                    out,
+                    &StreamEvent::ArgumentsDone {
+                        item_id: id,
+                        output_index: index,
+                        name,
+                        arguments,
+                    },
+                );
             }
             OutputItem::Reasoning { id, summary, .. } => {
                 if let Some(part) = summary.first() {
-                    self.write(out, &StreamEvent::SummaryDone {
-                        item_id: id,
-                        output_index: index,
-                        summary_index: 0,
-                        text: &part.text,
-                    });
-                    self.write(out, &StreamEvent::SummaryPartDone {
-                        item_id: id,
-                        output_index: index,
-                        summary_index: 0,
-                        part,
-                    });
+                    self.write(
+                        out,
+                        &StreamEvent::SummaryDone {
+                            item_id: id,
+                            output_index: index,
+                            summary_index: 0,
+                            text: &part.text,
+                        },
+                    );
+                    self.write(
+                        out,
+                        &StreamEvent::SummaryPartDone {
+                            item_id: id,
+                            output_index: index,
+                            summary_index: 0,
+                            part,
+                        },
+                    );
                 }
             }
         }
-        self.write(out, &StreamEvent::ItemDone {
-            output_index: index,
-            item: &item,
-        });
+        self.write(
+            out,
+            &StreamEvent::ItemDone {
+                output_index: index,
+                item: &item,
+            },
+        );
         self.response.output[index] = item;
     }
 
@@ -964,25 +1063,43 @@ impl Stream {
         self.response.usage = Some(usage(&self.usage.unwrap_or_default()));
         let response = self.response.clone();
         if status == "completed" {
-            self.write(out, &StreamEvent::Completed { response: &response });
+            self.write(
+                out,
+                &StreamEvent::Completed {
+                    response: &response,
+                },
+            );
         } else {
-            self.write(out, &StreamEvent::Incomplete { response: &response });
+            self.write(
+                out,
+                &StreamEvent::Incomplete {
+                    response: &response,
+                },
+            );
         }
         self.closed = true;
     }
 
     /// An `error` event; once the response exists, `response.failed` closes its lifecycle.
     fn fail(&mut self, kind: &str, message: &str, out: &mut BytesMut) {
-        self.write(out, &StreamEvent::Error {
-            code: kind,
-            message,
-            param: None,
-        });
+        self.write(
+            out,
+            &StreamEvent::Error {
+                code: kind,
+                message,
+                param: None,
+            },
+        );
         if self.started {
             self.response.status = "failed";
             self.response.error = Some(serde_json::json!({"code": kind, "message": message}));
             let response = self.response.clone();
-            self.write(out, &StreamEvent::Failed { response: &response });
+            self.write(
+                out,
+                &StreamEvent::Failed {
+                    response: &response,
+                },
+            );
         }
         self.closed = true;
     }
