@@ -1226,3 +1226,42 @@ fn refusals_name_the_field() {
         assert!(err.0.contains(wanted), "{body}: {err}");
     }
 }
+
+/// §4.1 for compatible hosts: tool calls without `index`, or several calls all at index 0,
+/// still become separate blocks with their own arguments.
+#[test]
+fn pitfall_tool_slots_without_a_usable_index() {
+    let input = sse_of(&[
+        chunk(
+            json!({"role":"assistant","tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{\"x\":"}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls":[{"function":{"arguments":"1}"}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls":[{"index":0,"id":"b","type":"function","function":{"name":"g","arguments":"{}"}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+        done(),
+    ]);
+    let (events, _) = translate_stream(Format::Messages, Kind::Openai, EMPTY_REQUEST, &input);
+    assert_anthropic_invariants(&events);
+    let starts: Vec<&str> = events
+        .iter()
+        .filter(|(_, d)| d["content_block"]["type"] == "tool_use")
+        .map(|(_, d)| d["content_block"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(starts, ["a", "b"]);
+    let json_for = |index: u64| -> String {
+        events
+            .iter()
+            .filter(|(_, d)| d["index"] == index && d["delta"]["type"] == "input_json_delta")
+            .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(json_for(0), "{\"x\":1}");
+    assert_eq!(json_for(1), "{}");
+}
