@@ -53,12 +53,18 @@ pub(crate) struct Outgoing<'a> {
 }
 
 /// The translation target for a route.
-pub(crate) fn target<'a>(route: &'a Route, client_model: &'a str) -> Target<'a> {
+pub(crate) fn target<'a>(
+    route: &'a Route,
+    client_model: &'a str,
+    request: &'a Body<'a>,
+) -> Target<'a> {
     Target {
         upstream_model: route.model.upstream_id(),
         client_model,
         max_output: route.model.max_output,
         reasoning: route.model.reasoning,
+        request,
+        created: jiff::Timestamp::now().as_second().try_into().unwrap_or(0),
     }
 }
 
@@ -80,7 +86,7 @@ pub(crate) async fn send(
             out.format,
             route.provider.kind,
             out.body,
-            &target(&route, out.client_model),
+            &target(&route, out.client_model, out.body),
         ) {
             Ok(prepared) => prepared,
             Err(err) if i == 0 => return Err(ApiError::invalid(err.0)),

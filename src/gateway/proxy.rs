@@ -84,7 +84,7 @@ async fn handle(
     };
     life.model = Arc::clone(&sent.route.model);
     life.provider.clone_from(&sent.route.provider.name);
-    let target = dispatch::target(&sent.route, &shape.model);
+    let target = dispatch::target(&sent.route, &shape.model, &body);
     let kind = sent.route.provider.kind;
     let mut response = match sent.answer {
         Answer::Whole(answer) => match whole(format, kind, &target, answer, life) {

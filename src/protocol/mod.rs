@@ -1,7 +1,10 @@
 //! Wire formats: which API a client speaks, usage as every format reports it, SSE framing and
 //! the one error shape. No routing or business rules here.
 
+pub(crate) mod anthropic;
 pub(crate) mod json;
+pub(crate) mod openai;
+pub(crate) mod responses;
 pub(crate) mod sse;
 
 use bytes::BytesMut;

@@ -1,0 +1,913 @@
+//! OpenAI Chat shapes to Anthropic Messages shapes: a Chat request (or, composed, a Responses
+//! request) for an Anthropic-kind provider, and a Chat response or stream for a Messages
+//! client. Pure; knows nothing of the reverse direction.
+
+use bytes::BytesMut;
+use serde_json::Value;
+
+use super::names::{self, ToolNames};
+use super::{ChatEvent, Slots, Target, TranslateError, dropped, ids};
+use crate::protocol::anthropic::{self as an, Block, Content, Known, Source};
+use crate::protocol::openai as oa;
+use crate::protocol::{Format, sse};
+
+/// Where the refusal messages say the request was going.
+const TO: &str = "an Anthropic-kind provider";
+
+/// Thinking budgets for `reasoning_effort` (LiteLLM's table; 1024 is Anthropic's floor).
+fn budget_for(effort: &str) -> Option<u32> {
+    match effort {
+        "none" | "minimal" => None,
+        "low" => Some(1024),
+        "high" => Some(4096),
+        "xhigh" => Some(8192),
+        _ => Some(2048),
+    }
+}
+
+/// A Chat request as a Messages request for an Anthropic-kind provider.
+pub(crate) fn request(
+    req: oa::Request,
+    target: &Target<'_>,
+) -> Result<an::Request, TranslateError> {
+    refuse_or_drop(&req)?;
+    let mut system = Vec::new();
+    // Converted turns with the index of the Chat message each started from.
+    let mut turns: Vec<(usize, an::Message)> = Vec::new();
+    for (i, message) in req.messages.iter().enumerate() {
+        let (role, blocks) = match message.role.as_str() {
+            "system" | "developer" => {
+                for text in texts(message.content.as_ref(), i)? {
+                    system.push(text_block(text));
+                }
+                continue;
+            }
+            "user" => ("user", user_blocks(message.content.as_ref(), i)?),
+            "assistant" => ("assistant", assistant_blocks(message, i)?),
+            "tool" => {
+                let id = message.tool_call_id.as_deref().unwrap_or_default();
+                let text = texts(message.content.as_ref(), i)?.join("\n");
+                let result = Known::ToolResult {
+                    tool_use_id: names::sanitize_id(id).into_owned(),
+                    content: (!text.is_empty()).then_some(Content::Text(text)),
+                    is_error: None,
+                };
+                ("user", vec![Block::Known(result)])
+            }
+            other => {
+                return Err(TranslateError(format!(
+                    "`messages[{i}].role` `{other}` cannot be sent to {TO}: use `tool` messages with `tool_calls`."
+                )));
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        // Consecutive tool results and the user text after them make one user turn.
+        match turns.last_mut() {
+            Some((_, last)) if last.role == role => {
+                if let Content::Blocks(existing) = &mut last.content {
+                    existing.extend(blocks);
+                }
+            }
+            _ => turns.push((
+                i,
+                an::Message {
+                    role: role.to_owned(),
+                    content: Content::Blocks(blocks),
+                },
+            )),
+        }
+    }
+    for (_, turn) in &mut turns {
+        if let Content::Blocks(blocks) = &mut turn.content {
+            // Anthropic wants a turn's tool results before anything else in it.
+            blocks.sort_by_key(|b| !matches!(b, Block::Known(Known::ToolResult { .. })));
+        }
+    }
+    check_results(&turns)?;
+    trim_prefill(&mut turns);
+    if turns.is_empty() && !system.is_empty() {
+        // A transcript of only system text: Anthropic needs a user turn.
+        turns.push((
+            0,
+            an::Message {
+                role: "user".to_owned(),
+                content: Content::Blocks(std::mem::take(&mut system)),
+            },
+        ));
+    }
+    let max_tokens = match (
+        req.max_completion_tokens.or(req.max_tokens),
+        target.max_output,
+    ) {
+        (Some(asked), 0) => asked,
+        (Some(asked), max) => asked.min(max),
+        (None, 0) => 4096,
+        (None, max) => max,
+    };
+    let mut out = an::Request {
+        model: target.upstream_model.to_owned(),
+        max_tokens: Some(max_tokens),
+        messages: turns.into_iter().map(|(_, m)| m).collect(),
+        system: (!system.is_empty()).then_some(Content::Blocks(system)),
+        stream: req.stream.filter(|s| *s),
+        ..an::Request::default()
+    };
+    tools(&req, &mut out)?;
+    out.thinking = thinking(&req, &out, target)?;
+    if out.thinking.is_some() {
+        // Anthropic refuses sampling changes while thinking.
+        if req.temperature.is_some() || req.top_p.is_some() {
+            dropped(
+                "temperature",
+                "Anthropic takes no sampling changes with thinking",
+            );
+        }
+    } else {
+        out.temperature = req.temperature.map(|t| t.min(1.0));
+        out.top_p = req.top_p;
+    }
+    if let Some(stop) = req.stop {
+        let stops = match stop {
+            oa::Stop::One(s) => vec![s],
+            oa::Stop::Many(v) => v,
+        };
+        let (kept, blank): (Vec<String>, Vec<String>) =
+            stops.into_iter().partition(|s| !s.trim().is_empty());
+        if !blank.is_empty() {
+            dropped("stop", "Anthropic ignores whitespace-only stop sequences");
+        }
+        out.stop_sequences = (!kept.is_empty()).then_some(kept);
+    }
+    let user = req.user.clone().or_else(|| {
+        req.extra
+            .get("safety_identifier")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    out.metadata = user.map(|user_id| an::Metadata {
+        user_id: Some(user_id),
+    });
+    if let Some(format) = &req.response_format {
+        match format.get("type").and_then(Value::as_str) {
+            Some("json_schema") => {
+                let schema = format
+                    .get("json_schema")
+                    .and_then(|s| s.get("schema"))
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+                out.output_config = Some(an::OutputConfig {
+                    effort: None,
+                    format: Some(serde_json::json!({"type": "json_schema", "schema": schema})),
+                });
+            }
+            Some("text") | None => {}
+            Some(_) => dropped(
+                "response_format",
+                "Anthropic has no JSON mode without a schema",
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Chat members whose loss would change the answer are refused; the others are dropped.
+fn refuse_or_drop(req: &oa::Request) -> Result<(), TranslateError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(TranslateError(format!(
+            "`n` must be 1 toward {TO}: it returns one choice; send separate requests."
+        )));
+    }
+    for (key, value) in &req.extra {
+        let refused = match key.as_str() {
+            "logprobs" => value.as_bool() == Some(true),
+            "top_logprobs" | "prediction" | "web_search_options" | "audio" | "functions" => {
+                !value.is_null()
+            }
+            "logit_bias" => value.as_object().is_some_and(|m| !m.is_empty()),
+            "frequency_penalty" | "presence_penalty" => value.as_f64().is_some_and(|v| v != 0.0),
+            "modalities" => value
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x.as_str() == Some("audio"))),
+            _ => false,
+        };
+        if refused {
+            return Err(TranslateError::cannot(key, TO));
+        }
+        if key != "safety_identifier" {
+            dropped(key, "no Anthropic equivalent");
+        }
+    }
+    Ok(())
+}
+
+fn text_block(text: String) -> Block {
+    Block::Known(Known::Text { text })
+}
+
+/// The texts of a content: the string, or its text (and refusal) parts.
+fn texts(content: Option<&oa::Content>, i: usize) -> Result<Vec<String>, TranslateError> {
+    match content {
+        None => Ok(Vec::new()),
+        Some(oa::Content::Text(text)) => Ok(vec![text.clone()]),
+        Some(oa::Content::Parts(parts)) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (j, part) in parts.iter().enumerate() {
+                match part {
+                    oa::Part::Known(oa::KnownPart::Text { text })
+                    | oa::Part::Known(oa::KnownPart::Refusal { refusal: text }) => {
+                        out.push(text.clone());
+                    }
+                    other => return Err(part_error(i, j, other)),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn part_error(i: usize, j: usize, part: &oa::Part) -> TranslateError {
+    let kind = match part {
+        oa::Part::Known(oa::KnownPart::Text { .. }) => "text",
+        oa::Part::Known(oa::KnownPart::ImageUrl { .. }) => "image_url",
+        oa::Part::Known(oa::KnownPart::File { .. }) => "file",
+        oa::Part::Known(oa::KnownPart::Refusal { .. }) => "refusal",
+        oa::Part::Other(value) => value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown"),
+    };
+    TranslateError(format!(
+        "`messages[{i}].content[{j}].type` `{kind}` cannot be sent to {TO} in this message: remove the part or pick another model."
+    ))
+}
+
+/// A user message as blocks: text (never empty), images, PDF files.
+fn user_blocks(content: Option<&oa::Content>, i: usize) -> Result<Vec<Block>, TranslateError> {
+    let parts = match content {
+        None => return Ok(Vec::new()),
+        Some(oa::Content::Text(text)) => {
+            return Ok(non_blank(text).map(text_block).into_iter().collect());
+        }
+        Some(oa::Content::Parts(parts)) => parts,
+    };
+    let mut blocks = Vec::with_capacity(parts.len());
+    for (j, part) in parts.iter().enumerate() {
+        match part {
+            oa::Part::Known(oa::KnownPart::Text { text }) => {
+                blocks.extend(non_blank(text).map(text_block));
+            }
+            oa::Part::Known(oa::KnownPart::ImageUrl { image_url }) => {
+                blocks.push(Block::Known(Known::Image {
+                    source: source(&image_url.url),
+                }));
+            }
+            oa::Part::Known(oa::KnownPart::File { file }) => match &file.file_data {
+                Some(data) => blocks.push(Block::Known(Known::Document {
+                    source: source(data),
+                    title: file.filename.clone(),
+                })),
+                None => {
+                    return Err(TranslateError(format!(
+                        "`messages[{i}].content[{j}].file.file_id` cannot be sent to {TO}: send the file as `file_data`."
+                    )));
+                }
+            },
+            other => return Err(part_error(i, j, other)),
+        }
+    }
+    Ok(blocks)
+}
+
+/// Anthropic refuses empty and whitespace-only text blocks.
+fn non_blank(text: &str) -> Option<String> {
+    (!text.trim().is_empty()).then(|| text.to_owned())
+}
+
+/// An image or file URL: a `data:` URI becomes base64 with its media type.
+fn source(url: &str) -> Source {
+    if let Some(rest) = url.strip_prefix("data:")
+        && let Some((meta, data)) = rest.split_once(',')
+        && let Some(media_type) = meta.strip_suffix(";base64")
+    {
+        return Source::Base64 {
+            media_type: media_type.to_owned(),
+            data: data.to_owned(),
+        };
+    }
+    Source::Url {
+        url: url.to_owned(),
+    }
+}
+
+/// An assistant message as blocks: signed thinking first, then text, then tool calls.
+fn assistant_blocks(message: &oa::Message, i: usize) -> Result<Vec<Block>, TranslateError> {
+    let mut blocks = Vec::new();
+    for block in message.thinking_blocks.iter().flatten() {
+        match (block.kind.as_str(), &block.signature, &block.data) {
+            ("thinking", Some(signature), _) if !signature.is_empty() => {
+                blocks.push(Block::Known(Known::Thinking {
+                    thinking: block.thinking.clone().unwrap_or_default(),
+                    signature: Some(signature.clone()),
+                }));
+            }
+            ("redacted_thinking", _, Some(data)) => {
+                blocks.push(Block::Known(Known::RedactedThinking { data: data.clone() }));
+            }
+            _ => dropped("thinking_blocks", "unsigned thinking cannot be replayed"),
+        }
+    }
+    if message.reasoning_content.is_some() && blocks.is_empty() {
+        dropped("reasoning_content", "unsigned reasoning cannot be replayed");
+    }
+    let text = texts(message.content.as_ref(), i)?.concat();
+    blocks.extend(non_blank(&text).map(text_block));
+    for call in message.tool_calls.iter().flatten() {
+        blocks.push(Block::Known(Known::ToolUse {
+            id: names::sanitize_id(&call.id).into_owned(),
+            name: names::upstream(&call.function.name).into_owned(),
+            input: input(&call.function.arguments),
+        }));
+    }
+    Ok(blocks)
+}
+
+/// Each assistant turn's tool calls must be answered in the next turn: Anthropic refuses the
+/// history otherwise, with an error that names none of the client's messages.
+fn check_results(turns: &[(usize, an::Message)]) -> Result<(), TranslateError> {
+    for (pos, (i, turn)) in turns.iter().enumerate() {
+        let Content::Blocks(blocks) = &turn.content else {
+            continue;
+        };
+        let calls = blocks.iter().filter_map(|b| match b {
+            Block::Known(Known::ToolUse { id, .. }) => Some(id.as_str()),
+            _ => None,
+        });
+        let answers: Vec<&str> = match turns.get(pos + 1) {
+            Some((
+                _,
+                an::Message {
+                    content: Content::Blocks(next),
+                    ..
+                },
+            )) => next
+                .iter()
+                .filter_map(|b| match b {
+                    Block::Known(Known::ToolResult { tool_use_id, .. }) => {
+                        Some(tool_use_id.as_str())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for id in calls {
+            if !answers.contains(&id) {
+                return Err(TranslateError(format!(
+                    "`messages[{i}].tool_calls` has the call `{id}` with no `tool` message answering it right after; add its result."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A final assistant turn is a prefill, which may not end in whitespace.
+fn trim_prefill(turns: &mut Vec<(usize, an::Message)>) {
+    let Some((_, last)) = turns.last_mut() else {
+        return;
+    };
+    if last.role != "assistant" {
+        return;
+    }
+    if let Content::Blocks(blocks) = &mut last.content
+        && let Some(Block::Known(Known::Text { text })) = blocks.last_mut()
+    {
+        let trimmed = text.trim_end().len();
+        text.truncate(trimmed);
+        if text.is_empty() {
+            blocks.pop();
+        }
+        if blocks.is_empty() {
+            turns.pop();
+        }
+    }
+}
+
+fn tools(req: &oa::Request, out: &mut an::Request) -> Result<(), TranslateError> {
+    let mut list = Vec::new();
+    for (i, tool) in req.tools.iter().flatten().enumerate() {
+        let Some(function) = tool.function.as_ref().filter(|_| tool.kind == "function") else {
+            return Err(TranslateError(format!(
+                "`tools[{i}].type` `{}` cannot be sent to {TO}: only function tools can.",
+                tool.kind
+            )));
+        };
+        if function.strict.is_some() {
+            dropped("strict", "Anthropic tools take no strict flag");
+        }
+        list.push(an::Tool {
+            kind: None,
+            name: names::upstream(&function.name).into_owned(),
+            description: function.description.clone(),
+            input_schema: Some(
+                function
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+            ),
+            strict: None,
+        });
+    }
+    if list.is_empty() {
+        return Ok(());
+    }
+    let mut choice = match &req.tool_choice {
+        Some(oa::ToolChoice::Mode(mode)) => match mode.as_str() {
+            "required" => an::ToolChoice {
+                kind: "any".to_owned(),
+                ..an::ToolChoice::default()
+            },
+            "none" => an::ToolChoice {
+                kind: "none".to_owned(),
+                ..an::ToolChoice::default()
+            },
+            _ => an::ToolChoice {
+                kind: "auto".to_owned(),
+                ..an::ToolChoice::default()
+            },
+        },
+        Some(oa::ToolChoice::Named(named)) => an::ToolChoice {
+            kind: "tool".to_owned(),
+            name: Some(names::upstream(&named.function.name).into_owned()),
+            disable_parallel_tool_use: None,
+        },
+        None => an::ToolChoice {
+            kind: "auto".to_owned(),
+            ..an::ToolChoice::default()
+        },
+    };
+    if req.parallel_tool_calls == Some(false) && choice.kind != "none" {
+        choice.disable_parallel_tool_use = Some(true);
+    }
+    let explicit = req.tool_choice.is_some() || choice.disable_parallel_tool_use.is_some();
+    out.tools = Some(list);
+    out.tool_choice = explicit.then_some(choice);
+    Ok(())
+}
+
+/// `reasoning_effort` as `thinking`, where the model reasons and the request allows it.
+fn thinking(
+    req: &oa::Request,
+    out: &an::Request,
+    target: &Target<'_>,
+) -> Result<Option<an::Thinking>, TranslateError> {
+    let Some(effort) = req.reasoning_effort.as_deref() else {
+        return Ok(None);
+    };
+    let Some(budget) = budget_for(effort) else {
+        return Ok(None);
+    };
+    if !target.reasoning {
+        dropped("reasoning_effort", "the model does not reason");
+        return Ok(None);
+    }
+    if let Some(choice) = &out.tool_choice
+        && (choice.kind == "any" || choice.kind == "tool")
+    {
+        return Err(TranslateError(format!(
+            "`tool_choice` that forces a tool cannot be combined with `reasoning_effort` toward {TO}: drop one of them."
+        )));
+    }
+    let max_tokens = out.max_tokens.unwrap_or(0);
+    if max_tokens <= 1024 {
+        dropped(
+            "reasoning_effort",
+            "max_tokens leaves no room for the 1024-token minimum budget",
+        );
+        return Ok(None);
+    }
+    // With thinking on, the turn that made the pending tool calls must open with its signed
+    // thinking; a client that did not keep it cannot continue with thinking.
+    let last_assistant = out.messages.iter().rev().find(|m| m.role == "assistant");
+    if let Some(an::Message {
+        content: Content::Blocks(blocks),
+        ..
+    }) = last_assistant
+    {
+        let calls = blocks
+            .iter()
+            .any(|b| matches!(b, Block::Known(Known::ToolUse { .. })));
+        let signed = matches!(
+            blocks.first(),
+            Some(Block::Known(
+                Known::Thinking { .. } | Known::RedactedThinking { .. }
+            ))
+        );
+        if calls && !signed {
+            dropped(
+                "reasoning_effort",
+                "the last tool-call turn carries no signed thinking",
+            );
+            return Ok(None);
+        }
+    }
+    Ok(Some(an::Thinking::Enabled {
+        budget_tokens: budget.min(max_tokens - 1),
+    }))
+}
+
+/// Chat's finish reason as Anthropic's stop reason; a tool turn is `tool_use` whatever the
+/// upstream said (some say `stop`).
+pub(crate) fn stop_reason(finish: Option<&str>, tool_calls: bool) -> &'static str {
+    match finish {
+        Some("length") => "max_tokens",
+        Some("content_filter") => "refusal",
+        _ if tool_calls => "tool_use",
+        Some("tool_calls" | "function_call") => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+/// Chat usage as Anthropic usage: `input_tokens` without the cached part.
+pub(crate) fn usage(usage: &oa::Usage) -> an::Usage {
+    let details = usage.prompt_tokens_details.unwrap_or_default();
+    let read = details.cached_tokens;
+    let write = details
+        .cache_write_tokens
+        .or(usage.cache_creation_input_tokens)
+        .unwrap_or(0);
+    an::Usage {
+        input_tokens: Some(usage.prompt_tokens.saturating_sub(read + write)),
+        output_tokens: usage.completion_tokens,
+        cache_creation_input_tokens: Some(write),
+        cache_read_input_tokens: Some(read),
+    }
+}
+
+/// Tool input from Chat's argument string: `""` is `{}`; text that is not a JSON object is
+/// kept under `arguments` rather than lost.
+fn input(arguments: &str) -> Value {
+    if arguments.trim().is_empty() {
+        return serde_json::json!({});
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(value @ Value::Object(_)) => value,
+        _ => serde_json::json!({ "arguments": arguments }),
+    }
+}
+
+/// A whole Chat response as a Messages response.
+pub(crate) fn response(resp: oa::Response, target: &Target<'_>, names: &ToolNames) -> an::Response {
+    let mut content = Vec::new();
+    let choice = resp.choices.into_iter().next().unwrap_or_default();
+    let message = choice.message;
+    let mut signed = false;
+    for block in message.thinking_blocks.iter().flatten() {
+        match block.kind.as_str() {
+            "redacted_thinking" => content.push(Block::Known(Known::RedactedThinking {
+                data: block.data.clone().unwrap_or_default(),
+            })),
+            _ => content.push(Block::Known(Known::Thinking {
+                thinking: block.thinking.clone().unwrap_or_default(),
+                signature: block.signature.clone(),
+            })),
+        }
+        signed = true;
+    }
+    if !signed && let Some(reasoning) = message.reasoning_content.filter(|r| !r.is_empty()) {
+        content.push(Block::Known(Known::Thinking {
+            thinking: reasoning,
+            signature: None,
+        }));
+    }
+    let text = match message.content {
+        Some(oa::Content::Text(text)) => text,
+        Some(oa::Content::Parts(parts)) => parts
+            .into_iter()
+            .filter_map(|p| match p {
+                oa::Part::Known(oa::KnownPart::Text { text }) => Some(text),
+                _ => None,
+            })
+            .collect(),
+        None => String::new(),
+    };
+    if !text.is_empty() {
+        content.push(text_block(text));
+    }
+    if let Some(refusal) = message.refusal.filter(|r| !r.is_empty()) {
+        content.push(text_block(refusal));
+    }
+    let calls = message.tool_calls.unwrap_or_default();
+    let tool_calls = !calls.is_empty();
+    for (k, call) in calls.into_iter().enumerate() {
+        content.push(Block::Known(Known::ToolUse {
+            id: tool_id(&call.id, &resp.id, k),
+            name: names.client(&call.function.name).0.to_owned(),
+            input: input(&call.function.arguments),
+        }));
+    }
+    an::Response {
+        id: ids::message(&resp.id),
+        kind: "message".to_owned(),
+        role: "assistant".to_owned(),
+        model: target.client_model.to_owned(),
+        content,
+        stop_reason: Some(stop_reason(choice.finish_reason.as_deref(), tool_calls).to_owned()),
+        stop_sequence: None,
+        usage: usage(&resp.usage.unwrap_or_default()),
+    }
+}
+
+/// A `tool_use` id: the upstream's, sanitized, or one made from the response id and slot.
+fn tool_id(id: &str, response_id: &str, slot: usize) -> String {
+    if id.is_empty() {
+        format!(
+            "toolu_{}_{slot}",
+            names::sanitize_id(ids::base(response_id))
+        )
+    } else {
+        names::sanitize_id(id).into_owned()
+    }
+}
+
+/// What kind of block is open in the client's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    Thinking,
+    Tool(u32),
+}
+
+/// The Chat-chunks-to-Anthropic-stream state machine (protocols.md §3.3): one block open at a
+/// time, indices contiguous from 0, each chunk's content written at once.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    names: ToolNames,
+    model: String,
+    id: String,
+    started: bool,
+    closed: bool,
+    next_index: u32,
+    open: Option<(u32, Open)>,
+    slots: Slots,
+    /// Slots whose block is already closed: late fragments for them cannot be written.
+    finished_slots: Vec<u32>,
+    saw_tool: bool,
+    finish: Option<String>,
+    usage: Option<oa::Usage>,
+}
+
+impl Stream {
+    pub(crate) fn new(target: &Target<'_>, names: ToolNames) -> Self {
+        Self {
+            names,
+            model: target.client_model.to_owned(),
+            id: String::new(),
+            started: false,
+            closed: false,
+            next_index: 0,
+            open: None,
+            slots: Slots::default(),
+            finished_slots: Vec::new(),
+            saw_tool: false,
+            finish: None,
+            usage: None,
+        }
+    }
+
+    /// Whether the client's stream has its final event (or an error).
+    pub(crate) fn closed(&self) -> bool {
+        self.closed
+    }
+
+    fn write(out: &mut BytesMut, event: &an::StreamEvent) {
+        match serde_json::to_vec(event) {
+            Ok(data) => sse::write_event(out, Some(event.name()), &data),
+            Err(err) => tracing::warn!(%err, "could not encode a stream event"),
+        }
+    }
+
+    /// One upstream item; the client's events are appended to `out`.
+    pub(crate) fn event(&mut self, event: ChatEvent, out: &mut BytesMut) {
+        if self.closed {
+            return;
+        }
+        match event {
+            ChatEvent::Error { kind, message } => {
+                crate::protocol::write_stream_error(out, Format::Messages, &kind, &message);
+                self.closed = true;
+            }
+            ChatEvent::Done => self.finish(out),
+            ChatEvent::Chunk(chunk) => self.chunk(chunk, out),
+        }
+    }
+
+    fn start(&mut self, id: &str, out: &mut BytesMut) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.id = ids::message(id);
+        let zero = Some(0);
+        // Usage with the cache fields, zero until the end: Claude Code reads them here.
+        let message = an::Response {
+            id: self.id.clone(),
+            kind: "message".to_owned(),
+            role: "assistant".to_owned(),
+            model: self.model.clone(),
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: an::Usage {
+                input_tokens: zero,
+                output_tokens: 0,
+                cache_creation_input_tokens: zero,
+                cache_read_input_tokens: zero,
+            },
+        };
+        Self::write(out, &an::StreamEvent::MessageStart { message });
+    }
+
+    fn chunk(&mut self, chunk: oa::Chunk, out: &mut BytesMut) {
+        self.start(&chunk.id, out);
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        let Some(choice) = chunk.choices.into_iter().find(|c| c.index == 0) else {
+            return;
+        };
+        let delta = choice.delta;
+        let reasoning = delta.reasoning_content.or(match delta.reasoning {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        });
+        if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
+            self.ensure(Open::Thinking, out);
+            self.delta(an::Delta::Thinking { thinking: text }, out);
+        }
+        for block in delta.thinking_blocks.into_iter().flatten() {
+            match (block.kind.as_str(), block.signature, block.data) {
+                ("redacted_thinking", _, Some(data)) => {
+                    self.close(out);
+                    self.whole_block(Block::Known(Known::RedactedThinking { data }), out);
+                }
+                (_, Some(signature), _) => {
+                    self.ensure(Open::Thinking, out);
+                    self.delta(an::Delta::Signature { signature }, out);
+                    self.close(out);
+                }
+                _ => {}
+            }
+        }
+        for text in [delta.content, delta.refusal].into_iter().flatten() {
+            if !text.is_empty() {
+                self.ensure(Open::Text, out);
+                self.delta(an::Delta::Text { text }, out);
+            }
+        }
+        for call in delta.tool_calls.into_iter().flatten() {
+            self.tool_call(call, &chunk.id, out);
+        }
+        if let Some(finish) = choice.finish_reason {
+            // Held until `[DONE]`: the usage chunk comes after the finish reason.
+            self.finish = Some(finish);
+            self.close(out);
+        }
+    }
+
+    fn tool_call(&mut self, call: oa::ToolCallDelta, chunk_id: &str, out: &mut BytesMut) {
+        let function = call.function.clone().unwrap_or_default();
+        if call.id.is_none() && function.name.is_none() && function.arguments.is_none() {
+            return;
+        }
+        let (slot, new) = self.slots.resolve(&call);
+        if new {
+            self.close(out);
+            self.saw_tool = true;
+            let id = tool_id(
+                call.id.as_deref().unwrap_or_default(),
+                chunk_id,
+                slot as usize,
+            );
+            let name = self
+                .names
+                .client(function.name.as_deref().unwrap_or_default())
+                .0
+                .to_owned();
+            self.open_block(
+                Open::Tool(slot),
+                Known::ToolUse {
+                    id,
+                    name,
+                    input: serde_json::json!({}),
+                },
+                out,
+            );
+        } else if self.open.map(|(_, o)| o) != Some(Open::Tool(slot)) {
+            if self.finished_slots.contains(&slot) {
+                tracing::debug!(
+                    slot,
+                    "dropped arguments for a tool call whose block is closed"
+                );
+                return;
+            }
+            self.close(out);
+        }
+        if let Some(arguments) = function.arguments.filter(|a| !a.is_empty()) {
+            self.delta(
+                an::Delta::InputJson {
+                    partial_json: arguments,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Opens a block of kind `want` unless one is open: closes any other first.
+    fn ensure(&mut self, want: Open, out: &mut BytesMut) {
+        if self.open.map(|(_, o)| o) == Some(want) {
+            return;
+        }
+        self.close(out);
+        let block = match want {
+            Open::Text => Known::Text {
+                text: String::new(),
+            },
+            Open::Thinking => Known::Thinking {
+                thinking: String::new(),
+                signature: None,
+            },
+            Open::Tool(_) => return,
+        };
+        self.open_block(want, block, out);
+    }
+
+    fn open_block(&mut self, open: Open, block: Known, out: &mut BytesMut) {
+        let index = self.next_index;
+        self.next_index += 1;
+        Self::write(
+            out,
+            &an::StreamEvent::ContentBlockStart {
+                index,
+                content_block: Block::Known(block),
+            },
+        );
+        self.open = Some((index, open));
+    }
+
+    /// A block that comes whole (redacted thinking): start and stop at once.
+    fn whole_block(&mut self, block: Block, out: &mut BytesMut) {
+        let index = self.next_index;
+        self.next_index += 1;
+        Self::write(
+            out,
+            &an::StreamEvent::ContentBlockStart {
+                index,
+                content_block: block,
+            },
+        );
+        Self::write(out, &an::StreamEvent::ContentBlockStop { index });
+    }
+
+    fn delta(&mut self, delta: an::Delta, out: &mut BytesMut) {
+        if let Some((index, _)) = self.open {
+            Self::write(out, &an::StreamEvent::ContentBlockDelta { index, delta });
+        }
+    }
+
+    fn close(&mut self, out: &mut BytesMut) {
+        if let Some((index, open)) = self.open.take() {
+            if let Open::Tool(slot) = open {
+                self.finished_slots.push(slot);
+            }
+            Self::write(out, &an::StreamEvent::ContentBlockStop { index });
+        }
+    }
+
+    /// `[DONE]`: the held stop reason with the final usage, then `message_stop`.
+    fn finish(&mut self, out: &mut BytesMut) {
+        let Some(finish) = self.finish.take() else {
+            let (kind, message) = super::CUT;
+            crate::protocol::write_stream_error(out, Format::Messages, kind, message);
+            self.closed = true;
+            return;
+        };
+        self.start("", out);
+        self.close(out);
+        let stop = stop_reason(Some(&finish), self.saw_tool);
+        Self::write(
+            out,
+            &an::StreamEvent::MessageDelta {
+                delta: an::MessageDelta {
+                    stop_reason: Some(stop.to_owned()),
+                    stop_sequence: None,
+                },
+                usage: usage(&self.usage.unwrap_or_default()),
+            },
+        );
+        Self::write(out, &an::StreamEvent::MessageStop);
+        self.closed = true;
+    }
+}
