@@ -310,10 +310,13 @@ async fn concurrency_3_refuses_a_fourth_stream_until_one_ends() {
             "plan = \"pro\"\nrpm = 1000",
         ),
     ));
+    // The first stream ends after about 2 s; the others run far longer, so only the first can
+    // free a slot while the test watches.
     let slow = body("sonnet", "mock:words=40 mock:chunk_delay_ms=50", true);
+    let long = body("sonnet", "mock:words=400 mock:chunk_delay_ms=50", true);
     let mut streams = Vec::new();
-    for expected in [2, 1, 0] {
-        let response = send(&gw, "izzi-three-0000000000", &slow).await;
+    for (expected, stream) in [(2, &slow), (1, &long), (0, &long)] {
+        let response = send(&gw, "izzi-three-0000000000", stream).await;
         assert_eq!(response.status(), 200);
         assert_eq!(rate(response.headers()).concurrent_remaining, expected);
         streams.push(response.bytes_stream());
@@ -339,7 +342,7 @@ async fn concurrency_3_refuses_a_fourth_stream_until_one_ends() {
     while let Some(chunk) = first.next().await {
         chunk.unwrap();
     }
-    let response = send(&gw, "izzi-three-0000000000", &slow).await;
+    let response = send(&gw, "izzi-three-0000000000", &long).await;
     assert_eq!(response.status(), 200, "admitted once a stream ended");
     assert_eq!(rate(response.headers()).concurrent_remaining, 0);
     streams.push(response.bytes_stream());
