@@ -28,6 +28,16 @@ pub(crate) enum Command {
     Keys(KeysArgs),
     /// Requests, tokens and cost per key and model, from the usage ledger.
     Usage(UsageArgs),
+    /// List the model catalog: aliases, prices, context windows and providers.
+    Models(ModelsArgs),
+    /// Count a request's input tokens and price it, offline, before sending it.
+    ///
+    /// Reads an Anthropic Messages, OpenAI Chat Completions or OpenAI Responses request body
+    /// (detected), or a plain text, from FILE or stdin. OpenAI models count exactly with their
+    /// tokenizer; models whose tokenizer is not public get a calibrated estimate, marked `~`.
+    /// Without `--model` it prints every catalog model, cheapest input first; the model a request
+    /// body names is marked `*`.
+    CountTokens(CountTokensArgs),
     /// Point your AI coding tools (Claude Code, Cursor, Cline, Windsurf, Codex, …) at izzi.
     Setup(SetupArgs),
     /// Show which tools are found and configured, where the key lives, and whether the endpoint
@@ -154,6 +164,27 @@ pub(crate) struct UsageArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ModelsArgs {
+    /// Print JSON (the shape is documented in docs/cli-json.md).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CountTokensArgs {
+    /// Count for this model or alias only [default: every catalog model].
+    #[arg(long, value_name = "M")]
+    pub(crate) model: Option<String>,
+    /// Print JSON (the shape is documented in docs/cli-json.md).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A request body (JSON) or a text file; `-` reads stdin [default: stdin, when it is not a
+    /// terminal].
+    #[arg(value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
 }
 
 /// Parses `std::env::args`.

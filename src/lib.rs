@@ -20,6 +20,9 @@ mod translate;
 
 use std::process::ExitCode;
 
+#[doc(hidden)]
+pub use tokens::bench_count;
+
 /// Entry point of the binary.
 #[must_use]
 pub fn run() -> ExitCode {

@@ -7,6 +7,8 @@ use std::fmt::Display;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use rust_decimal::Decimal;
+
 /// An error caused by how the command was called: exit code 2 instead of 1.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -99,4 +101,38 @@ pub(crate) fn progress(len: usize, message: &'static str) -> indicatif::Progress
     }
     bar.set_message(message);
     bar
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// US dollars for people: `$0.003702`, `$12.5`; amounts are rounded to a millionth of a dollar.
+pub(crate) fn usd(amount: Decimal) -> String {
+    format!("${}", amount.round_dp(6).normalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers_and_money() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(usd(Decimal::new(3_702_000, 9)), "$0.003702");
+        assert_eq!(usd(Decimal::new(1250, 2)), "$12.5");
+        assert_eq!(usd(Decimal::ZERO), "$0");
+    }
 }

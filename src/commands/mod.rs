@@ -1,8 +1,10 @@
 //! One module per subcommand: arguments in, typed settings, domain calls. The only layer that
 //! prompts.
 
+mod count_tokens;
 mod key;
 mod keys;
+mod models;
 mod serve;
 mod setup;
 mod status;
@@ -21,6 +23,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Setup(args) => setup::run(args),
         Command::Status(args) => status::run(&args),
         Command::Key { command } => key::run(&command),
+        Command::Models(args) => models::run(&args),
+        Command::CountTokens(args) => count_tokens::run(&args),
     }
 }
 
