@@ -1,10 +1,12 @@
 //! Integration tests: the real `izzi` binary against the mock upstream, over real HTTP, and
 //! against tool config trees in temp homes.
 
+mod count_tokens;
 mod gateway;
 mod hostile;
 mod ledger;
 mod limits;
+mod models_cli;
 mod setup;
 #[cfg(unix)]
 mod setup_tty;
