@@ -20,7 +20,7 @@ fn prompt() -> String {
              Ok(n.min(4096))\n}}\n\
              {{\"id\": \"call_{i:08x}\", \"tokens\": {}, \"cached\": {}}}\n\n",
             i * 37 % 1000,
-            i % 3 == 0
+            i.is_multiple_of(3)
         ));
         i += 1;
     }

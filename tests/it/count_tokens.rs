@@ -1,12 +1,13 @@
 //! `izzi count-tokens` on the real binary: every input shape, stdin, `--json`, the table, and the
-//! errors with their exit codes. Expected counts come from OpenAI's Python `tiktoken` and the
-//! OpenAI cookbook (see `src/tokens`).
+//! errors with their exit codes; and `POST /v1/messages/count_tokens` through the real gateway
+//! against the mock upstream. Expected counts come from OpenAI's Python `tiktoken` and the OpenAI
+//! cookbook (see `src/tokens`).
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::izzi_bin;
+use crate::support::{Gateway, KEY, Mock, http, izzi_bin, mock_config};
 
 /// `izzi` with `IZZI_HOME` and `HOME` in `home`, so no real config is read.
 pub(crate) fn izzi(home: &TempDir) -> Command {
@@ -19,8 +20,8 @@ pub(crate) fn izzi(home: &TempDir) -> Command {
 
 fn write(home: &TempDir, name: &str, text: impl AsRef<[u8]>) -> String {
     let path = home.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
+    std::fs::write(&path, text).expect("write the test file");
+    path.to_str().expect("a UTF-8 temp path").to_owned()
 }
 
 /// Runs `count-tokens --json ARGS` and parses stdout.
@@ -34,13 +35,13 @@ fn count_json(home: &TempDir, args: &[&str]) -> Value {
         .get_output()
         .stdout
         .clone();
-    serde_json::from_slice(&out).unwrap()
+    serde_json::from_slice(&out).expect("count-tokens JSON")
 }
 
 fn row<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["models"]
         .as_array()
-        .unwrap()
+        .expect("a models array")
         .iter()
         .find(|r| r["id"] == id)
         .unwrap_or_else(|| panic!("no row for {id}: {report}"))
@@ -140,7 +141,10 @@ fn anthropic_body_without_model_lists_every_model_by_cost() {
     assert_eq!(sonnet["exact"], false);
     // Claude's estimate is the o200k_base count × 1.25, rounded up.
     let o200k = gpt["input_tokens"].as_u64().unwrap();
-    assert_eq!(sonnet["input_tokens"].as_u64().unwrap(), (o200k * 125).div_ceil(100));
+    assert_eq!(
+        sonnet["input_tokens"].as_u64().unwrap(),
+        (o200k * 125).div_ceil(100)
+    );
     // The request's max_tokens bounds the output, below every model's own limit.
     assert!(models.iter().all(|m| m["max_output_tokens"] == 1000));
     assert_eq!(sonnet["output_cost_usd_max"], "0.015");
@@ -163,7 +167,10 @@ fn responses_body_is_detected_and_its_output_limit_used() {
 #[test]
 fn reads_stdin_for_dash_and_when_piped() {
     let home = TempDir::new().unwrap();
-    for args in [&["--model", "gpt-4.1", "-"][..], &["--model", "gpt-4.1"][..]] {
+    for args in [
+        &["--model", "gpt-4.1", "-"][..],
+        &["--model", "gpt-4.1"][..],
+    ] {
         let out = izzi(&home)
             .arg("count-tokens")
             .arg("--json")
@@ -222,17 +229,21 @@ fn a_large_file_counts_exactly_and_draws_no_bar_off_a_terminal() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["models"][0]["input_tokens"], 240_000);
 }
 
 /// Runs `izzi ARGS`, expects `code`, and returns stderr, which must be one line.
 fn fails(home: &TempDir, args: &[&str], code: i32) -> String {
-    let out = izzi(home).args(args).output().unwrap();
+    let out = izzi(home).args(args).output().expect("run izzi");
     assert_eq!(out.status.code(), Some(code), "{out:?}");
     assert!(out.stdout.is_empty());
-    let err = String::from_utf8(out.stderr).unwrap();
+    let err = String::from_utf8(out.stderr).expect("stderr is UTF-8");
     assert_eq!(err.lines().count(), 1, "{err}");
     err
 }
@@ -256,7 +267,11 @@ fn a_missing_or_unreadable_file_is_one_sentence_and_exit_1() {
 #[test]
 fn malformed_json_gives_the_parse_position_and_exit_1() {
     let home = TempDir::new().unwrap();
-    let bad = write(&home, "bad.json", "{\"model\": \"gpt-4.1\",\n \"messages\": [}\n");
+    let bad = write(
+        &home,
+        "bad.json",
+        "{\"model\": \"gpt-4.1\",\n \"messages\": [}\n",
+    );
     let err = fails(&home, &["count-tokens", &bad], 1);
     assert!(err.contains("is not valid JSON"), "{err}");
     assert!(err.contains("line 2 column"), "{err}");
@@ -271,5 +286,103 @@ fn an_unknown_model_is_bad_usage_exit_2() {
     let home = TempDir::new().unwrap();
     let file = write(&home, "prompt.txt", "hello");
     let err = fails(&home, &["count-tokens", "--model", "gpt-9", &file], 2);
-    assert!(err.contains("`gpt-9`") && err.contains("izzi models"), "{err}");
+    assert!(
+        err.contains("`gpt-9`") && err.contains("izzi models"),
+        "{err}"
+    );
+}
+
+/// `POST {prefix}/messages/count_tokens` on the gateway: the `x-izzi-token-count` header and
+/// `input_tokens`.
+async fn count_endpoint(gw: &Gateway, path: &str, body: &Value) -> (String, u64) {
+    let response = http()
+        .post(format!("{}{path}", gw.url))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .expect("count_tokens answer");
+    assert_eq!(response.status(), 200, "{path}");
+    let how = response.headers()["x-izzi-token-count"]
+        .to_str()
+        .expect("count_tokens answer")
+        .to_owned();
+    let answer: Value = response.json().await.expect("count_tokens answer");
+    (
+        how,
+        answer["input_tokens"]
+            .as_u64()
+            .expect("count_tokens answer"),
+    )
+}
+
+/// What `izzi count-tokens --model MODEL` says for `body`, with the gateway's config.
+fn cli_count(gw: &Gateway, model: &str, body: &Value) -> u64 {
+    let file = gw.home.path().join("count-body.json");
+    std::fs::write(&file, body.to_string()).expect("count-tokens JSON");
+    let out = Command::new(izzi_bin())
+        .env("IZZI_HOME", gw.home.path())
+        .env("HOME", gw.home.path())
+        .args(["count-tokens", "--json", "--model", model])
+        .arg(&file)
+        .output()
+        .expect("count-tokens JSON");
+    assert!(out.status.success(), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("count-tokens JSON");
+    report["models"][0]["input_tokens"]
+        .as_u64()
+        .expect("count-tokens JSON")
+}
+
+async fn upstream_counts(mock: &Mock) -> usize {
+    mock.requests()
+        .await
+        .iter()
+        .filter(|r| r["path"] == "/v1/messages/count_tokens")
+        .count()
+}
+
+#[tokio::test]
+async fn endpoint_counts_at_anthropic_and_falls_back_to_the_local_estimate() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let body = json!({"model": "sonnet", "system": "Be brief.", "messages": [
+        {"role": "user", "content": "What is BPE?"},
+        {"role": "assistant", "content": "A tokenizer."},
+        {"role": "user", "content": "Say more."}]});
+    // The mock answers 1000 + the number of messages, unlike any local count.
+    for path in [
+        "/v1/messages/count_tokens?beta=true",
+        "/api/v1/messages/count_tokens",
+    ] {
+        assert_eq!(
+            count_endpoint(&gw, path, &body).await,
+            ("upstream".to_owned(), 1003)
+        );
+    }
+    assert_eq!(upstream_counts(&mock).await, 2);
+    let failing = json!({"model": "sonnet", "messages": [
+        {"role": "user", "content": "Explain tokenizers. mock:status=500"}]});
+    let (how, tokens) = count_endpoint(&gw, "/v1/messages/count_tokens", &failing).await;
+    assert_eq!(how, "estimate");
+    assert_eq!(tokens, cli_count(&gw, "sonnet", &failing));
+    assert!(tokens > 0);
+}
+
+#[tokio::test]
+async fn endpoint_counts_openai_models_locally_and_exactly() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let body: Value = serde_json::from_str(COOKBOOK).unwrap();
+    let (how, tokens) = count_endpoint(&gw, "/v1/messages/count_tokens", &body).await;
+    assert_eq!((how.as_str(), tokens), ("exact", 124));
+    // An Anthropic-shaped body with a tool for an OpenAI model: local, and an estimate.
+    let with_tool = json!({"model": "gpt-4.1", "system": "Be brief.",
+        "tools": [{"name": "weather", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]}]});
+    let (how, tokens) = count_endpoint(&gw, "/openai/v1/messages/count_tokens", &with_tool).await;
+    assert_eq!(how, "estimate");
+    assert_eq!(tokens, cli_count(&gw, "gpt-4.1", &with_tool));
+    assert_eq!(upstream_counts(&mock).await, 0);
 }

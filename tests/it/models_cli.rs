@@ -6,9 +6,12 @@ use tempfile::TempDir;
 use crate::count_tokens::izzi;
 
 fn models_json(home: &TempDir) -> Value {
-    let out = izzi(home).args(["models", "--json"]).output().unwrap();
+    let out = izzi(home)
+        .args(["models", "--json"])
+        .output()
+        .expect("models JSON");
     assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&out.stdout).expect("models JSON")
 }
 
 #[test]
@@ -57,14 +60,28 @@ fn table_shows_aliases_prices_context_and_provider() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let header = text.lines().next().unwrap();
-    for column in ["MODEL", "PROVIDER", "INPUT $/M", "OUTPUT $/M", "CONTEXT", "ALIASES"] {
+    for column in [
+        "MODEL",
+        "PROVIDER",
+        "INPUT $/M",
+        "OUTPUT $/M",
+        "CONTEXT",
+        "ALIASES",
+    ] {
         assert!(header.contains(column), "{header}");
     }
     let sonnet = text
         .lines()
         .find(|l| l.starts_with("claude-sonnet-4-20250514"))
         .unwrap();
-    for cell in ["anthropic", "$3", "$15", "200,000", "64,000", "sonnet, claude-sonnet-4"] {
+    for cell in [
+        "anthropic",
+        "$3",
+        "$15",
+        "200,000",
+        "64,000",
+        "sonnet, claude-sonnet-4",
+    ] {
         assert!(sonnet.contains(cell), "{sonnet}");
     }
 }
