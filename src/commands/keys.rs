@@ -203,8 +203,7 @@ fn list(config: &Config, path: &Path, json: bool) -> Result<()> {
         output::notice("no client keys; create one with `izzi keys create --name NAME`");
         return Ok(());
     }
-    let usd =
-        |d: Option<Decimal>| d.map_or_else(|| "-".to_owned(), |d| format!("${}", d.round_dp(4)));
+    let usd = |d: Option<Decimal>| d.map_or_else(|| "-".to_owned(), crate::output::usd);
     let rows: Vec<Vec<String>> = keys
         .iter()
         .map(|k| {

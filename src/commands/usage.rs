@@ -2,7 +2,6 @@
 //! `izzi.db`. Reads only.
 
 use anyhow::Result;
-use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::cli::UsageArgs;
@@ -40,7 +39,7 @@ pub(crate) fn run(args: &UsageArgs) -> Result<()> {
         output::notice("no requests recorded for this selection");
         return Ok(());
     }
-    let cost = |d: Decimal| format!("${}", d.round_dp(6).normalize());
+    let cost = crate::output::usd;
     let row = |l: &Counts, key: &str, model: &str| {
         vec![
             key.to_owned(),

@@ -754,3 +754,33 @@ fallbacks = ["gpt-9-unknown-to-all", "gpt-4.1-mini"]
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["body"]["model"], "gpt-4.1-mini");
 }
+
+#[tokio::test]
+async fn count_tokens_takes_openai_and_responses_bodies() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    for body in [
+        json!({"model": "gpt-4.1", "input": "Hello there, how are you?"}),
+        json!({"model": "gpt-4.1", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]}),
+    ] {
+        let r = http()
+            .post(format!("{}/v1/messages/count_tokens", gw.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{body}");
+        assert_eq!(r.headers()["x-izzi-token-count"], "exact");
+        let counted: Value = r.json().await.unwrap();
+        assert!(counted["input_tokens"].as_u64().unwrap() > 3, "{counted}");
+    }
+    let r = http()
+        .post(format!("{}/v1/messages/count_tokens", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "gpt-4.1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400, "invalid_request_error").await;
+}
