@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -18,7 +19,7 @@ use super::routing::{Provider, Route};
 use super::upstream::{self, Failure, Forwarded};
 use crate::protocol::Format;
 use crate::protocol::json::Body;
-use crate::translate::{self, Target};
+use crate::translate::{self, Prepared, Target};
 
 /// The upstream's body after the first chunk.
 pub(crate) type ByteStream = Pin<Box<dyn FuturesStream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -68,33 +69,37 @@ pub(crate) fn target<'a>(
     }
 }
 
-/// Sends to `primary`, retrying it, then to each of its fallbacks that routes, until one answers.
+/// The upstream body for `route`: a request it cannot carry is a 400 that names the field.
+pub(crate) fn prepare<'a>(out: &Outgoing<'a>, route: &Route) -> Result<Prepared<'a>, ApiError> {
+    translate::request(
+        out.format,
+        route.provider.kind,
+        out.body,
+        &target(route, out.client_model, out.body),
+    )
+    .map_err(|err| ApiError::invalid(err.0))
+}
+
+/// Sends to `primary` (whose body is already `prepared`), retrying it, then to each of its
+/// fallbacks that routes and can carry the request, until one answers.
 pub(crate) async fn send(
     state: &AppState,
     out: &Outgoing<'_>,
     primary: Route,
+    prepared: Prepared<'_>,
 ) -> Result<Sent, ApiError> {
-    let fallbacks: Vec<Route> = primary
-        .model
-        .fallbacks
-        .iter()
-        .filter_map(|m| state.router.route(m))
-        .collect();
-    let mut last = None;
-    for (i, route) in std::iter::once(primary).chain(fallbacks).enumerate() {
-        let prepared = match translate::request(
-            out.format,
-            route.provider.kind,
-            out.body,
-            &target(&route, out.client_model, out.body),
-        ) {
-            Ok(prepared) => prepared,
-            Err(err) if i == 0 => return Err(ApiError::invalid(err.0)),
+    let model = Arc::clone(&primary.model);
+    let fallbacks = model.fallbacks.iter().filter_map(|m| state.router.route(m)).filter_map(|route| {
+        match prepare(out, &route) {
+            Ok(prepared) => Some((route, prepared)),
             Err(err) => {
-                tracing::debug!(model = %route.model.id, error = %err, "fallback cannot carry this request");
-                continue;
+                tracing::debug!(model = %route.model.id, error = %err.message, "fallback cannot carry this request");
+                None
             }
-        };
+        }
+    });
+    let mut last = None;
+    for (route, prepared) in std::iter::once((primary, prepared)).chain(fallbacks) {
         let body = match prepared.body {
             Cow::Borrowed(_) => out.raw.clone(),
             Cow::Owned(owned) => Bytes::from(owned),

@@ -54,6 +54,17 @@ async fn handle(
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
     let route = route(&state, &shape.model)?;
+    let forwarded = Forwarded::from_headers(&parts.headers);
+    let outgoing = Outgoing {
+        format,
+        body: &body,
+        raw: &bytes,
+        client_model: &shape.model,
+        stream: shape.stream,
+        forwarded: &forwarded,
+    };
+    // A request the provider cannot carry is a shape error: refused before it counts.
+    let prepared = dispatch::prepare(&outgoing, &route)?;
     let admission = match admit(&state, &client, &route, &bytes).await {
         Ok(admission) => admission,
         Err(refusal) => return Ok(refusal.into_response()),
@@ -67,16 +78,7 @@ async fn handle(
         started,
         bytes.clone(),
     );
-    let forwarded = Forwarded::from_headers(&parts.headers);
-    let outgoing = Outgoing {
-        format,
-        body: &body,
-        raw: &bytes,
-        client_model: &shape.model,
-        stream: shape.stream,
-        forwarded: &forwarded,
-    };
-    let sent = match dispatch::send(&state, &outgoing, route).await {
+    let sent = match dispatch::send(&state, &outgoing, route, prepared).await {
         Ok(sent) => sent,
         Err(err) => {
             life.failed(err.status);

@@ -784,3 +784,32 @@ async fn count_tokens_takes_openai_and_responses_bodies() {
         .unwrap();
     assert_error(r, 400, "invalid_request_error").await;
 }
+
+#[tokio::test]
+async fn a_request_the_provider_cannot_carry_is_refused_before_it_counts() {
+    let mock = Mock::start();
+    let one = "izzi-one-request-a-minute";
+    let gw = Gateway::start(&mock_config(
+        &mock,
+        &format!("\n[[keys]]\nname = \"one\"\nkey = \"{one}\"\nrpm = 1\n"),
+    ));
+    let server_tool = json!({"model": "gpt-4.1", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}],
+                             "tools": [{"type": "web_search_20250305", "name": "web_search"}]});
+    let r = http()
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(one)
+        .json(&server_tool)
+        .send()
+        .await
+        .unwrap();
+    let message = assert_error(r, 400, "invalid_request_error").await;
+    assert!(message.contains("tools[0]"), "{message}");
+    let ok = http()
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(one)
+        .json(&claude_body("hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "the refused request used no RPM");
+}

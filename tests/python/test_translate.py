@@ -54,7 +54,8 @@ def test_anthropic_sdk_on_openai_kind(swapped, mock):
     assert msg.usage.cache_read_input_tokens == 100
     sent = mock.last("/v1/chat/completions")["body"]
     assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert sent["max_tokens"] == 500
+    # Claude 4 models reason, so the OpenAI-side limit is `max_completion_tokens`.
+    assert sent["max_completion_tokens"] == 500 and "max_tokens" not in sent
 
     question = {"role": "user", "content": "Weather in Paris? mock:tools mock:words=2"}
     with client.messages.stream(model="claude-sonnet-4-20250514", max_tokens=500, tools=[TOOL],
