@@ -47,6 +47,9 @@ pub(crate) struct Server {
     pub(crate) body_read_timeout_s: u64,
     /// Open client connections at most; beyond it new ones wait to be accepted.
     pub(crate) max_connections: usize,
+    /// Seconds a translated stream may stay silent upstream (a model reasoning) before the
+    /// client gets a keep-alive (`ping`, or an SSE comment).
+    pub(crate) keepalive_s: u64,
 }
 
 impl Default for Server {
@@ -61,6 +64,7 @@ impl Default for Server {
             header_read_timeout_s: 30,
             body_read_timeout_s: 60,
             max_connections: 4096,
+            keepalive_s: 10,
         }
     }
 }
@@ -207,6 +211,9 @@ impl Config {
     fn check(&self) -> Result<()> {
         if self.server.max_body_bytes == 0 {
             bail!("`server.max_body_bytes` must be above 0");
+        }
+        if self.server.keepalive_s == 0 {
+            bail!("`server.keepalive_s` must be above 0");
         }
         if self.server.max_connections == 0 {
             bail!("`server.max_connections` must be above 0");

@@ -94,7 +94,10 @@ async fn handle(
             Ok(response) => response,
             Err(err) => return Ok(rate.attach(err.into_response())),
         },
-        Answer::Stream { first, rest } => relay_stream(format, kind, &target, first, rest, life),
+        Answer::Stream { first, rest } => {
+            let keepalive_s = state.config.server.keepalive_s;
+            relay_stream(format, kind, &target, first, rest, life, keepalive_s)
+        }
     };
     response.headers_mut().extend(sent.headers);
     Ok(rate.attach(response))
@@ -276,6 +279,7 @@ fn relay_stream(
     first: Option<Bytes>,
     upstream: ByteStream,
     mut life: Life,
+    keepalive_s: u64,
 ) -> Response {
     life.status = StatusCode::OK;
     life.outcome = Outcome::Completed;
@@ -286,6 +290,8 @@ fn relay_stream(
         parser: sse::Parser::default(),
         translator: translate::stream(format, kind, target),
         passthrough: format.native_kind() == Some(kind),
+        keepalive: keepalive(format),
+        keepalive_after: Duration::from_secs(keepalive_s),
         ended: false,
         life,
     };
@@ -309,8 +315,22 @@ struct Relay {
     translator: Box<dyn translate::Stream>,
     /// Same format both sides: relay the upstream's bytes as they are, only observing them.
     passthrough: bool,
+    /// What to send while a translated upstream is silent (a reasoning model thinking): the
+    /// client's own keep-alive, so it does not give up on the stream.
+    keepalive: &'static [u8],
+    /// How long a translated stream may stay silent before a keep-alive goes out.
+    keepalive_after: Duration,
     ended: bool,
     life: Life,
+}
+
+/// The keep-alive a client of `format` expects: Anthropic's `ping` event, an SSE comment for
+/// the OpenAI formats (their SDKs skip comments).
+fn keepalive(format: Format) -> &'static [u8] {
+    match format {
+        Format::Messages => b"event: ping\ndata: {\"type\":\"ping\"}\n\n",
+        Format::Chat | Format::Responses => b": keep-alive\n\n",
+    }
 }
 
 impl Relay {
@@ -318,7 +338,14 @@ impl Relay {
         while !self.ended {
             let chunk = match self.first.take() {
                 Some(first) => Some(Ok(first)),
-                None => self.upstream.next().await,
+                // Passthrough streams carry the upstream's own pings.
+                None if self.passthrough => self.upstream.next().await,
+                None => {
+                    match tokio::time::timeout(self.keepalive_after, self.upstream.next()).await {
+                        Ok(chunk) => chunk,
+                        Err(_) => return Some((Ok(Bytes::from_static(self.keepalive)), self)),
+                    }
+                }
             };
             let mut out = BytesMut::new();
             match chunk {

@@ -813,3 +813,62 @@ async fn a_request_the_provider_cannot_carry_is_refused_before_it_counts() {
         .unwrap();
     assert_eq!(ok.status(), 200, "the refused request used no RPM");
 }
+
+#[tokio::test]
+async fn silent_translated_streams_get_the_clients_own_keepalive() {
+    let mock = Mock::start();
+    // Claude models behind an OpenAI-kind provider, GPT models behind an Anthropic-kind one.
+    let config = format!(
+        r#"
+[server]
+keepalive_s = 1
+
+[[providers]]
+name = "anthropic"
+kind = "openai"
+base_url = "{url}/v1"
+
+[[providers]]
+name = "openai"
+kind = "anthropic"
+base_url = "{url}"
+models = ["*"]
+
+[[keys]]
+name = "test"
+key = "{KEY}"
+plan = "ultra"
+"#,
+        url = mock.url
+    );
+    let gw = Gateway::start(&config);
+    let slow = "mock:pause_ms=2500";
+    let text = http()
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .json(&claude_body(slow, true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("event: ping"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("data: {\"type\":\"message_stop\"}"),
+        "{text}"
+    );
+    let text = http()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&gpt_body(slow, true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(": keep-alive\n\n"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+}

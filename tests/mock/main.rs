@@ -9,6 +9,7 @@
 //! - `mock:fail_first=N mock:id=X` fail the first N requests carrying id X (then answer), with
 //!   `mock:fail_status=N` (default 503).
 //! - `mock:delay_ms=N` wait before the response head; `mock:chunk_delay_ms=N` between events.
+//! - `mock:pause_ms=N` pause once, after the first stream event (a model thinking).
 //! - `mock:drop_after=N` stream N events, then cut the connection.
 //! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
 //!   `mock:thinking` reason first; `mock:cache` report cached input tokens.
@@ -50,6 +51,7 @@ struct Directives {
     html: bool,
     delay_ms: u64,
     chunk_delay_ms: u64,
+    pause_ms: u64,
     drop_after: Option<usize>,
     words: usize,
     tools: bool,
@@ -77,6 +79,7 @@ impl Directives {
                 "html" => d.html = true,
                 "delay_ms" => d.delay_ms = num,
                 "chunk_delay_ms" => d.chunk_delay_ms = num,
+                "pause_ms" => d.pause_ms = num,
                 "drop_after" => d.drop_after = usize::try_from(num).ok(),
                 "words" => d.words = usize::try_from(num).unwrap_or(0),
                 "tools" => d.tools = true,
@@ -508,6 +511,7 @@ async fn reply(
     };
     let delay = Duration::from_millis(d.chunk_delay_ms);
     let drop_after = d.drop_after;
+    let pause = Duration::from_millis(d.pause_ms);
     let body = futures_util::stream::unfold(
         (events.into_iter(), 0usize),
         move |(mut events, sent)| async move {
@@ -521,6 +525,9 @@ async fn reply(
             let event = events.next()?;
             if sent > 0 && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
+            }
+            if sent == 1 && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
             Some((Ok(Bytes::from(event)), (events, sent + 1)))
         },
