@@ -106,7 +106,8 @@ pub(crate) struct ServeArgs {
 pub(crate) struct KeysArgs {
     #[command(subcommand)]
     pub(crate) command: KeysCommand,
-    /// Config file whose `[[keys]]` are listed too [default: $IZZI_HOME/config.toml].
+    /// Config file whose `[[keys]]` are listed too and whose `[state]` says where keys are
+    /// stored [default: $IZZI_HOME/config.toml].
     #[arg(long, value_name = "PATH", global = true)]
     pub(crate) config: Option<PathBuf>,
 }
@@ -164,6 +165,9 @@ pub(crate) struct UsageArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Config file whose `[state]` says where the ledger is [default: $IZZI_HOME/config.toml].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

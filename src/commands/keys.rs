@@ -1,10 +1,9 @@
 //! `izzi keys create|list|revoke`: client keys in `izzi.db`, next to the config's `[[keys]]`.
 //!
 //! A created key is printed once and stored only as its SHA-256 hash; nothing here prints,
-//! stores or logs a key after that. The database is opened directly: a running gateway re-reads
-//! the keys within a second.
-
-use std::path::Path;
+//! stores or logs a key after that. The database (`izzi.db`, or PostgreSQL with
+//! `[state].postgres_url`) is opened directly: a running gateway re-reads the keys within a
+//! second.
 
 use anyhow::{Result, bail};
 use rust_decimal::Decimal;
@@ -13,7 +12,7 @@ use serde::Serialize;
 use crate::cli::{KeyCreateArgs, KeysArgs, KeysCommand};
 use crate::config::{ClientKey, Config, Limits, Plan};
 use crate::output::{self, UsageError};
-use crate::store::{self, Account, Store, StoredKey};
+use crate::store::{self, Account, Database, StoredKey};
 
 /// Characters after the `izzi-` prefix: 32 from the URL-safe alphabet, 192 random bits.
 const KEY_CHARS: usize = 32;
@@ -21,11 +20,10 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 pub(crate) fn run(args: KeysArgs) -> Result<()> {
     let (config, _) = Config::load(args.config.as_deref())?;
-    let path = store::default_path()?;
     match args.command {
-        KeysCommand::Create(create) => self::create(&config, &path, &create),
-        KeysCommand::List { json } => list(&config, &path, json),
-        KeysCommand::Revoke { name } => revoke(&config, &path, &name),
+        KeysCommand::Create(create) => self::create(&config, &create),
+        KeysCommand::List { json } => list(&config, json),
+        KeysCommand::Revoke { name } => revoke(&config, &name),
     }
 }
 
@@ -62,7 +60,7 @@ fn check_amount(flag: &str, amount: Option<Decimal>) -> Result<()> {
     Ok(())
 }
 
-fn create(config: &Config, path: &Path, args: &KeyCreateArgs) -> Result<()> {
+fn create(config: &Config, args: &KeyCreateArgs) -> Result<()> {
     check_name(&args.name)?;
     check_amount("--budget", args.budget)?;
     check_amount("--credits", args.credits)?;
@@ -72,7 +70,7 @@ fn create(config: &Config, path: &Path, args: &KeyCreateArgs) -> Result<()> {
             args.name
         )));
     }
-    let store = Store::open(path)?;
+    let store = Database::open(&config.state)?;
     let key = generate();
     store.create_key(&StoredKey {
         name: args.name.clone(),
@@ -95,13 +93,13 @@ fn create(config: &Config, path: &Path, args: &KeyCreateArgs) -> Result<()> {
     Ok(())
 }
 
-fn revoke(config: &Config, path: &Path, name: &str) -> Result<()> {
+fn revoke(config: &Config, name: &str) -> Result<()> {
     if config.keys.iter().any(|k| k.name == name) {
         bail!(UsageError(format!(
             "`{name}` is a `[[keys]]` entry of the config; remove it there to revoke it"
         )));
     }
-    let store = Store::open(path)?;
+    let store = Database::open(&config.state)?;
     if !store.revoke_key(name, jiff::Timestamp::now())? {
         bail!(UsageError(format!(
             "no active key is named `{name}`; `izzi keys list` shows the keys"
@@ -137,8 +135,8 @@ struct Listed {
     revoked_at: Option<String>,
 }
 
-fn list(config: &Config, path: &Path, json: bool) -> Result<()> {
-    let store = Store::open(path)?;
+fn list(config: &Config, json: bool) -> Result<()> {
+    let store = Database::open(&config.state)?;
     let now = jiff::Timestamp::now();
     let accounts = store.accounts()?;
     let today = store.requests_since(store::window_start(now, store::DAY))?;

@@ -1,12 +1,13 @@
 //! `izzi usage`: requests, tokens and cost per key and model, summed from the ledger in
-//! `izzi.db`. Reads only.
+//! `izzi.db` (or PostgreSQL with `[state].postgres_url`). Reads only.
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::UsageArgs;
+use crate::config::Config;
 use crate::output;
-use crate::store::{self, Counts, Store, UsageLine};
+use crate::store::{Counts, Database, UsageLine};
 
 /// `izzi usage --json`. Costs are decimal strings in USD.
 #[derive(Debug, Serialize)]
@@ -20,7 +21,8 @@ struct Report {
 }
 
 pub(crate) fn run(args: &UsageArgs) -> Result<()> {
-    let store = Store::open(&store::default_path()?)?;
+    let (config, _) = Config::load(args.config.as_deref())?;
+    let store = Database::open(&config.state)?;
     let lines = store.usage(args.key.as_deref(), args.since)?;
     let mut total = Counts::default();
     for line in &lines {

@@ -25,6 +25,45 @@ pub(crate) struct Config {
     pub(crate) models: Vec<ModelOverride>,
     #[serde(default)]
     pub(crate) keys: Vec<ClientKey>,
+    #[serde(default)]
+    pub(crate) state: State,
+}
+
+/// `[state]`: where limits and the ledger live. With neither URL, limits are kept in this
+/// process and the ledger in `izzi.db`; several instances share them through Redis and
+/// PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct State {
+    /// `redis://HOST:PORT[/DB]`: RPM, daily quota, concurrency, holds and spend, shared.
+    pub(crate) redis_url: Option<String>,
+    /// `postgres://USER@HOST:PORT/DB`: client keys and the ledger, shared.
+    pub(crate) postgres_url: Option<String>,
+    /// What to do with a request while Redis or PostgreSQL cannot be reached.
+    pub(crate) on_unavailable: OnUnavailable,
+    /// Seconds a concurrency slot outlives an instance that stopped renewing it (was killed).
+    pub(crate) lease_s: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            postgres_url: None,
+            on_unavailable: OnUnavailable::Closed,
+            lease_s: 15,
+        }
+    }
+}
+
+/// `[state].on_unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnUnavailable {
+    /// Refuse with 503 `server_error`: limits and money are never unenforced.
+    Closed,
+    /// Admit against this instance's own in-memory limits; rows wait for PostgreSQL.
+    Open,
 }
 
 /// `[server]`.
@@ -236,6 +275,19 @@ impl Config {
                     format!("`providers[{i}].models`: `{glob}` is not a valid glob")
                 })?;
             }
+        }
+        if let Some(url) = &self.state.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("unix://"))
+        {
+            bail!("`state.redis_url` must start with redis:// or unix://, not `{url}`");
+        }
+        if let Some(url) = &self.state.postgres_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            bail!("`state.postgres_url` must start with postgres:// or postgresql://");
+        }
+        if self.state.lease_s < 3 {
+            bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
         }
         for (i, k) in self.keys.iter().enumerate() {
             if self.keys[..i].iter().any(|q| q.name == k.name) {

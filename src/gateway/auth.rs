@@ -335,10 +335,10 @@ pub(crate) async fn layer(
     };
     request.extensions_mut().insert(Arc::clone(&client));
     let mut response = next.run(request).await;
-    let headers = response
-        .extensions_mut()
-        .remove::<RateHeaders>()
-        .unwrap_or_else(|| state.limits.peek(&client, jiff::Timestamp::now()));
+    let headers = match response.extensions_mut().remove::<RateHeaders>() {
+        Some(headers) => headers,
+        None => state.limits.peek(&client).await,
+    };
     headers.apply(response.headers_mut());
     response
 }

@@ -8,6 +8,11 @@
 //! commit is retried, never dropped. Between batches the thread re-reads the stored client keys
 //! (revocation applies within a second) and does the metrics upkeep.
 //!
+//! The database is `izzi.db` or, with `[state].postgres_url`, PostgreSQL; then rows that
+//! PostgreSQL cannot take are committed to a local spill file instead (so slots still free) and
+//! copied on at the first tick that reaches it again. The thread also answers the shared limits'
+//! requests for the recorded counts of a key (to seed counters Redis lost).
+//!
 //! Knows nothing of HTTP; the gateway's shutdown awaits [`Ledger::flush`], and the last handle to
 //! go joins the thread after it has written everything queued.
 
@@ -24,7 +29,7 @@ use super::auth::Keys;
 use super::limits::Admission;
 use crate::catalog::Model;
 use crate::protocol::Usage;
-use crate::store::{Row, Store};
+use crate::store::{Database, Row, Seed};
 
 /// How often the thread re-reads the stored keys.
 const TICK: Duration = Duration::from_millis(500);
@@ -94,6 +99,7 @@ impl Finished {
         }
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Row {
+            request_id: self.admission.id().to_owned(),
             started_at: self.admission.started(),
             key_name: self.admission.key().to_owned(),
             model: self.model.id.clone(),
@@ -120,7 +126,15 @@ fn count_json(model: &Model, body: &[u8]) -> u64 {
 enum Message {
     Finished(Box<Finished>),
     Flush(tokio::sync::oneshot::Sender<()>),
+    Seed {
+        key: String,
+        now: jiff::Timestamp,
+        reply: tokio::sync::oneshot::Sender<Seed>,
+    },
 }
+
+/// How long the shared limits wait for the recorded counts of a key.
+const SEED_WAIT: Duration = Duration::from_secs(3);
 
 /// A handle to the ledger thread. Cheap to clone; the last one dropped waits for the thread to
 /// write everything queued.
@@ -160,7 +174,7 @@ impl Drop for Thread {
 impl Ledger {
     /// Starts the thread that owns `store`.
     pub(crate) fn start(
-        store: Store,
+        store: Database,
         keys: Arc<Keys>,
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Self> {
@@ -205,10 +219,23 @@ impl Ledger {
             let _ = rx.await;
         }
     }
+
+    /// `key`'s recorded requests today and this minute, and its spend; `None` when the database
+    /// cannot say in time.
+    pub(crate) async fn seed(&self, key: &str, now: jiff::Timestamp) -> Option<Seed> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let message = Message::Seed {
+            key: key.to_owned(),
+            now,
+            reply,
+        };
+        self.tx.send(message).ok()?;
+        tokio::time::timeout(SEED_WAIT, rx).await.ok()?.ok()
+    }
 }
 
 struct Writer {
-    store: Store,
+    store: Database,
     keys: Arc<Keys>,
     metrics: Option<PrometheusHandle>,
     rx: Receiver<Message>,
@@ -239,6 +266,7 @@ impl Writer {
             }
             if Instant::now() >= next_tick {
                 self.reload_keys();
+                self.drain();
                 ticks += 1;
                 if ticks.is_multiple_of(UPKEEP_TICKS)
                     && let Some(metrics) = &self.metrics
@@ -254,10 +282,28 @@ impl Writer {
     fn reload_keys(&self) {
         match self.store.keys() {
             Ok(stored) => self.keys.reload(&stored),
-            Err(err) => tracing::warn!(
+            Err(err) => tracing::debug!(
                 error = format!("{err:#}"),
-                "cannot re-read the client keys in izzi.db; keeping the ones loaded"
+                db = self.store.describe(),
+                "cannot re-read the client keys; keeping the ones loaded"
             ),
+        }
+    }
+
+    /// Copies rows spilled while PostgreSQL was away, now that it may be back.
+    fn drain(&self) {
+        if self
+            .store
+            .available()
+            .is_some_and(|up| up.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            match self.store.drain() {
+                Ok(waiting) => super::metrics::ledger_spilled(waiting),
+                Err(err) => tracing::debug!(
+                    error = format!("{err:#}"),
+                    "cannot copy spilled rows to PostgreSQL yet"
+                ),
+            }
         }
     }
 
@@ -268,6 +314,16 @@ impl Writer {
             match message {
                 Message::Finished(f) => finished.push(*f),
                 Message::Flush(ack) => flushes.push(ack),
+                Message::Seed { key, now, reply } => match self.store.seed(&key, now) {
+                    Ok(seed) => {
+                        let _ = reply.send(seed);
+                    }
+                    Err(err) => tracing::warn!(
+                        error = format!("{err:#}"),
+                        key,
+                        "cannot read a key's recorded counts to seed the shared limits"
+                    ),
+                },
             }
         }
         let rows: Vec<Row> = finished.iter().map(Finished::row).collect();
@@ -297,7 +353,7 @@ impl Writer {
             super::metrics::ledger_write_failed();
             tracing::error!(
                 error = format!("{err:#}"),
-                db = %self.store.path().display(),
+                db = self.store.describe(),
                 rows = rows.len(),
                 attempt,
                 "cannot write usage to the ledger; retrying"
@@ -323,6 +379,7 @@ mod tests {
     use crate::config::{Limits, Plan};
     use crate::gateway::auth::Client;
     use crate::gateway::limits::Limiter;
+    use crate::store::Store;
 
     fn model() -> Arc<Model> {
         let catalog = crate::catalog::Catalog::load(&[]).unwrap();
@@ -415,7 +472,7 @@ mod tests {
     fn rows_are_committed_before_slots_free_and_flush_waits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("izzi.db");
-        let store = Store::open(&path).unwrap();
+        let store = Database::Sqlite(Store::open(&path).unwrap());
         let limiter = Arc::new(Limiter::default());
         let keys = Arc::new(Keys::new(&[], None, &[]));
         let ledger = Ledger::start(store, keys, None).unwrap();

@@ -11,9 +11,16 @@
 //! next minute boundary), the day, the month. Reads the database once, at start (spend and
 //! today's counts); the ledger settles admissions after their rows are committed. Knows nothing
 //! of request bodies.
+//!
+//! [`Limits`] is what the request path calls. It holds this process's [`Limiter`] and, with
+//! `[state].redis_url`, the shared backend (`shared`), which makes the same decision in one Redis
+//! script for every instance; when Redis (or PostgreSQL) cannot be reached, `[state].on_unavailable`
+//! chooses between a 503 and this process's own limits.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +29,11 @@ use rust_decimal::Decimal;
 
 use super::auth::Client;
 use super::errors::ApiError;
+use super::ledger::Ledger;
+use crate::config::OnUnavailable;
 use crate::store::{self, Account, DAY, MINUTE};
+
+mod shared;
 
 /// One key name's live state.
 #[derive(Debug, Default)]
@@ -59,14 +70,7 @@ impl State {
     }
 
     fn headers(&self, client: &Client) -> RateHeaders {
-        RateHeaders {
-            tier: client.plan.name(),
-            limit: client.limits.rpm,
-            remaining: client.limits.rpm.saturating_sub(self.minute_count),
-            reset: (self.minute + 1) * MINUTE,
-            concurrent_limit: client.limits.concurrent,
-            concurrent_remaining: client.limits.concurrent.saturating_sub(self.in_flight),
-        }
+        RateHeaders::new(client, self.minute, self.minute_count, self.in_flight)
     }
 }
 
@@ -114,7 +118,7 @@ impl Limiter {
 
     /// The limits as the database left them: spend per key, and the requests of today and of
     /// this minute (UTC), so a restart forgets no count.
-    pub(crate) fn load(store: &store::Store, now: Timestamp) -> anyhow::Result<Self> {
+    pub(crate) fn load(store: &store::Database, now: Timestamp) -> anyhow::Result<Self> {
         let today = store.requests_since(store::window_start(now, DAY))?;
         let this_minute = store.requests_since(store::window_start(now, MINUTE))?;
         Ok(Self::new(store.accounts()?, &today, &this_minute, now))
@@ -146,84 +150,39 @@ impl Limiter {
         let mut keys = self.lock();
         let state = keys.entry(client.name.clone()).or_default();
         state.roll(secs);
-        let refuse = |state: &State, reason: Reason, error: ApiError| {
-            crate::gateway::metrics::refused(reason.as_str());
-            Err(Refusal {
-                error,
-                headers: state.headers(client),
-                brief: false,
+        let refused = if let Some(credits) = client.credits
+            && hold > credits - state.account.spent_usd - state.holds
+        {
+            Some(Refused::Balance {
+                balance: credits - state.account.spent_usd - state.holds,
+                hold,
             })
+        } else if let Some(budget) = client.budget
+            && state.account.spent_in(&month) + state.holds + hold > budget
+        {
+            Some(Refused::Budget {
+                budget,
+                spent: state.account.spent_in(&month) + state.holds,
+            })
+        } else if state.day_count >= client.limits.daily {
+            Some(Refused::Daily {
+                limit: client.limits.daily,
+                wait: (state.day + 1) * DAY - secs,
+            })
+        } else if state.minute_count >= client.limits.rpm {
+            Some(Refused::Rpm {
+                wait: (state.minute + 1) * MINUTE - secs,
+            })
+        } else if state.in_flight >= client.limits.concurrent {
+            Some(Refused::Concurrency {
+                limit: client.limits.concurrent,
+                brief: may_wait && state.in_flight - state.ending < client.limits.concurrent,
+            })
+        } else {
+            None
         };
-        if let Some(credits) = client.credits {
-            let balance = credits - state.account.spent_usd - state.holds;
-            if hold > balance {
-                let error = ApiError::with_status(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "insufficient_balance",
-                    format!(
-                        "The key's balance is ${} and this request may cost up to ${}: add credits, or lower `max_tokens`.",
-                        balance.max(Decimal::ZERO).round_dp(6).normalize(),
-                        hold.round_dp(6).normalize(),
-                    ),
-                );
-                return refuse(state, Reason::Balance, error);
-            }
-        }
-        if let Some(budget) = client.budget {
-            let spent = state.account.spent_in(&month) + state.holds;
-            if spent + hold > budget {
-                let error = ApiError::with_status(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "budget_exceeded",
-                    format!(
-                        "The key's monthly budget of ${} is reached (${} spent or held this month); it renews on the 1st (UTC).",
-                        budget.normalize(),
-                        spent.round_dp(6).normalize(),
-                    ),
-                );
-                return refuse(state, Reason::Budget, error);
-            }
-        }
-        if state.day_count >= client.limits.daily {
-            let wait = (state.day + 1) * DAY - secs;
-            let error = limited(
-                "quota_exceeded",
-                format!(
-                    "Daily request quota of {} exceeded. Try again in {wait} seconds.",
-                    client.limits.daily
-                ),
-                wait,
-            );
-            return refuse(state, Reason::Daily, error);
-        }
-        if state.minute_count >= client.limits.rpm {
-            let wait = (state.minute + 1) * MINUTE - secs;
-            let error = limited(
-                "rate_limit_error",
-                format!("Rate limit exceeded. Try again in {wait} seconds."),
-                wait,
-            );
-            return refuse(state, Reason::Rpm, error);
-        }
-        if state.in_flight >= client.limits.concurrent {
-            if may_wait && state.in_flight - state.ending < client.limits.concurrent {
-                return Err(Refusal {
-                    error: ApiError::internal("A concurrency slot is about to free."),
-                    headers: state.headers(client),
-                    brief: true,
-                });
-            }
-            // A slot frees when any running request ends, which nobody can foresee; one second
-            // is the shortest honest wait.
-            let error = limited(
-                "rate_limit_error",
-                format!(
-                    "Concurrent request limit of {} exceeded. Try again in 1 second.",
-                    client.limits.concurrent
-                ),
-                1,
-            );
-            return refuse(state, Reason::Concurrency, error);
+        if let Some(refused) = refused {
+            return Err(refused.refusal(state.headers(client)));
         }
         state.holds += hold;
         state.in_flight += 1;
@@ -232,7 +191,8 @@ impl Limiter {
         let headers = state.headers(client);
         drop(keys);
         Ok(Admission {
-            limiter: Arc::clone(self),
+            backend: Backend::Local(Arc::clone(self)),
+            id: request_id(),
             key: client.name.clone(),
             hold,
             started: now,
@@ -256,6 +216,11 @@ impl Limiter {
         self.settled.notified()
     }
 
+    /// Wakes the requests waiting for a slot (a shared admission was settled).
+    fn notify_settled(&self) {
+        self.settled.notify_waiters();
+    }
+
     fn ended(&self, key: &str) {
         self.lock().entry(key.to_owned()).or_default().ending += 1;
     }
@@ -277,24 +242,98 @@ impl Limiter {
     }
 }
 
-/// Why a request was refused, as the `reason` label of the refusals metric.
+/// A limit that refuses a request, with what its message says.
 #[derive(Debug, Clone, Copy)]
-enum Reason {
-    Balance,
-    Budget,
-    Daily,
-    Rpm,
-    Concurrency,
+enum Refused {
+    Balance {
+        balance: Decimal,
+        hold: Decimal,
+    },
+    Budget {
+        budget: Decimal,
+        spent: Decimal,
+    },
+    Daily {
+        limit: u32,
+        wait: i64,
+    },
+    Rpm {
+        wait: i64,
+    },
+    /// `brief`: only slots whose requests have ended and are being committed are taken.
+    Concurrency {
+        limit: u32,
+        brief: bool,
+    },
 }
 
-impl Reason {
-    fn as_str(self) -> &'static str {
+impl Refused {
+    /// The `reason` label of the refusals metric.
+    fn reason(self) -> &'static str {
         match self {
-            Reason::Balance => "insufficient_balance",
-            Reason::Budget => "budget_exceeded",
-            Reason::Daily => "quota_exceeded",
-            Reason::Rpm => "rpm",
-            Reason::Concurrency => "concurrency",
+            Refused::Balance { .. } => "insufficient_balance",
+            Refused::Budget { .. } => "budget_exceeded",
+            Refused::Daily { .. } => "quota_exceeded",
+            Refused::Rpm { .. } => "rpm",
+            Refused::Concurrency { .. } => "concurrency",
+        }
+    }
+
+    fn error(self) -> ApiError {
+        match self {
+            Refused::Balance { balance, hold } => ApiError::with_status(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_balance",
+                format!(
+                    "The key's balance is ${} and this request may cost up to ${}: add credits, or lower `max_tokens`.",
+                    balance.max(Decimal::ZERO).round_dp(6).normalize(),
+                    hold.round_dp(6).normalize(),
+                ),
+            ),
+            Refused::Budget { budget, spent } => ApiError::with_status(
+                StatusCode::PAYMENT_REQUIRED,
+                "budget_exceeded",
+                format!(
+                    "The key's monthly budget of ${} is reached (${} spent or held this month); it renews on the 1st (UTC).",
+                    budget.normalize(),
+                    spent.round_dp(6).normalize(),
+                ),
+            ),
+            Refused::Daily { limit, wait } => limited(
+                "quota_exceeded",
+                format!("Daily request quota of {limit} exceeded. Try again in {wait} seconds."),
+                wait,
+            ),
+            Refused::Rpm { wait } => limited(
+                "rate_limit_error",
+                format!("Rate limit exceeded. Try again in {wait} seconds."),
+                wait,
+            ),
+            // A slot frees when any running request ends, which nobody can foresee; one second
+            // is the shortest honest wait.
+            Refused::Concurrency { limit, .. } => limited(
+                "rate_limit_error",
+                format!("Concurrent request limit of {limit} exceeded. Try again in 1 second."),
+                1,
+            ),
+        }
+    }
+
+    /// The refusal, counted in the metrics unless it is only a brief wait.
+    fn refusal(self, headers: RateHeaders) -> Refusal {
+        let brief = matches!(self, Refused::Concurrency { brief: true, .. });
+        if brief {
+            return Refusal {
+                error: ApiError::internal("A concurrency slot is about to free."),
+                headers,
+                brief,
+            };
+        }
+        crate::gateway::metrics::refused(self.reason());
+        Refusal {
+            error: self.error(),
+            headers,
+            brief,
         }
     }
 }
@@ -302,6 +341,11 @@ impl Reason {
 fn limited(kind: &'static str, message: String, wait: i64) -> ApiError {
     let wait = u64::try_from(wait.max(1)).unwrap_or(1);
     ApiError::with_status(StatusCode::TOO_MANY_REQUESTS, kind, message).retry_after(Some(wait))
+}
+
+/// A new request id: 128 random bits in hex. Names the ledger row and the shared lease.
+fn request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// The rate-limit headers of one authenticated response.
@@ -317,6 +361,19 @@ pub(crate) struct RateHeaders {
 }
 
 impl RateHeaders {
+    /// The headers of `client` with `minute_count` requests in the minute numbered `minute`
+    /// (seconds / 60) and `in_flight` running.
+    fn new(client: &Client, minute: i64, minute_count: u32, in_flight: u32) -> Self {
+        Self {
+            tier: client.plan.name(),
+            limit: client.limits.rpm,
+            remaining: client.limits.rpm.saturating_sub(minute_count),
+            reset: (minute + 1) * MINUTE,
+            concurrent_limit: client.limits.concurrent,
+            concurrent_remaining: client.limits.concurrent.saturating_sub(in_flight),
+        }
+    }
+
     /// Writes the six headers.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         let reset = Timestamp::from_second(self.reset)
@@ -374,7 +431,9 @@ impl IntoResponse for Refusal {
 /// written), it still frees the slot and the hold.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    limiter: Arc<Limiter>,
+    backend: Backend,
+    /// The request's id: its ledger row's and, shared, its lease's.
+    id: String,
     key: String,
     hold: Decimal,
     started: Timestamp,
@@ -384,7 +443,19 @@ pub(crate) struct Admission {
     settled: bool,
 }
 
+/// Who admitted a request, and so who frees its slot.
+#[derive(Debug)]
+enum Backend {
+    Local(Arc<Limiter>),
+    Shared(Arc<shared::Shared>),
+}
+
 impl Admission {
+    /// The request's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The key name it was admitted for.
     pub(crate) fn key(&self) -> &str {
         &self.key
@@ -404,26 +475,155 @@ impl Admission {
     pub(crate) fn ended(&mut self) {
         if !self.ended {
             self.ended = true;
-            self.limiter.ended(&self.key);
+            match &self.backend {
+                Backend::Local(limiter) => limiter.ended(&self.key),
+                Backend::Shared(shared) => shared.ended(&self.key),
+            }
         }
     }
 
     /// Replaces the hold with the real cost (debited from the balance, added to the month's
     /// spend) and frees the concurrency slot.
     pub(crate) fn settle(mut self, cost: Decimal) {
+        self.release(Some(cost));
+    }
+
+    fn release(&mut self, cost: Option<Decimal>) {
+        if self.settled {
+            return;
+        }
         self.settled = true;
-        self.limiter.settle(&self, Some(cost));
+        match &self.backend {
+            Backend::Local(limiter) => limiter.settle(self, cost),
+            Backend::Shared(shared) => shared.release(self, cost),
+        }
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if !self.settled {
-            self.settled = true;
-            self.limiter.settle(self, None);
-        }
+        self.release(None);
     }
 }
+
+/// How long a request may wait for a concurrency slot whose request has ended and is being
+/// written to the ledger; a commit takes milliseconds.
+const SLOT_COMMIT_WAIT: Duration = Duration::from_secs(2);
+
+/// The limits the request path calls: this process's, or shared through Redis with this
+/// process's as the fallback. Which one decides is invisible to the caller.
+pub(crate) struct Limits {
+    local: Arc<Limiter>,
+    shared: Option<Arc<shared::Shared>>,
+    /// PostgreSQL's availability, when the ledger lives there.
+    postgres: Option<Arc<AtomicBool>>,
+    on_unavailable: OnUnavailable,
+}
+
+impl Limits {
+    /// This process's limits, and with `[state].redis_url` the shared ones in front of them.
+    /// Starts the shared backend's lease keeper on the current runtime.
+    pub(crate) fn new(
+        state: &crate::config::State,
+        local: Limiter,
+        ledger: &Ledger,
+        postgres: Option<Arc<AtomicBool>>,
+    ) -> anyhow::Result<Self> {
+        let local = Arc::new(local);
+        let shared = match &state.redis_url {
+            Some(url) => Some(shared::Shared::start(
+                url,
+                Duration::from_secs(state.lease_s),
+                state.on_unavailable,
+                Arc::clone(&local),
+                ledger.clone(),
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            local,
+            shared,
+            postgres,
+            on_unavailable: state.on_unavailable,
+        })
+    }
+
+    /// Admits one inference request of `client` holding `hold` (its worst-case cost), or
+    /// refuses it with the first limit it breaks, in SPEC's order, taking nothing. A request
+    /// refused only for a slot that is a commit away from free waits for it, briefly.
+    pub(crate) async fn admit(&self, client: &Client, hold: Decimal) -> Result<Admission, Refusal> {
+        let deadline = Instant::now() + SLOT_COMMIT_WAIT;
+        loop {
+            // Created before asking, so a settlement between the answer and the wait is not
+            // missed.
+            let settled = self.local.settled();
+            let may_wait = Instant::now() < deadline;
+            match self.try_admit(client, hold, may_wait).await {
+                Err(refusal) if refusal.is_brief() => {
+                    let _ = tokio::time::timeout_at(deadline.into(), settled).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_admit(
+        &self,
+        client: &Client,
+        hold: Decimal,
+        may_wait: bool,
+    ) -> Result<Admission, Refusal> {
+        let closed = self.on_unavailable == OnUnavailable::Closed;
+        if closed
+            && let Some(postgres) = &self.postgres
+            && !postgres.load(Ordering::Relaxed)
+        {
+            return Err(self.unavailable(client, "PostgreSQL"));
+        }
+        if let Some(shared) = &self.shared {
+            match shared.admit(client, hold, may_wait).await {
+                Ok(decided) => return decided,
+                Err(shared::Unavailable) if closed => {
+                    return Err(self.unavailable(client, "Redis"));
+                }
+                // Fail open: this process's own limits decide (logged by `shared`).
+                Err(shared::Unavailable) => {}
+            }
+        }
+        self.local.admit(client, hold, Timestamp::now(), may_wait)
+    }
+
+    /// The 503 of fail-closed: the shared state cannot be reached, so nothing is admitted.
+    fn unavailable(&self, client: &Client, store: &'static str) -> Refusal {
+        crate::gateway::metrics::refused("state_unavailable");
+        Refusal {
+            error: ApiError::with_status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                format!(
+                    "The gateway cannot reach its shared state ({store}), so it cannot check this key's limits. Try again in {UNAVAILABLE_RETRY_S} seconds."
+                ),
+            )
+            .retry_after(Some(UNAVAILABLE_RETRY_S)),
+            headers: self.local.peek(client, Timestamp::now()),
+            brief: false,
+        }
+    }
+
+    /// The headers for a request that counts toward nothing (models, count_tokens) or that
+    /// failed before admission.
+    pub(crate) async fn peek(&self, client: &Client) -> RateHeaders {
+        if let Some(shared) = &self.shared
+            && let Some(headers) = shared.peek(client).await
+        {
+            return headers;
+        }
+        self.local.peek(client, Timestamp::now())
+    }
+}
+
+/// `Retry-After` of the 503 when the shared state is unavailable.
+const UNAVAILABLE_RETRY_S: u64 = 2;
 
 #[cfg(test)]
 mod tests {

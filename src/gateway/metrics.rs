@@ -56,6 +56,14 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
         "izzi_ledger_write_failures_total",
         "Failed attempts to commit ledger rows (they are retried)."
     );
+    metrics::describe_gauge!(
+        "izzi_ledger_spilled_rows",
+        "Ledger rows kept in the local spill file until PostgreSQL can take them."
+    );
+    metrics::describe_counter!(
+        "izzi_state_unavailable_total",
+        "Calls to the shared state (Redis) that failed or timed out."
+    );
     Ok(handle)
 }
 
@@ -121,4 +129,15 @@ pub(crate) fn ledger_pending(added: usize, committed: usize) {
 /// Counts a failed ledger commit.
 pub(crate) fn ledger_write_failed() {
     metrics::counter!("izzi_ledger_write_failures_total").increment(1);
+}
+
+/// Rows waiting in the spill file for PostgreSQL.
+pub(crate) fn ledger_spilled(rows: usize) {
+    #[expect(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
+    metrics::gauge!("izzi_ledger_spilled_rows").set(rows as f64);
+}
+
+/// Counts a failed call to the shared state (`redis`).
+pub(crate) fn state_unavailable(store: &'static str) {
+    metrics::counter!("izzi_state_unavailable_total", "store" => store).increment(1);
 }

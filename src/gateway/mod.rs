@@ -31,7 +31,7 @@ pub(crate) struct AppState {
     pub(crate) router: routing::Router,
     pub(crate) keys: Arc<auth::Keys>,
     pub(crate) ip_block: auth::IpBlock,
-    pub(crate) limits: Arc<limits::Limiter>,
+    pub(crate) limits: limits::Limits,
     pub(crate) ledger: ledger::Ledger,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub(crate) client: reqwest::Client,
@@ -52,11 +52,34 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     std::thread::spawn(crate::tokens::warm);
     let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
     let router = routing::Router::new(&config, stored_key.as_deref())?;
-    let store = crate::store::Store::open(&crate::store::default_path()?)?;
+    // Opening the database may mean connecting to PostgreSQL, through blocking calls.
+    let state_config = config.state.clone();
+    let (store, stored_keys, limiter) = tokio::task::spawn_blocking(move || {
+        let store = crate::store::Database::open_for_gateway(&state_config)?;
+        let stored_keys = match store.keys() {
+            Ok(keys) => keys,
+            // PostgreSQL away at start: the config's keys serve until the ledger reaches it.
+            Err(err) if store.available().is_some() => {
+                tracing::debug!(error = format!("{err:#}"), "no stored keys yet");
+                Vec::new()
+            }
+            Err(err) => return Err(err),
+        };
+        let limiter = match limits::Limiter::load(&store, jiff::Timestamp::now()) {
+            Ok(limiter) => limiter,
+            Err(err) if store.available().is_some() => {
+                tracing::debug!(error = format!("{err:#}"), "no recorded counts yet");
+                limits::Limiter::default()
+            }
+            Err(err) => return Err(err),
+        };
+        anyhow::Ok((store, stored_keys, limiter))
+    })
+    .await??;
     let keys = Arc::new(auth::Keys::new(
         &config.keys,
         stored_key.as_deref(),
-        &store.keys()?,
+        &stored_keys,
     ));
     let host = options.host.unwrap_or(config.server.host);
     let port = options.port.unwrap_or(config.server.port);
@@ -72,9 +95,10 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     }
     let client = upstream::client(&config.server)?;
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
-    let limits = Arc::new(limits::Limiter::load(&store, jiff::Timestamp::now())?);
     let metrics = metrics::install()?;
+    let postgres = store.available();
     let ledger = ledger::Ledger::start(store, Arc::clone(&keys), Some(metrics.clone()))?;
+    let limits = limits::Limits::new(&config.state, limiter, &ledger, postgres)?;
     let state = Arc::new(AppState {
         ip_block: auth::IpBlock::new(&config.security),
         config,

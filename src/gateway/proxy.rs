@@ -103,10 +103,6 @@ async fn handle(
     Ok(rate.attach(response))
 }
 
-/// How long a request may wait for a concurrency slot whose request has ended and is being
-/// written to the ledger; a commit takes milliseconds.
-const SLOT_COMMIT_WAIT: Duration = Duration::from_secs(2);
-
 /// The limits step: holds the request's worst-case cost (its input, counted locally, plus its
 /// largest output at the model's prices) when the key has a balance or a budget.
 async fn admit(
@@ -134,21 +130,7 @@ async fn admit(
     } else {
         Decimal::ZERO
     };
-    let deadline = Instant::now() + SLOT_COMMIT_WAIT;
-    loop {
-        // Created before asking, so a settlement between the answer and the wait is not missed.
-        let settled = state.limits.settled();
-        let may_wait = Instant::now() < deadline;
-        match state
-            .limits
-            .admit(client, hold, jiff::Timestamp::now(), may_wait)
-        {
-            Err(refusal) if refusal.is_brief() => {
-                let _ = tokio::time::timeout_at(deadline.into(), settled).await;
-            }
-            result => return result,
-        }
-    }
+    state.limits.admit(client, hold).await
 }
 
 /// Reads the whole request body, refusing with 413 anything over `max_body_bytes` (before

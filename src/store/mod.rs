@@ -1,6 +1,7 @@
 //! `izzi.db` (SQLite in WAL mode): the schema and every query on it. Client keys created with
 //! `izzi keys create` (stored as SHA-256 hashes, never the key), each key name's running spend,
-//! and the usage ledger, one row per admitted request.
+//! and the usage ledger, one row per admitted request. With `[state].postgres_url` the same
+//! tables live in PostgreSQL (`postgres`); [`Database`] is the one face of both.
 //!
 //! Two kinds of callers, never on an async runtime worker: the gateway's ledger thread (the only
 //! writer of `ledger` and `accounts` while a server runs) and the CLI (`izzi keys`, `izzi usage`),
@@ -17,14 +18,18 @@ use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
-use crate::config::Plan;
+use crate::config::{Plan, State};
 use crate::protocol::Usage;
+
+mod postgres;
+
+pub(crate) use postgres::Postgres;
 
 /// The database file's name inside `IZZI_HOME`.
 const FILE: &str = "izzi.db";
 
 /// Bumped with each schema change; `open` migrates older files.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS keys (
@@ -48,6 +53,7 @@ CREATE TABLE IF NOT EXISTS accounts (
 ) STRICT;
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY,
+    request_id TEXT,
     started_at TEXT NOT NULL,
     key_name TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -66,6 +72,9 @@ CREATE TABLE IF NOT EXISTS ledger (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ledger_started_at ON ledger (started_at);
 ";
+
+/// Schema 1 to 2: rows carry the request's id, so a row copied to PostgreSQL twice is kept once.
+const SCHEMA_1_TO_2: &str = "ALTER TABLE ledger ADD COLUMN request_id TEXT;";
 
 /// Seconds in the minute and in the UTC day, the windows of the rate limits.
 pub(crate) const MINUTE: i64 = 60;
@@ -97,6 +106,145 @@ pub(crate) fn utc_date(at: Timestamp) -> Date {
 /// `YYYY-MM` of a timestamp, in UTC: the budget's month.
 pub(crate) fn month(at: Timestamp) -> String {
     utc_date(at).strftime("%Y-%m").to_string()
+}
+
+/// The spill file of a gateway whose ledger is in PostgreSQL, inside `IZZI_HOME`.
+const SPILL_FILE: &str = "ledger-spill.db";
+
+/// Where keys, accounts and the ledger live: `izzi.db`, or PostgreSQL when
+/// `[state].postgres_url` is set. Blocking; never call it on an async runtime worker.
+#[derive(Debug)]
+pub(crate) enum Database {
+    Sqlite(Store),
+    Postgres(Postgres),
+}
+
+/// What the ledger knows of one key name, to seed shared counters that were lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Seed {
+    pub(crate) today: u32,
+    pub(crate) this_minute: u32,
+    pub(crate) account: Account,
+}
+
+impl Database {
+    /// The database `[state]` names, for the CLI.
+    pub(crate) fn open(state: &State) -> Result<Self> {
+        match &state.postgres_url {
+            Some(url) => Ok(Self::Postgres(Postgres::new(url)?)),
+            None => Ok(Self::Sqlite(Store::open(&default_path()?)?)),
+        }
+    }
+
+    /// The database for a gateway: PostgreSQL also gets a spill file for rows it cannot take,
+    /// and is contacted now, so its migrations are applied before the first request (a failure
+    /// is logged, not fatal: the gateway starts and keeps trying).
+    pub(crate) fn open_for_gateway(state: &State) -> Result<Self> {
+        let Some(url) = &state.postgres_url else {
+            return Self::open(state);
+        };
+        let spill = crate::env::izzi_home()?.join(SPILL_FILE);
+        let postgres = Postgres::new(url)?.with_spill(&spill)?;
+        if let Err(err) = postgres.ping() {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "PostgreSQL is unavailable at start; only the config's keys are accepted until it answers"
+            );
+        }
+        Ok(Self::Postgres(postgres))
+    }
+
+    /// Whether PostgreSQL answered its last call; `None` for SQLite.
+    pub(crate) fn available(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(pg) => Some(pg.available()),
+        }
+    }
+
+    /// Names the database in logs.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(store) => store.path().display().to_string(),
+            Self::Postgres(_) => "PostgreSQL (`state.postgres_url`)".to_owned(),
+        }
+    }
+
+    pub(crate) fn create_key(&self, key: &StoredKey) -> Result<()> {
+        match self {
+            Self::Sqlite(store) => store.create_key(key),
+            Self::Postgres(pg) => pg.create_key(key),
+        }
+    }
+
+    pub(crate) fn revoke_key(&self, name: &str, at: Timestamp) -> Result<bool> {
+        match self {
+            Self::Sqlite(store) => store.revoke_key(name, at),
+            Self::Postgres(pg) => pg.revoke_key(name, at),
+        }
+    }
+
+    pub(crate) fn keys(&self) -> Result<Vec<StoredKey>> {
+        match self {
+            Self::Sqlite(store) => store.keys(),
+            Self::Postgres(pg) => pg.keys(),
+        }
+    }
+
+    pub(crate) fn accounts(&self) -> Result<HashMap<String, Account>> {
+        match self {
+            Self::Sqlite(store) => store.accounts(),
+            Self::Postgres(pg) => pg.accounts(),
+        }
+    }
+
+    pub(crate) fn requests_since(&self, since: Timestamp) -> Result<HashMap<String, u32>> {
+        match self {
+            Self::Sqlite(store) => store.requests_since(since),
+            Self::Postgres(pg) => pg.requests_since(since),
+        }
+    }
+
+    pub(crate) fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
+        match self {
+            Self::Sqlite(store) => store.usage(key, since),
+            Self::Postgres(pg) => pg.usage(key, since),
+        }
+    }
+
+    /// Adds `rows` and their costs, all or nothing (PostgreSQL: or all to the spill file).
+    pub(crate) fn record(&mut self, rows: &[Row]) -> Result<()> {
+        match self {
+            Self::Sqlite(store) => store.record(rows),
+            Self::Postgres(pg) => pg.record(rows),
+        }
+    }
+
+    /// Copies spilled rows on to PostgreSQL; returns how many are still waiting.
+    pub(crate) fn drain(&self) -> Result<usize> {
+        match self {
+            Self::Sqlite(_) => Ok(0),
+            Self::Postgres(pg) => {
+                pg.drain()?;
+                pg.spilled()
+            }
+        }
+    }
+
+    /// `key`'s requests today and this minute (UTC) and its spend, as recorded.
+    pub(crate) fn seed(&self, key: &str, now: Timestamp) -> Result<Seed> {
+        Ok(Seed {
+            today: self
+                .requests_since(window_start(now, DAY))?
+                .remove(key)
+                .unwrap_or(0),
+            this_minute: self
+                .requests_since(window_start(now, MINUTE))?
+                .remove(key)
+                .unwrap_or(0),
+            account: self.accounts()?.remove(key).unwrap_or_default(),
+        })
+    }
 }
 
 /// A client key stored by `izzi keys create`.
@@ -150,6 +298,8 @@ impl Account {
 /// One ledger row: an admitted request, written when it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Row {
+    /// Random and unique: the request's id (and its concurrency lease's).
+    pub(crate) request_id: String,
     pub(crate) started_at: Timestamp,
     pub(crate) key_name: String,
     pub(crate) model: String,
@@ -245,6 +395,9 @@ impl Store {
                 "it was written by a newer izzi (schema {version}, this one knows {SCHEMA_VERSION}); upgrade izzi"
             );
         }
+        if version == 1 {
+            self.conn.execute_batch(SCHEMA_1_TO_2)?;
+        }
         if version < SCHEMA_VERSION {
             self.conn.execute_batch(SCHEMA)?;
             self.conn
@@ -268,10 +421,7 @@ impl Store {
             })
             .optional()?;
         if taken.is_some() {
-            bail!(crate::output::UsageError(format!(
-                "a key named `{}` already exists (revoked keys keep their names); pick another name",
-                key.name
-            )));
+            bail!(name_taken(&key.name));
         }
         self.conn.execute(
             "INSERT INTO keys (name, key_sha256, plan, rpm, concurrent, daily,
@@ -402,8 +552,8 @@ impl Store {
                 "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome, stream,
                                      input_tokens, output_tokens, cache_read_tokens,
                                      cache_write_tokens, usage_source, cost_usd, latency_ms,
-                                     ttft_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                     ttft_ms, request_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             let mut read = tx.prepare_cached(
                 "SELECT spent_usd, month, month_spent_usd FROM accounts WHERE key_name = ?1",
@@ -425,6 +575,7 @@ impl Store {
                     row.cost_usd.to_string(),
                     int(row.latency_ms),
                     row.ttft_ms.map(int),
+                    row.request_id,
                 ])?;
                 if !accounts.contains_key(row.key_name.as_str()) {
                     let stored = read
@@ -504,6 +655,98 @@ impl Store {
         lines.sort_by(|a, b| (&a.key, &a.model).cmp(&(&b.key, &b.model)));
         Ok(lines)
     }
+
+    /// The oldest `limit` rows with their local ids (the spill reads what it must copy on).
+    pub(crate) fn oldest(&self, limit: usize) -> Result<Vec<(i64, Row)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, request_id, started_at, key_name, model, provider, status, outcome, stream,
+                    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                    usage_source, cost_usd, latency_ms, ttft_ms
+             FROM ledger ORDER BY id LIMIT ?1",
+        )?;
+        let mut rows = stmt.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let started: String = r.get(2)?;
+            let outcome: String = r.get(7)?;
+            let source: String = r.get(13)?;
+            out.push((
+                id,
+                Row {
+                    // Rows written before ids existed get one from their place in this file.
+                    request_id: r
+                        .get::<_, Option<String>>(1)?
+                        .unwrap_or_else(|| format!("local-{id}")),
+                    started_at: started.parse().with_context(|| {
+                        format!("`{started}` in the database is not a timestamp")
+                    })?,
+                    key_name: r.get(3)?,
+                    model: r.get(4)?,
+                    provider: r.get(5)?,
+                    status: r.get(6)?,
+                    outcome: known(&outcome, OUTCOMES)?,
+                    stream: r.get(8)?,
+                    usage: Usage {
+                        input_tokens: count(r.get(9)?),
+                        output_tokens: count(r.get(10)?),
+                        cache_read_tokens: count(r.get(11)?),
+                        cache_write_tokens: count(r.get(12)?),
+                    },
+                    usage_source: known(&source, USAGE_SOURCES)?,
+                    cost_usd: decimal(&r.get::<_, String>(14)?)?,
+                    latency_ms: count(r.get(15)?),
+                    ttft_ms: r.get::<_, Option<i64>>(16)?.map(count),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// How many rows the ledger holds.
+    pub(crate) fn count(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Deletes the rows up to local id `through`, once they are stored elsewhere; with none left,
+    /// the running totals go too.
+    pub(crate) fn forget(&self, through: i64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM ledger WHERE id <= ?1", [through])?;
+        self.conn.execute(
+            "DELETE FROM accounts WHERE NOT EXISTS (SELECT 1 FROM ledger)",
+            [],
+        )?;
+        Ok(())
+    }
+}
+
+/// The values of [`Row::outcome`] and [`Row::usage_source`].
+const OUTCOMES: &[&str] = &[
+    "completed",
+    "upstream_cut",
+    "upstream_failed",
+    "client_gone",
+];
+const USAGE_SOURCES: &[&str] = &["upstream", "estimate"];
+
+/// `text` as the static string it was written from.
+fn known(text: &str, values: &[&'static str]) -> Result<&'static str> {
+    values
+        .iter()
+        .find(|v| **v == text)
+        .copied()
+        .with_context(|| format!("`{text}` in the database is not a value izzi writes"))
+}
+
+/// The error for a key name in use.
+fn name_taken(name: &str) -> crate::output::UsageError {
+    crate::output::UsageError(format!(
+        "a key named `{name}` already exists (revoked keys keep their names); pick another name"
+    ))
 }
 
 /// SQLite integers are signed; counts beyond `i64::MAX` do not happen, and saturate if they do.
@@ -536,6 +779,7 @@ mod tests {
 
     fn row(key: &str, started: &str, cost: &str) -> Row {
         Row {
+            request_id: format!("{:032x}", rand::random::<u128>()),
             started_at: at(started),
             key_name: key.into(),
             model: "gpt-4.1".into(),
