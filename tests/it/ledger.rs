@@ -82,7 +82,7 @@ async fn wait_rows(home: &Path, n: usize) -> Vec<Row> {
 }
 
 /// Runs `izzi ARGS` in `home`; returns stdout, stderr and the exit code.
-fn izzi(home: &Path, args: &[&str]) -> (String, String, i32) {
+pub(crate) fn izzi(home: &Path, args: &[&str]) -> (String, String, i32) {
     let out = Command::new(izzi_bin())
         .args(args)
         .env("IZZI_HOME", home)
@@ -97,7 +97,7 @@ fn izzi(home: &Path, args: &[&str]) -> (String, String, i32) {
     )
 }
 
-fn json_of(home: &Path, args: &[&str]) -> Value {
+pub(crate) fn json_of(home: &Path, args: &[&str]) -> Value {
     let (stdout, stderr, code) = izzi(home, args);
     assert_eq!(code, 0, "{stderr}");
     serde_json::from_str(&stdout).expect("JSON output")
@@ -111,7 +111,7 @@ fn dec(value: &Value) -> Decimal {
         .expect("a decimal amount")
 }
 
-fn listed<'a>(keys: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn listed<'a>(keys: &'a Value, name: &str) -> &'a Value {
     keys.as_array()
         .expect("a key list")
         .iter()

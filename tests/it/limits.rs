@@ -113,7 +113,7 @@ pub(crate) async fn error(
 
 /// Waits, if needed, until at least `room` seconds are left in the current UTC minute, so a
 /// burst stays inside one RPM window.
-async fn inside_one_minute(room: i64) {
+pub(crate) async fn inside_one_minute(room: i64) {
     let second = jiff::Timestamp::now().as_second() % 60;
     if second > 60 - room {
         tokio::time::sleep(Duration::from_secs(
@@ -123,7 +123,7 @@ async fn inside_one_minute(room: i64) {
     }
 }
 
-fn key(name: &str, key: &str, fields: &str) -> String {
+pub(crate) fn key(name: &str, key: &str, fields: &str) -> String {
     format!("[[keys]]\nname = \"{name}\"\nkey = \"{key}\"\n{fields}\n")
 }
 

@@ -10,4 +10,5 @@ mod models_cli;
 mod setup;
 #[cfg(unix)]
 mod setup_tty;
+mod shared_state;
 mod support;
