@@ -388,9 +388,9 @@ async fn rpm_60_admits_exactly_60_of_200_across_three_instances_with_one_row_eac
     assert_eq!(ids.len(), 60);
 }
 
-/// Three streams that run for a long time, on the given instances.
+/// Streams that run for about 16 s (64 events 250 ms apart), on the given instances.
 async fn long_streams(gws: &[&Gateway], key: &str) -> Vec<impl futures_util::Stream + use<>> {
-    let long = body("sonnet", "mock:words=400 mock:chunk_delay_ms=50", true);
+    let long = body("sonnet", "mock:words=400 mock:chunk_delay_ms=250", true);
     let mut streams = Vec::new();
     for gw in gws {
         let response = send(gw, key, &long).await;

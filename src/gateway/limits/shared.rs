@@ -440,11 +440,11 @@ impl Shared {
             .arg(MONTH_TTL_S);
         let seeded: i64 = self.call(&invocation).await?;
         if seeded == 1 {
-            tracing::warn!(
+            tracing::info!(
                 key,
                 today,
                 this_minute,
-                "Redis had lost this key's counters; seeded them from the ledger"
+                "seeded this key's shared counters from the ledger (its first use since Redis started empty)"
             );
         }
         Ok(())
