@@ -778,7 +778,7 @@ async fn median_latency(gw: &Gateway, n: usize) -> Duration {
         let start = Instant::now();
         let response = client
             .post(format!("{}/v1/chat/completions", gw.url))
-            .bearer_auth(crate::support::KEY)
+            .bearer_auth("izzi-bench-0000000000")
             .json(&body)
             .send()
             .await
@@ -795,8 +795,13 @@ async fn median_latency(gw: &Gateway, n: usize) -> Duration {
 async fn redis_state_adds_little_latency_per_request() {
     let redis = Redis::start();
     let mock = Mock::start();
-    let embedded = Gateway::start(&mock_config(&mock, ""));
-    let shared = Gateway::start(&config(&mock, "", &state(Some(&redis), None, "closed")));
+    let extra = key(
+        "bench",
+        "izzi-bench-0000000000",
+        "rpm = 100000\ndaily = 100000",
+    );
+    let embedded = Gateway::start(&mock_config(&mock, &extra));
+    let shared = Gateway::start(&config(&mock, &extra, &state(Some(&redis), None, "closed")));
     // Warm both (connections, the script cache, the seeded counters).
     median_latency(&embedded, 20).await;
     median_latency(&shared, 20).await;
