@@ -357,6 +357,35 @@ rpm = 600
     }
 
     #[test]
+    fn state_defaults_to_embedded_and_checks_its_urls() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.state.redis_url, None);
+        assert_eq!(config.state.postgres_url, None);
+        assert_eq!(config.state.on_unavailable, OnUnavailable::Closed);
+        let config = Config::parse(
+            "[state]\nredis_url = \"redis://127.0.0.1:6379\"\npostgres_url = \"postgres://izzi@db/izzi\"\non_unavailable = \"open\"\nlease_s = 5\n",
+        )
+        .unwrap();
+        assert_eq!(config.state.on_unavailable, OnUnavailable::Open);
+        assert_eq!(config.state.lease_s, 5);
+        let err = Config::parse("[state]\nredis_url = \"http://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`state.redis_url`"), "{err}");
+        let err = Config::parse("[state]\npostgres_url = \"mysql://u:secret@x/db\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`state.postgres_url`") && !err.contains("secret"),
+            "{err}"
+        );
+        let err = Config::parse("[state]\non_unavailable = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("maybe"), "{err}");
+    }
+
+    #[test]
     fn errors_name_line_and_field() {
         let err = Config::parse("[server]\nport = \"x\"\n")
             .unwrap_err()

@@ -610,6 +610,14 @@ impl Limits {
         }
     }
 
+    /// Frees the shared slots of requests whose rows were committed (at shutdown, after the
+    /// ledger's flush).
+    pub(crate) async fn flush(&self) {
+        if let Some(shared) = &self.shared {
+            shared.flush().await;
+        }
+    }
+
     /// The headers for a request that counts toward nothing (models, count_tokens) or that
     /// failed before admission.
     pub(crate) async fn peek(&self, client: &Client) -> RateHeaders {

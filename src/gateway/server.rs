@@ -131,6 +131,7 @@ pub(crate) async fn run(
     // Requests still running after the grace period write their rows when the runtime drops
     // them; the ledger's last handle waits for those.
     state.ledger.flush().await;
+    state.limits.flush().await;
     tracing::info!("usage ledger flushed");
     Ok(())
 }

@@ -882,6 +882,68 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_file_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("izzi.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace("    request_id TEXT,\n", ""))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome,
+                     stream, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                     usage_source, cost_usd, latency_ms)
+                 VALUES ('2026-03-01T00:00:00.000Z', 'old', 'm', 'p', 200, 'completed', 0,
+                     1, 2, 0, 0, 'upstream', '0.5', 10)",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        store
+            .record(&[row("new", "2026-03-02T00:00:00Z", "0.25")])
+            .unwrap();
+        let rows = store.oldest(10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].1.request_id, format!("local-{}", rows[0].0));
+        assert_eq!(rows[0].1.cost_usd.to_string(), "0.5");
+        assert_eq!(rows[1].1, row_with_id(&rows[1].1.request_id));
+    }
+
+    fn row_with_id(id: &str) -> Row {
+        Row {
+            request_id: id.to_owned(),
+            ..row("new", "2026-03-02T00:00:00Z", "0.25")
+        }
+    }
+
+    #[test]
+    fn spilled_rows_read_back_whole_and_are_forgotten_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("spill.db")).unwrap();
+        let written: Vec<Row> = (0..5)
+            .map(|i| row("a", &format!("2026-03-02T10:00:0{i}Z"), "0.1"))
+            .collect();
+        store.record(&written).unwrap();
+        let first = store.oldest(3).unwrap();
+        let rows: Vec<Row> = first.iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(rows, written[..3]);
+        store.forget(first[2].0).unwrap();
+        assert_eq!(store.count().unwrap(), 2);
+        let rest: Vec<Row> = store
+            .oldest(10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(rest, written[3..]);
+        store.forget(i64::MAX).unwrap();
+        assert_eq!(store.count().unwrap(), 0);
+        assert!(store.accounts().unwrap().is_empty());
+    }
+
+    #[test]
     fn reopening_keeps_everything() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("izzi.db");

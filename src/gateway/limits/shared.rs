@@ -172,6 +172,8 @@ enum Task {
     Lease { id: String, key: String, hold: i64 },
     /// The request's row is committed (or was given up): end the lease, book the cost.
     Release(Release),
+    /// Shutting down: send what is pending, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 struct Release {
@@ -495,6 +497,15 @@ impl Shared {
         }));
     }
 
+    /// Sends the releases still pending (at shutdown, after the ledger's flush), so the slots
+    /// free now rather than when their leases expire.
+    pub(crate) async fn flush(&self) {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        if self.tasks.send(Task::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(CALL_TIMEOUT * 2, rx).await;
+        }
+    }
+
     /// A release was sent (or queued for retry): the slot is free as far as this instance's
     /// waiting requests are concerned.
     fn released(&self, release: &Release) {
@@ -539,6 +550,10 @@ impl Keeper {
                         self.live.remove(&release.id);
                         self.pending.push_back(release);
                         self.flush().await;
+                    }
+                    Some(Task::Flush(done)) => {
+                        self.flush().await;
+                        let _ = done.send(());
                     }
                     None => return,
                 },
