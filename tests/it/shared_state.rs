@@ -620,11 +620,11 @@ fn spilled(home: &Path) -> usize {
     if !path.exists() {
         return 0;
     }
-    let db = rusqlite::Connection::open(path).unwrap();
-    db.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get::<_, i64>(0))
-        .unwrap()
-        .try_into()
-        .unwrap()
+    let db = rusqlite::Connection::open(path).expect("open the spill file");
+    let n = db
+        .query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get::<_, i64>(0))
+        .expect("count spilled rows");
+    usize::try_from(n).expect("a count")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -782,9 +782,9 @@ async fn median_latency(gw: &Gateway, n: usize) -> Duration {
             .json(&body)
             .send()
             .await
-            .unwrap();
+            .expect("an answer");
         assert_eq!(response.status(), 200);
-        let _ = response.bytes().await.unwrap();
+        let _ = response.bytes().await.expect("a body");
         times.push(start.elapsed());
     }
     times.sort();
