@@ -163,9 +163,15 @@ impl Drop for Thread {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(handle) = handle
-            && handle.join().is_err()
-        {
+        let Some(handle) = handle else {
+            return;
+        };
+        // The last handle can go on the thread itself (a settled admission held the shared
+        // limits, which hold a handle to ask for seeds); it then finishes its loop on its own.
+        if handle.thread().id() == std::thread::current().id() {
+            return;
+        }
+        if handle.join().is_err() {
             tracing::error!("the ledger thread panicked");
         }
     }
