@@ -450,6 +450,52 @@ async fn concurrency_3_holds_across_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn holds_and_spend_keep_a_balance_across_instances() {
+    let redis = Redis::start();
+    let pg = Postgres::start();
+    let url = pg.database().await;
+    let mock = Mock::start();
+    // A sonnet request with `max_tokens = 64` holds about $0.00107 (64 output tokens at $15
+    // per million, plus its input at $3): two fit in $0.0025, a third does not.
+    let extra = key(
+        "thin",
+        "izzi-thin-00000000000",
+        "rpm = 1000\nconcurrent = 10\ncredits_usd = 0.0025",
+    );
+    let gws = three(&config(
+        &mock,
+        &extra,
+        &state(Some(&redis), Some(&url), "closed"),
+    ));
+    let k = "izzi-thin-00000000000";
+    let stream = body("sonnet", "mock:words=400 mock:chunk_delay_ms=30", true);
+    let mut running = Vec::new();
+    for gw in &gws[..2] {
+        let response = send(gw, k, &stream).await;
+        assert_eq!(response.status(), 200);
+        running.push(response);
+    }
+    // Two holds on two instances leave too little for a third on the third instance.
+    let (_, message) = error(send(&gws[2], k, &stream).await, 402, "insufficient_balance").await;
+    assert!(message.contains("balance"), "{message}");
+    for response in running {
+        let _ = response.bytes().await.unwrap();
+    }
+    pg.wait_rows(2).await;
+    // Settled to the real cost (the holds gone), the spend of both is shared: the third
+    // instance, which served neither, still finds too little.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, message) = error(send(&gws[2], k, &stream).await, 402, "insufficient_balance").await;
+    assert!(message.contains("balance is $0.000"), "{message}");
+    let keys = json_of(gws[0].home.path(), &["keys", "list", "--json"]);
+    let thin = listed(&keys, "thin");
+    let spent: rust_decimal::Decimal = thin["spent_usd"].as_str().unwrap().parse().unwrap();
+    let balance: rust_decimal::Decimal = thin["balance_usd"].as_str().unwrap().parse().unwrap();
+    assert!(spent > rust_decimal::Decimal::new(2, 3), "{spent}");
+    assert_eq!(balance, rust_decimal::Decimal::new(25, 4) - spent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sigkilled_instance_frees_its_slots_within_the_lease_time() {
     let redis = Redis::start();
     let mock = Mock::start();
