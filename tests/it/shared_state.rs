@@ -1,9 +1,8 @@
 //! Several `izzi serve` instances sharing limits, money and the ledger through a real Redis and a
 //! real PostgreSQL, each started by the test on free loopback ports in a temp dir: exact RPM,
 //! concurrency and balance across instances, slots of a SIGKILLed instance freed within the
-//! lease time, one
-//! ledger row per finished request from every instance, Redis restarted under load, PostgreSQL
-//! away and back (rows spilled, none lost), fail closed and fail open, `izzi keys` and
+//! lease time, one ledger row per finished request from every instance, Redis restarted under
+//! load, PostgreSQL away and back (rows spilled, none lost), fail closed and fail open, `izzi keys` and
 //! `izzi usage` against PostgreSQL, and the latency Redis adds.
 //!
 //! Needs `redis-server` on `PATH` and PostgreSQL's `initdb` and `postgres` on `PATH` or in
