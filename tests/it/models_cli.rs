@@ -38,7 +38,7 @@ fn json_lists_every_model_with_exact_prices() {
             "context_window": 200000,
             "max_output": 64000,
             "tokenizer": "claude",
-            "reasoning": false,
+            "reasoning": true,
         })
     );
     let gpt5 = models.iter().find(|m| m["id"] == "gpt-5").unwrap();
