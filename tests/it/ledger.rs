@@ -183,7 +183,13 @@ async fn sigkill_under_load_keeps_a_row_for_every_ended_request_and_restarts_con
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill once enough requests have ended (however busy the machine), and while more run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.lock().unwrap().len() < 40 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
     // SIGKILL: dropping the gateway kills the process; keep its home.
     let home = std::mem::replace(&mut gw.home, tempfile::tempdir().unwrap());
     let killed = Instant::now();

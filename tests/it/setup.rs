@@ -787,6 +787,7 @@ fn status_reports_tools_key_and_a_live_endpoint() {
             .env("IZZI_HOME", home.path())
             .env("IZZI_KEYRING", "file")
             .env("PATH", "")
+            .env("TMPDIR", home.path().join("tmp"))
             .stdin(Stdio::null())
             .output()
             .expect("run")
@@ -804,6 +805,8 @@ fn status_reports_tools_key_and_a_live_endpoint() {
             .env("IZZI_HOME", home)
             .env("IZZI_KEYRING", "file")
             .env("PATH", "")
+            // Wherever the checkout is (under /tmp too), izzi must not look ephemeral here.
+            .env("TMPDIR", home.join("tmp"))
             .stdin(Stdio::null())
             .output()
             .expect("run")

@@ -194,7 +194,7 @@ pub(crate) fn http() -> reqwest::Client {
     // reqwest is built without a default TLS provider (the binary installs ring at start).
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(120))
         .build()
         .expect("client")
 }
