@@ -20,7 +20,7 @@
 use bytes::BytesMut;
 
 use crate::protocol::json::Body;
-use crate::protocol::{Format, Kind, sse};
+use crate::protocol::{Format, Kind, anthropic, openai, sse};
 use crate::setup::edit::{self, Format as FileFormat};
 use crate::setup::templates::{self, Template, Vars};
 use crate::translate::{self, Target};
@@ -119,9 +119,15 @@ pub fn translate_request(data: &[u8]) {
         return;
     };
     if prepared.translated {
+        // izzi never sends a body its own reader of that API would refuse.
+        let readable = match kind {
+            Kind::Anthropic => serde_json::from_slice::<anthropic::Request>(&prepared.body).is_ok(),
+            Kind::Openai => serde_json::from_slice::<openai::Request>(&prepared.body).is_ok(),
+        };
         assert!(
-            serde_json::from_slice::<serde_json::Value>(&prepared.body).is_ok(),
-            "a translated request is not JSON"
+            readable,
+            "a translated request does not read back: {}",
+            String::from_utf8_lossy(&prepared.body)
         );
     } else {
         let forwarded = Body::parse(&prepared.body).expect("a forwarded request parses");
@@ -149,15 +155,22 @@ pub fn translate_response(data: &[u8]) {
         return;
     };
     if format.native_kind() != Some(kind) {
+        let readable = match format {
+            Format::Messages => serde_json::from_slice::<anthropic::Response>(&out).is_ok(),
+            Format::Chat => serde_json::from_slice::<openai::Response>(&out).is_ok(),
+            Format::Responses => serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
+        };
         assert!(
-            serde_json::from_slice::<serde_json::Value>(&out).is_ok(),
-            "a translated answer is not JSON"
+            readable,
+            "a translated answer does not read back: {}",
+            String::from_utf8_lossy(&out)
         );
     }
 }
 
-/// Upstream stream → client stream, event by event: every event izzi writes carries JSON (or
-/// Chat's `[DONE]`), whatever the upstream sent, and ending twice is harmless.
+/// Upstream stream → client stream, event by event, whatever the upstream sent: every event
+/// izzi writes carries JSON its own reader of the client's API takes (or Chat's `[DONE]`), and
+/// the stream ends with exactly one final event, last, so no SDK waits for more.
 pub fn translate_stream(data: &[u8]) {
     let [selector, chunk, rest @ ..] = data else {
         return;
@@ -178,14 +191,35 @@ pub fn translate_stream(data: &[u8]) {
         // Pass-through: the upstream's bytes are relayed; izzi only adds its error event.
         return;
     }
-    for event in parse_in_chunks(&mut sse::Parser::default(), &out, 0) {
+    let events = parse_in_chunks(&mut sse::Parser::default(), &out, 0);
+    let is_final = |event: &sse::Event| match format {
+        Format::Messages => matches!(event.event.as_deref(), Some("message_stop" | "error")),
+        Format::Chat => event.data == "[DONE]" || event.data.starts_with("{\"type\":\"error\""),
+        Format::Responses => matches!(
+            event.event.as_deref(),
+            Some("response.completed" | "response.incomplete" | "response.failed" | "error")
+        ),
+    };
+    for (i, event) in events.iter().enumerate() {
+        let readable = match format {
+            Format::Messages => serde_json::from_str::<anthropic::StreamEvent>(&event.data).is_ok(),
+            Format::Chat => {
+                event.data == "[DONE]" || serde_json::from_str::<openai::Chunk>(&event.data).is_ok()
+            }
+            Format::Responses => serde_json::from_str::<serde_json::Value>(&event.data).is_ok(),
+        };
         assert!(
-            event.data == "[DONE]"
-                || serde_json::from_str::<serde_json::Value>(&event.data).is_ok(),
-            "izzi wrote an event whose data is not JSON: {:?}",
-            event.data
+            readable,
+            "izzi wrote an event its client cannot read: {event:?}"
+        );
+        assert_eq!(
+            is_final(event),
+            i + 1 == events.len(),
+            "the final event is not last, or not alone: {event:?} at {i} of {}",
+            events.len()
         );
     }
+    assert!(!events.is_empty(), "an ended stream wrote nothing");
 }
 
 /// The gateway's request checks: the top-level parse, the shape checks, the `model` rewrite

@@ -49,7 +49,11 @@ fn ledger_rows(conn: &rusqlite::Connection) -> u32 {
 
 /// Sends one request and reads its whole answer; returns the status.
 async fn complete(gw: &Gateway, stream: bool, i: usize) -> u16 {
-    let model = if i.is_multiple_of(2) { "sonnet" } else { "gpt-4.1" };
+    let model = if i.is_multiple_of(2) {
+        "sonnet"
+    } else {
+        "gpt-4.1"
+    };
     let response = send(gw, KEY, &body(model, "hello", stream)).await;
     let status = response.status().as_u16();
     let text = response.text().await.expect("answer");
@@ -67,7 +71,11 @@ async fn a_locked_database_degrades_health_and_its_rows_arrive_when_it_clears() 
     let locker = lock(home);
     let requests: usize = 8;
     for i in 0..requests {
-        assert_eq!(complete(&gw, i.is_multiple_of(3), i).await, 200, "request {i}");
+        assert_eq!(
+            complete(&gw, i.is_multiple_of(3), i).await,
+            200,
+            "request {i}"
+        );
     }
     let degraded = health_until(&gw, Duration::from_secs(10), |h| {
         h["ledger"]["backlog_rows"] == requests
