@@ -9,6 +9,9 @@ mod commands;
 mod config;
 mod env;
 mod files;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod output;
 mod protocol;

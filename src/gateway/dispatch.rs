@@ -18,7 +18,7 @@ use super::errors::ApiError;
 use super::routing::{Provider, Route};
 use super::upstream::{self, Failure, Forwarded};
 use crate::protocol::Format;
-use crate::protocol::json::Body;
+use crate::protocol::json::{Body, without_values};
 use crate::translate::{self, Prepared, Target};
 
 /// The upstream's body after the first chunk.
@@ -93,7 +93,7 @@ pub(crate) async fn send(
         match prepare(out, &route) {
             Ok(prepared) => Some((route, prepared)),
             Err(err) => {
-                tracing::debug!(model = %route.model.id, error = %err.message, "fallback cannot carry this request");
+                tracing::debug!(model = %route.model.id, error = %without_values(&err.message), "fallback cannot carry this request");
                 None
             }
         }

@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::protocol::error_json;
+use crate::protocol::json::without_values;
 
 /// An error answered to a client in the seed's JSON shape.
 #[derive(Debug, Clone)]
@@ -95,10 +96,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The client sees the whole message; the log never holds the text of a prompt or an
+        // answer that a JSON error quoted.
+        let logged = without_values(&self.message);
         if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), kind = self.kind, message = %self.message, "request failed");
+            tracing::warn!(status = self.status.as_u16(), kind = self.kind, message = %logged, "request failed");
         } else {
-            tracing::debug!(status = self.status.as_u16(), kind = self.kind, message = %self.message, "request refused");
+            tracing::debug!(status = self.status.as_u16(), kind = self.kind, message = %logged, "request refused");
         }
         let mut response = (self.status, error_json(self.kind, &self.message)).into_response();
         let headers = response.headers_mut();

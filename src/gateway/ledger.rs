@@ -4,9 +4,15 @@
 //! database); the thread writes whatever has queued up as one transaction (rows plus the
 //! accounts' running spend), then settles each request's [`Admission`]: the real cost replaces
 //! the hold and the concurrency slot is freed only now, after the row is committed, so every
-//! request a slot was freed for is in `izzi.db` even if the process is killed next. A failed
-//! commit is retried, never dropped. Between batches the thread re-reads the stored client keys
-//! (revocation applies within a second) and does the metrics upkeep.
+//! request a slot was freed for is in `izzi.db` even if the process is killed next.
+//!
+//! A database that cannot be written (locked by another process, disk full) must not stop the
+//! gateway: when a commit fails the ledger is degraded. Its rows then wait in a bounded backlog,
+//! in order, and their requests are settled at once so slots and balances keep moving; the
+//! backlog is retried with backoff and written when the database clears. Past [`MAX_BACKLOG`]
+//! rows the oldest are logged in full and dropped. `/health` reports the state ([`Health`]).
+//! Between batches the thread re-reads the stored client keys (revocation applies within a
+//! second) and does the metrics upkeep.
 //!
 //! The database is `izzi.db` or, with `[state].postgres_url`, PostgreSQL; then rows that
 //! PostgreSQL cannot take are committed to a local spill file instead (so slots still free) and
@@ -16,7 +22,8 @@
 //! Knows nothing of HTTP; the gateway's shutdown awaits [`Ledger::flush`], and the last handle to
 //! go joins the thread after it has written everything queued.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -40,6 +47,59 @@ const MAX_BATCH: usize = 1024;
 /// Commit attempts on a failing database once the gateway is shutting down, before the rows
 /// are given up (and logged in full).
 const ATTEMPTS_WHEN_CLOSING: u32 = 5;
+/// Most rows waiting for a database that cannot be written (a few hundred bytes each).
+const MAX_BACKLOG: usize = 100_000;
+/// How long one commit waits for another process's write lock before the rows go to the
+/// backlog (the CLI's writes take milliseconds).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// The wait between two attempts on a failing database: doubling from the first, capped.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The ledger's state, for `/health`: degraded while rows cannot be written.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// Rows of ended requests waiting for the database.
+    backlog: AtomicUsize,
+    /// Rows dropped because the backlog was full.
+    dropped: AtomicU64,
+    /// Why the last commit failed; cleared when the backlog is written.
+    error: Mutex<Option<String>>,
+}
+
+/// A snapshot of [`Health`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct HealthReport {
+    pub(crate) backlog_rows: usize,
+    pub(crate) dropped_rows: u64,
+    /// The database's own words (`database is locked`, `database or disk is full`); no path.
+    pub(crate) error: Option<String>,
+}
+
+impl HealthReport {
+    /// Whether rows are waiting or were lost.
+    pub(crate) fn degraded(&self) -> bool {
+        self.error.is_some() || self.backlog_rows > 0
+    }
+}
+
+impl Health {
+    fn set_error(&self, error: Option<String>) {
+        *self.error.lock().unwrap_or_else(PoisonError::into_inner) = error;
+    }
+
+    fn report(&self) -> HealthReport {
+        HealthReport {
+            backlog_rows: self.backlog.load(Ordering::Relaxed),
+            dropped_rows: self.dropped.load(Ordering::Relaxed),
+            error: self
+                .error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
+    }
+}
 
 /// An admitted request that has ended, as the gateway saw it.
 #[derive(Debug)]
@@ -141,6 +201,7 @@ const SEED_WAIT: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub(crate) struct Ledger {
     tx: Sender<Message>,
+    health: Arc<Health>,
     #[expect(
         dead_code,
         reason = "held for its `Drop`: the last handle joins the thread"
@@ -150,14 +211,12 @@ pub(crate) struct Ledger {
 
 struct Thread {
     handle: Mutex<Option<JoinHandle<()>>>,
-    closing: Arc<AtomicBool>,
 }
 
 impl Drop for Thread {
     fn drop(&mut self) {
         // Every sender is gone by now (each `Ledger` drops its sender before this), so the
-        // thread drains the channel and returns.
-        self.closing.store(true, Ordering::Relaxed);
+        // thread drains the channel, makes its last attempts at any backlog, and returns.
         let handle = self
             .handle
             .lock()
@@ -180,27 +239,32 @@ impl Drop for Thread {
 impl Ledger {
     /// Starts the thread that owns `store`.
     pub(crate) fn start(
-        store: Database,
+        mut store: Database,
         keys: Arc<Keys>,
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<Self> {
+        store.set_busy_timeout(BUSY_TIMEOUT)?;
         let (tx, rx) = mpsc::channel();
-        let closing = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
         let writer = Writer {
             store,
             keys,
             metrics,
             rx,
-            closing: Arc::clone(&closing),
+            health: Arc::clone(&health),
+            backlog: VecDeque::new(),
+            backlog_cap: MAX_BACKLOG,
+            failures: 0,
+            next_retry: Instant::now(),
         };
         let handle = std::thread::Builder::new()
             .name("izzi-ledger".to_owned())
             .spawn(move || writer.run())?;
         Ok(Self {
             tx,
+            health,
             thread: Arc::new(Thread {
                 handle: Mutex::new(Some(handle)),
-                closing,
             }),
         })
     }
@@ -218,7 +282,8 @@ impl Ledger {
         }
     }
 
-    /// Waits until every row queued before this call is committed.
+    /// Waits until every row queued before this call is committed, or, when the database cannot
+    /// be written, parked in the backlog after one more attempt.
     pub(crate) async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send(Message::Flush(tx)).is_ok() {
@@ -238,6 +303,11 @@ impl Ledger {
         self.tx.send(message).ok()?;
         tokio::time::timeout(SEED_WAIT, rx).await.ok()?.ok()
     }
+
+    /// The ledger's state for `/health`.
+    pub(crate) fn health(&self) -> HealthReport {
+        self.health.report()
+    }
 }
 
 struct Writer {
@@ -245,7 +315,15 @@ struct Writer {
     keys: Arc<Keys>,
     metrics: Option<PrometheusHandle>,
     rx: Receiver<Message>,
-    closing: Arc<AtomicBool>,
+    health: Arc<Health>,
+    /// Rows of settled requests the database would not take yet, oldest first.
+    backlog: VecDeque<Row>,
+    /// Most rows the backlog holds ([`MAX_BACKLOG`]).
+    backlog_cap: usize,
+    /// Failed commits in a row.
+    failures: u32,
+    /// When to try the backlog again.
+    next_retry: Instant,
 }
 
 impl Writer {
@@ -253,9 +331,14 @@ impl Writer {
         let mut next_tick = Instant::now() + TICK;
         let mut ticks = 0_u32;
         loop {
+            let wake = if self.backlog.is_empty() {
+                next_tick
+            } else {
+                next_tick.min(self.next_retry)
+            };
             match self
                 .rx
-                .recv_timeout(next_tick.saturating_duration_since(Instant::now()))
+                .recv_timeout(wake.saturating_duration_since(Instant::now()))
             {
                 Ok(first) => {
                     let mut batch = vec![first];
@@ -270,6 +353,9 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            if !self.backlog.is_empty() && Instant::now() >= self.next_retry {
+                self.retry_backlog();
+            }
             if Instant::now() >= next_tick {
                 self.reload_keys();
                 self.drain();
@@ -282,7 +368,23 @@ impl Writer {
                 next_tick = Instant::now() + TICK;
             }
         }
+        self.close();
         tracing::debug!("ledger closed");
+    }
+
+    /// The gateway is gone: a few last attempts at the backlog, then its rows are logged in
+    /// full, the only place left for them.
+    fn close(&mut self) {
+        for _ in 0..ATTEMPTS_WHEN_CLOSING {
+            if self.backlog.is_empty() {
+                return;
+            }
+            std::thread::sleep(RETRY_FIRST);
+            self.retry_backlog();
+        }
+        for row in self.backlog.drain(..) {
+            tracing::error!(?row, "shutting down with an unwritable ledger; row lost");
+        }
     }
 
     fn reload_keys(&self) {
@@ -333,44 +435,92 @@ impl Writer {
             }
         }
         let rows: Vec<Row> = finished.iter().map(Finished::row).collect();
-        if !rows.is_empty() && !self.commit(&rows) {
-            // Given up at shutdown: the admissions drop, releasing their slots.
-            return;
+        if !rows.is_empty() {
+            // Behind a backlog, new rows queue after it so the ledger keeps its order.
+            if self.backlog.is_empty() && self.commit(&rows) {
+                super::metrics::ledger_pending(0, rows.len());
+            } else {
+                self.park(rows.iter().cloned());
+            }
         }
-        super::metrics::ledger_pending(0, rows.len());
+        // Committed, or parked because the database cannot be written: either way the requests
+        // are settled, so a stuck database never holds slots or balances.
         for (f, row) in finished.into_iter().zip(&rows) {
             f.admission.settle(row.cost_usd);
             super::metrics::finished(row);
+        }
+        if !flushes.is_empty() && !self.backlog.is_empty() {
+            self.retry_backlog();
         }
         for ack in flushes {
             let _ = ack.send(());
         }
     }
 
-    /// Commits `rows`, retrying with backoff for as long as the gateway runs. Returns false only
-    /// when it gave up during shutdown, after logging every row.
+    /// One attempt at committing `rows`; a failure degrades the ledger.
     fn commit(&mut self, rows: &[Row]) -> bool {
-        let mut attempt = 0_u32;
-        loop {
-            let Err(err) = self.store.record(rows) else {
-                return true;
-            };
-            attempt += 1;
-            super::metrics::ledger_write_failed();
-            tracing::error!(
-                error = format!("{err:#}"),
-                db = self.store.describe(),
-                rows = rows.len(),
-                attempt,
-                "cannot write usage to the ledger; retrying"
-            );
-            if self.closing.load(Ordering::Relaxed) && attempt >= ATTEMPTS_WHEN_CLOSING {
-                for row in rows {
-                    tracing::error!(?row, "shutting down with an unwritable ledger; row lost");
-                }
-                return false;
+        let Err(err) = self.store.record(rows) else {
+            return true;
+        };
+        self.failures += 1;
+        super::metrics::ledger_write_failed();
+        let reason = err.root_cause().to_string();
+        tracing::error!(
+            error = format!("{err:#}"),
+            db = self.store.describe(),
+            rows = rows.len(),
+            attempt = self.failures,
+            "cannot write usage to the ledger; keeping the rows in memory and retrying"
+        );
+        self.health.set_error(Some(reason));
+        let wait = RETRY_FIRST
+            .saturating_mul(1 << (self.failures - 1).min(5))
+            .min(RETRY_MAX);
+        self.next_retry = Instant::now() + wait;
+        false
+    }
+
+    /// Queues rows the database would not take, dropping the oldest past the cap.
+    fn park(&mut self, rows: impl Iterator<Item = Row>) {
+        self.backlog.extend(rows);
+        while self.backlog.len() > self.backlog_cap {
+            if let Some(row) = self.backlog.pop_front() {
+                tracing::error!(?row, "the ledger backlog is full; row lost");
+                super::metrics::ledger_pending(0, 1);
+                self.health.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            std::thread::sleep(Duration::from_millis(100 * u64::from(attempt.min(50))));
+        }
+        self.health
+            .backlog
+            .store(self.backlog.len(), Ordering::Relaxed);
+    }
+
+    /// Writes the backlog in batches, oldest first, until it is empty or the database fails
+    /// again; an empty backlog ends the degraded state.
+    fn retry_backlog(&mut self) {
+        let mut written = 0;
+        while !self.backlog.is_empty() {
+            let n = self.backlog.len().min(MAX_BATCH);
+            let batch: Vec<Row> = self.backlog.range(..n).cloned().collect();
+            if !self.commit(&batch) {
+                break;
+            }
+            self.backlog.drain(..n);
+            super::metrics::ledger_pending(0, n);
+            written += n;
+        }
+        self.health
+            .backlog
+            .store(self.backlog.len(), Ordering::Relaxed);
+        if self.backlog.is_empty() {
+            self.failures = 0;
+            self.health.set_error(None);
+            if written > 0 {
+                tracing::warn!(
+                    rows = written,
+                    "the ledger is writable again; backlog written"
+                );
+            }
         }
     }
 }
@@ -518,5 +668,88 @@ mod tests {
         let counts: HashMap<String, u32> =
             reader.requests_since(jiff::Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(counts["k"], 2);
+    }
+
+    #[test]
+    fn a_locked_database_parks_rows_settles_requests_and_writes_them_when_it_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("izzi.db");
+        let limiter = Arc::new(Limiter::default());
+        let keys = Arc::new(Keys::new(&[], None, &[]));
+        let ledger =
+            Ledger::start(Database::Sqlite(Store::open(&path).unwrap()), keys, None).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // Another process holds the write lock.
+        let locker = rusqlite::Connection::open(&path).unwrap();
+        locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        for _ in 0..3 {
+            ledger.finish(finished(&limiter, Usage::default(), None));
+            runtime.block_on(ledger.flush());
+            // The key's one slot is free again although nothing was committed.
+            drop(
+                limiter
+                    .admit(&client(), Decimal::ZERO, jiff::Timestamp::now(), false)
+                    .unwrap(),
+            );
+        }
+        let health = ledger.health();
+        assert!(health.degraded());
+        assert_eq!(health.backlog_rows, 3);
+        let error = health.error.unwrap_or_default();
+        assert!(error.contains("database is locked"), "{error}");
+        let count = |conn: &rusqlite::Connection| -> u32 {
+            conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count(&locker), 0);
+        locker.execute_batch("COMMIT").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while ledger.health().degraded() {
+            assert!(Instant::now() < deadline, "{:?}", ledger.health());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(count(&locker), 3);
+        assert_eq!(ledger.health().dropped_rows, 0);
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_and_keeps_the_newest_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = mpsc::channel();
+        let mut writer = Writer {
+            store: Database::Sqlite(Store::open(&dir.path().join("izzi.db")).unwrap()),
+            keys: Arc::new(Keys::new(&[], None, &[])),
+            metrics: None,
+            rx,
+            health: Arc::new(Health::default()),
+            backlog: VecDeque::new(),
+            backlog_cap: 2 * MAX_BATCH + 5,
+            failures: 0,
+            next_retry: Instant::now(),
+        };
+        let limiter = Arc::new(Limiter::default());
+        let row = finished(&limiter, Usage::default(), None).row();
+        let cap = writer.backlog_cap;
+        let rows = (0..cap + 2).map(|i| Row {
+            latency_ms: i as u64,
+            ..row.clone()
+        });
+        writer.park(rows);
+        assert_eq!(writer.backlog.len(), cap);
+        assert_eq!(writer.backlog.front().map(|r| r.latency_ms), Some(2));
+        let health = writer.health.report();
+        assert_eq!((health.backlog_rows, health.dropped_rows), (cap, 2));
+        assert!(health.degraded());
+        // A writable database takes it all, in batches, and the degraded state ends.
+        writer.retry_backlog();
+        assert!(writer.backlog.is_empty());
+        assert!(!writer.health.report().degraded());
+        let counts = writer
+            .store
+            .requests_since(jiff::Timestamp::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(counts["k"] as usize, cap);
     }
 }

@@ -22,8 +22,12 @@ use anyhow::{Context as _, Result, bail};
 use crate::config::Config;
 
 pub(crate) use auth::hash as hash_key;
+#[cfg(feature = "fuzzing")]
+pub(crate) use proxy::check_shape;
 /// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
 pub(crate) use routing::HOSTED_BASE;
+#[cfg(feature = "fuzzing")]
+pub(crate) use routing::Router;
 
 /// Shared state of a running gateway.
 pub(crate) struct AppState {

@@ -178,12 +178,12 @@ async fn read_body(
 }
 
 /// What the gateway itself needs from a body, checked with errors that name the field.
-struct Shape {
+pub(crate) struct Shape {
     model: String,
     stream: bool,
 }
 
-fn check_shape(format: Format, body: &Body<'_>) -> Result<Shape, ApiError> {
+pub(crate) fn check_shape(format: Format, body: &Body<'_>) -> Result<Shape, ApiError> {
     let invalid = |e: crate::protocol::json::BodyError| ApiError::invalid(e.0);
     let model: String = body
         .field("model", "a string")

@@ -157,9 +157,18 @@ async fn shutdown_signal() {
     }
 }
 
-async fn health() -> Response {
-    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
-        .into_response()
+/// `GET /health`: `"status": "ok"`, or `"degraded"` while the ledger cannot write `izzi.db`
+/// (locked, disk full) and holds rows in memory. Degraded is still 200: requests are being
+/// served, and a supervisor that restarts on a failing check would lose the rows waiting.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let ledger = state.ledger.health();
+    let status = if ledger.degraded() { "degraded" } else { "ok" };
+    axum::Json(serde_json::json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "ledger": ledger,
+    }))
+    .into_response()
 }
 
 /// `HEAD /` is Claude Code's preconnect before every turn: any answer will do, no key needed.

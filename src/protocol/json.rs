@@ -1,5 +1,6 @@
 //! A request body read only at its top level: each member's value stays raw bytes until asked
-//! for, so forwarding never re-serialises what it does not change.
+//! for, so forwarding never re-serialises what it does not change. Also [`without_values`],
+//! which keeps the text of prompts and answers out of logged JSON errors.
 
 use std::borrow::Cow;
 
@@ -35,8 +36,14 @@ impl<'a> Body<'a> {
                 Ok(fields)
             }
         }
-        let invalid =
-            |e: serde_json::Error| BodyError(format!("The request body is not valid JSON: {e}."));
+        // Syntax errors say where, never what; a wrong type would quote the body back.
+        let invalid = |e: serde_json::Error| {
+            BodyError(if e.is_data() {
+                "The request body must be a JSON object.".to_owned()
+            } else {
+                format!("The request body is not valid JSON: {e}.")
+            })
+        };
         let mut de = serde_json::Deserializer::from_slice(raw);
         let fields = de.deserialize_map(Fields).map_err(invalid)?;
         de.end().map_err(invalid)?;
@@ -91,6 +98,39 @@ impl<'a> Body<'a> {
     }
 }
 
+/// A serde error message with the strings it quotes (`invalid type: string "…"`) taken out:
+/// those are the request's or the answer's own text, which logs must not hold.
+pub(crate) fn without_values(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(QUOTED) {
+        out.push_str(&rest[..start]);
+        out.push_str("a string");
+        // serde writes the string with `{:?}`: `\"` and `\\` are escapes, a bare `"` ends it.
+        let mut chars = rest[start + QUOTED.len()..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = Some(start + QUOTED.len() + i + 1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            return out;
+        };
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +162,41 @@ mod tests {
         ] {
             assert!(Body::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn errors_never_quote_the_body() {
+        for bad in [&br#""secret prompt""#[..], b"[\"secret prompt\"]", b"7"] {
+            let err = Body::parse(bad).unwrap_err();
+            assert_eq!(err.0, "The request body must be a JSON object.");
+        }
+        let err = Body::parse(br#"{"a": "secret prompt"#).unwrap_err();
+        assert!(
+            err.0.contains("line 1") && !err.0.contains("secret"),
+            "{}",
+            err.0
+        );
+    }
+
+    #[test]
+    fn without_values_drops_quoted_strings_only() {
+        let err = serde_json::from_str::<Vec<u8>>(r#"["secret \"prompt\" \\", 2]"#).unwrap_err();
+        assert_eq!(
+            without_values(&err.to_string()),
+            "invalid type: a string, expected u8 at line 1 column 23"
+        );
+        assert_eq!(
+            without_values(r#"a: string "x", b: string "y\\" c"#),
+            "a: a string, b: a string c"
+        );
+        assert_eq!(
+            without_values("unknown variant `tool`"),
+            "unknown variant `tool`"
+        );
+        assert_eq!(
+            without_values(r#"cut: string "never closed"#),
+            "cut: a string"
+        );
     }
 
     #[test]

@@ -7,11 +7,11 @@
 
 pub(crate) mod apply;
 pub(crate) mod backup;
-mod edit;
+pub(crate) mod edit;
 mod editors;
 mod layout;
 mod processes;
-mod templates;
+pub(crate) mod templates;
 pub(crate) mod tools;
 
 use std::cell::RefCell;

@@ -85,6 +85,20 @@ pub(crate) fn default_path() -> Result<PathBuf> {
     Ok(crate::env::izzi_home()?.join(FILE))
 }
 
+/// Creates an empty database file readable by its owner only (usage and key hashes are the
+/// user's own; SQLite gives its `-wal` and `-shm` files the same mode). An existing file keeps
+/// the mode it has.
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = fs_err::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    fs_err::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
 /// A timestamp as stored: UTC, milliseconds, so text order is time order.
 pub(crate) fn stamp(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -209,6 +223,15 @@ impl Database {
         match self {
             Self::Sqlite(store) => store.usage(key, since),
             Self::Postgres(pg) => pg.usage(key, since),
+        }
+    }
+
+    /// How long a write to `izzi.db` waits for another process's lock (PostgreSQL: no effect;
+    /// its spill file is this process's alone).
+    pub(crate) fn set_busy_timeout(&mut self, timeout: std::time::Duration) -> Result<()> {
+        match self {
+            Self::Sqlite(store) => store.set_busy_timeout(timeout),
+            Self::Postgres(_) => Ok(()),
         }
     }
 
@@ -364,6 +387,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             fs_err::create_dir_all(dir)?;
         }
+        create_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the database `{}`", path.display()))?;
         let store = Self {
@@ -404,6 +428,12 @@ impl Store {
                 .pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         Ok(())
+    }
+
+    /// How long a write waits for another process's lock before failing with `database is
+    /// locked` (10 s from `open`).
+    pub(crate) fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
+        Ok(self.conn.busy_timeout(timeout)?)
     }
 
     /// Where this database lives.
@@ -954,5 +984,24 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.usage(None, None).unwrap()[0].counts.requests, 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_database_and_its_wal_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("izzi.db");
+        let mut store = Store::open(&path).unwrap();
+        store
+            .record(&[row("a", "2026-03-02T10:00:00Z", "0.1")])
+            .unwrap();
+        assert_eq!(crate::files::unix_mode(&path), Some(0o600));
+        let wal = dir.path().join("izzi.db-wal");
+        assert_eq!(crate::files::unix_mode(&wal), Some(0o600));
+        // A mode the user chose is kept.
+        drop(store);
+        fs_err::set_permissions(&path, crate::files::unix_permissions(0o640).unwrap()).unwrap();
+        drop(Store::open(&path).unwrap());
+        assert_eq!(crate::files::unix_mode(&path), Some(0o640));
     }
 }

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use bytes::BytesMut;
 use serde::Serialize;
 
-use crate::protocol::json::Body;
+use crate::protocol::json::{Body, without_values};
 use crate::protocol::{Format, Kind, Usage, anthropic, openai, responses as rs, sse};
 use names::ToolNames;
 
@@ -287,7 +287,7 @@ impl ChatEvent {
         match serde_json::from_str(data) {
             Ok(chunk) => Some(ChatEvent::Chunk(chunk)),
             Err(err) => {
-                tracing::debug!(%err, "ignored an upstream stream event that is not a chunk");
+                tracing::debug!(error = %without_values(&err.to_string()), "ignored an upstream stream event that is not a chunk");
                 None
             }
         }
@@ -314,7 +314,7 @@ fn parse_anthropic(event: &sse::Event) -> Option<anthropic::StreamEvent> {
     match serde_json::from_str(&event.data) {
         Ok(parsed) => Some(parsed),
         Err(err) => {
-            tracing::debug!(%err, event = ?event.event, "ignored an unknown upstream stream event");
+            tracing::debug!(error = %without_values(&err.to_string()), event = ?event.event, "ignored an unknown upstream stream event");
             None
         }
     }

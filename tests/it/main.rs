@@ -2,11 +2,13 @@
 //! against tool config trees in temp homes.
 
 mod count_tokens;
+mod durability;
 mod gateway;
 mod hostile;
 mod ledger;
 mod limits;
 mod models_cli;
+mod privacy;
 mod setup;
 #[cfg(unix)]
 mod setup_tty;

@@ -114,6 +114,11 @@ impl Gateway {
 
     /// Starts `izzi serve` in an existing home with extra arguments.
     pub(crate) fn start_in(home: tempfile::TempDir, args: &[&str]) -> Self {
+        Self::start_logging(home, args, "izzi=debug,info")
+    }
+
+    /// Starts `izzi serve` in an existing home with extra arguments and `IZZI_LOG=filter`.
+    pub(crate) fn start_logging(home: tempfile::TempDir, args: &[&str], filter: &str) -> Self {
         let log = std::fs::File::create(home.path().join("izzi.log")).expect("log file");
         let child = Command::new(izzi_bin())
             .args(["serve", "--port", "0"])
@@ -121,7 +126,7 @@ impl Gateway {
             .env("IZZI_HOME", home.path())
             .env("HOME", home.path())
             .env("IZZI_KEYRING", "file")
-            .env("IZZI_LOG", "izzi=debug,info")
+            .env("IZZI_LOG", filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
