@@ -560,7 +560,7 @@ litellm_settings:
                 "error" not in result
                 and result["errors"] == 0
                 and result["unsent"] == 0
-                and result["latency_us"]["p99"] < P99_LIMIT_US
+                and (result["latency_us"]["p99"] or P99_LIMIT_US) < P99_LIMIT_US
             )
             result["cpu_us_per_request"] = result["cpu_s"] * 1e6 / max(result.get("requests_total", 0), 1)
             probes.append(result)
@@ -670,6 +670,17 @@ def summarize(results: dict) -> dict:
                     "gap_max_us", "many_ttfb_p50_us", "many_ttfb_p99_us", "many_gap_max_us"):
             if s.get(key) is not None and base.get(key) is not None:
                 s[f"added_{key}"] = s[key] - base[key]
+    # Every figure as a ratio to the lane's baseline and to LiteLLM facing the same client format.
+    for name, lane in lanes.items():
+        s = out[name]
+        if "error" in s or lane["server"] == "mock":
+            continue
+        base = out.get(f"direct {lane['upstream']}", {})
+        peer = out.get(f"litellm {lane['client']}", {})
+        numbers = {k: v for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        s["vs_baseline"] = {k: ratio(v, base.get(k)) for k, v in numbers.items() if not k.startswith("added_")}
+        if lane["server"] == "izzi" and "error" not in peer:
+            s["vs_litellm"] = {k: ratio(v, peer.get(k)) for k, v in numbers.items()}
     return out
 
 
@@ -690,6 +701,8 @@ def fmt(value, digits: int = 0, unit: str = "") -> str:
 def fx(value: float | None) -> str:
     if value is None:
         return "–"
+    if value < 0.1:
+        return f"1/{1 / value:,.0f}" if value > 0 else "0×"
     if value >= 100:
         return f"{value:,.0f}×"
     if value >= 10:
@@ -769,14 +782,19 @@ def table(results: dict, summary: dict) -> str:
     rows.append("#### Processes\n")
     rows.append("| process | cold start to first 200, ms (median) | RSS idle MB | RSS peak under load MB | RSS after load MB |")
     rows.append("|---|---:|---:|---:|---:|")
-    for proc in ("mock", "izzi", "litellm"):
-        cold = results["cold_start_ms"].get(proc)
-        if cold is None and proc not in results["rss_idle_mb"]:
-            continue
-        rows.append(
-            f"| {proc} | {fmt(med(cold), 1) if cold else '–'} | {fmt(results['rss_idle_mb'].get(proc), 1)} | "
-            f"{fmt(results['rss_peak_mb'].get(proc), 1)} | {fmt(results['rss_after_mb'].get(proc), 1)} |"
-        )
+    figures = {
+        proc: [med(results["cold_start_ms"].get(proc) or []), results["rss_idle_mb"].get(proc),
+               results["rss_peak_mb"].get(proc), results["rss_after_mb"].get(proc)]
+        for proc in ("mock", "izzi", "litellm") if proc in results["rss_idle_mb"]
+    }
+    for proc, values in figures.items():
+        cells = [fmt(v, 1) for v in values]
+        if proc == "izzi":
+            # The mock is the baseline process: a Rust HTTP server doing the least possible.
+            for other in ("mock", "litellm"):
+                if other in figures:
+                    cells = [f"{c} ({fx(ratio(v, o))} {other})" for c, v, o in zip(cells, values, figures[other])]
+        rows.append(f"| {proc} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -820,7 +838,7 @@ def targets(results: dict, summary: dict) -> tuple[str, list[dict]]:
     lines = ["| target | measured | limit | met |", "|---|---:|---:|:---:|"]
     for c in checks:
         m = c["measured"]
-        shown = "–" if m is None else ("yes" if m is True else "no" if m is False else fmt(m, 2 if isinstance(m, float) and m < 10 else 0))
+        shown = "–" if m is None else ("yes" if m is True else "no" if m is False else fmt(m, 2 if isinstance(m, float) and 0 < m < 10 else 0))
         lines.append(f"| {c['target']} | {shown} | {c['limit']} | {'✅' if c['met'] else '❌'} |")
     return "\n".join(lines), checks
 
@@ -909,7 +927,12 @@ def main() -> int:
     parser.add_argument("--max-rate", type=float, default=200000)
     parser.add_argument("--precision", type=float, default=0.15)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--render", metavar="JSON", help="only re-render the table of an earlier bench.json")
     args = parser.parse_args()
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        print(render(results, summarize(results)))
+        return 0
     if args.quick:
         args.rounds, args.seq_secs, args.delay_secs, args.probe_secs = 1, 0.5, 0.5, 0.5
         args.max_probes, args.cold_runs, args.many_streams, args.streams = 5, 2, 200, 20
