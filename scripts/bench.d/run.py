@@ -40,6 +40,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "izzi-bench-key-0123456789abcdef"
+# A second key with a monthly budget and credits: each request then holds its worst-case cost,
+# which needs its input tokens counted locally (README: Keys, limits and usage).
+BUDGET_KEY = "izzi-bench-budget-0123456789abcd"
 LITELLM_KEY = "sk-bench-litellm"
 CLAUDE = "claude-sonnet-4-20250514"
 GPT = "gpt-4.1"
@@ -207,6 +210,7 @@ class Lane:
     client: str  # the client's format: "messages" or "chat"
     upstream: str  # the provider's format
     model: str
+    key: str = ""
     url: str = ""
     pid: int = 0
     error: str | None = None
@@ -222,7 +226,7 @@ class Lane:
         return "/v1/messages" if self.client == "messages" else "/v1/chat/completions"
 
     def headers(self) -> dict[str, str]:
-        key = {"mock": "sk-upstream", "izzi": KEY, "litellm": LITELLM_KEY}[self.server]
+        key = self.key or {"mock": "sk-upstream", "izzi": KEY, "litellm": LITELLM_KEY}[self.server]
         if self.client == "messages":
             return {"x-api-key": key, "anthropic-version": "2023-06-01"}
         return {"authorization": f"Bearer {key}"}
@@ -247,6 +251,7 @@ def make_lanes(with_litellm: bool) -> list[Lane]:
         Lane("direct chat", "mock", "chat", "chat", GPT),
         Lane("izzi messages", "izzi", "messages", "messages", CLAUDE),
         Lane("izzi chat", "izzi", "chat", "chat", GPT),
+        Lane("izzi messages +budget", "izzi", "messages", "messages", CLAUDE, key=BUDGET_KEY),
         Lane("izzi messages->chat", "izzi", "messages", "chat", GPT),
         Lane("izzi chat->messages", "izzi", "chat", "messages", CLAUDE),
     ]
@@ -316,7 +321,16 @@ plan = "ultra"
 rpm = 4000000000
 daily = 4000000000
 concurrent = 100000
+
+[[keys]]
+name = "bench-budget"
+key = "{BUDGET_KEY}"
+plan = "ultra"
+rpm = 4000000000
+daily = 4000000000
+concurrent = 100000
 monthly_budget_usd = 1000000000
+credits_usd = 1000000000
 """
         )
         return path
@@ -417,7 +431,7 @@ litellm_settings:
                 "delay": f"mock:words=0 mock:delay_ms={FIXED_DELAY_MS}",
                 "stream": f"mock:words={EXTRA_WORDS} mock:chunk_delay_ms={CHUNK_DELAY_MS}",
             }[kind]
-            path = self.work / f"body-{lane.name.replace(' ', '_').replace('>', '')}-{kind}.json"
+            path = self.work / f"body-{lane.name.replace(' ', '_').replace('>', '').replace('+', '')}-{kind}.json"
             path.write_text(json.dumps(lane.body(directives, stream=kind == "stream")))
             self.bodies[key] = path
         return self.bodies[key]
