@@ -541,11 +541,8 @@ litellm_settings:
                 lane.rounds.setdefault("stream", []).append(
                     self.load("streams", lane, "stream", "--n", str(a.streams), "--ramp-ms", "300",
                               "--expect", str(CONTENT_EVENTS)))
-        for r in range(a.capacity_rounds):
-            order = lanes[r % len(lanes):] + lanes[: r % len(lanes)]
-            for lane in order:
-                log(f"capacity {r + 1}/{a.capacity_rounds}: {lane.name}")
-                lane.rounds.setdefault("capacity", []).append(self.capacity(lane))
+        # Before the capacity search: its overload probes leave memory behind in every server,
+        # which would show up as this lane's RSS.
         for lane in lanes:
             log(f"{a.many_streams} concurrent streams: {lane.name}")
             lane.once["streams_many"] = self.load(
@@ -554,6 +551,14 @@ litellm_settings:
                 timeout=a.many_timeout + 60)
             time.sleep(2)
             lane.once["streams_many"]["rss_after_mb"] = rss_mb(lane.pid)
+            # Connections still open 2 s later: idle upstream connections kept by a pool.
+            lane.once["streams_many"]["open_fds_after"] = len(os.listdir(f"/proc/{lane.pid}/fd"))
+        self.results["rss_after_streams_mb"] = {name: rss_mb(s.pid) for name, s in self.servers.items()}
+        for r in range(a.capacity_rounds):
+            order = lanes[r % len(lanes):] + lanes[: r % len(lanes)]
+            for lane in order:
+                log(f"capacity {r + 1}/{a.capacity_rounds}: {lane.name}")
+                lane.rounds.setdefault("capacity", []).append(self.capacity(lane))
         time.sleep(2)
         self.results["rss_after_mb"] = {name: rss_mb(s.pid) for name, s in self.servers.items()}
         self.results["rss_peak_mb"] = dict(self.peak_rss)
@@ -700,6 +705,7 @@ def summarize(results: dict) -> dict:
             "many_content_sent": many.get("content_sent"),
             "many_rss_peak_mb": many.get("rss_peak_mb"),
             "many_rss_after_mb": many.get("rss_after_mb"),
+            "many_open_fds_after": many.get("open_fds_after"),
             "many_error": many.get("first_error") or many.get("error"),
         }
         out[name] = s
@@ -823,7 +829,7 @@ def table(results: dict, summary: dict) -> str:
     rows.append("")
     rows.append("#### Processes\n")
     rows.append(f"| process | cold start to first 200, ms (median) | RSS idle MB | RSS peak, {results['args']['many_streams']} "
-                "streams MB | RSS peak at capacity MB | RSS peak, whole run (overload probes too) MB | RSS after load MB |")
+                "streams MB | RSS after the streams MB | RSS peak, whole run (overload probes too) MB | RSS at the end MB |")
     rows.append("|---|---:|---:|---:|---:|---:|---:|")
 
     def most(proc: str, key: str) -> float | None:
@@ -833,7 +839,7 @@ def table(results: dict, summary: dict) -> str:
 
     figures = {
         proc: [med(results["cold_start_ms"].get(proc) or []), results["rss_idle_mb"].get(proc),
-               most(proc, "many_rss_peak_mb"), most(proc, "rss_at_capacity_mb"),
+               most(proc, "many_rss_peak_mb"), results.get("rss_after_streams_mb", {}).get(proc),
                results["rss_peak_mb"].get(proc), results["rss_after_mb"].get(proc)]
         for proc in ("mock", "izzi", "litellm") if proc in results["rss_idle_mb"]
     }
@@ -861,7 +867,7 @@ def targets(results: dict, summary: dict) -> tuple[str, list[dict]]:
     worst = lambda key: max((s[key] for s in same if s.get(key) is not None), default=None)
     least = lambda key: min((s[key] for s in same if s.get(key) is not None), default=None)
     v = worst("cpu_us_at_capacity")
-    check("CPU per request at capacity, same format (µs)", v, "< 50", v is not None and v < 50)
+    check("CPU per request under load (at capacity), same format (µs)", v, "< 50", v is not None and v < 50)
     v = worst("added_p50_us")
     check("added p50 at concurrency 1 (µs)", v, "< 50", v is not None and v < 50)
     v = worst("added_p99_us")
@@ -877,13 +883,14 @@ def targets(results: dict, summary: dict) -> tuple[str, list[dict]]:
     check("1,000 concurrent streams: added largest gap (µs)", v, f"< {CHUNK_DELAY_MS * 1000} (no stall)", v is not None and v < CHUNK_DELAY_MS * 1000)
     v = worst("many_rss_peak_mb")
     check("1,000 concurrent streams: RSS peak (MB)", v, "< 50", v is not None and v < 50)
-    idle, after = results["rss_idle_mb"].get("izzi"), results["rss_after_mb"].get("izzi")
+    idle, after = results["rss_idle_mb"].get("izzi"), results.get("rss_after_streams_mb", {}).get("izzi")
     v = None if idle is None or after is None else after - idle
-    check("RSS after load minus idle (MB)", v, "<= 2", v is not None and v <= 2)
+    check("RSS 2 s after the 1,000 streams minus idle (MB)", v, "<= 2", v is not None and v <= 2)
     for a, b in (("izzi messages->chat", "izzi chat"), ("izzi chat->messages", "izzi messages")):
+        # At concurrency 1 both lanes run under the same conditions; capacity rates differ.
         sa, sb = summary.get(a, {}), summary.get(b, {})
-        v = ratio(sa.get("cpu_us_at_capacity"), sb.get("cpu_us_at_capacity"))
-        check(f"CPU per request, `{a}` ÷ `{b}`", v, "< 1.2", v is not None and v < 1.2)
+        v = ratio(sa.get("cpu_us_c1"), sb.get("cpu_us_c1"))
+        check(f"CPU per request one at a time, `{a}` ÷ `{b}`", v, "< 1.2", v is not None and v < 1.2)
     v = med(results["cold_start_ms"].get("izzi", []))
     check("cold start to first 200 (ms)", v, "< 50", v is not None and v < 50)
     lines = ["| target | measured | limit | met |", "|---|---:|---:|:---:|"]
