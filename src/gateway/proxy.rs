@@ -494,7 +494,9 @@ impl Life {
 impl Drop for Life {
     fn drop(&mut self) {
         let latency = self.started.elapsed();
-        tracing::info!(
+        // Debug, not info: the ledger already records every request, and a log line per
+        // request is a blocking write on the runtime.
+        tracing::debug!(
             client = self.admission.as_ref().map(Admission::key),
             model = %self.model.id,
             provider = %self.provider,

@@ -21,6 +21,10 @@ pub(crate) fn client(server: &Server) -> anyhow::Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(server.connect_timeout_s))
         .read_timeout(Duration::from_secs(server.upstream_idle_timeout_s))
         .pool_idle_timeout(Duration::from_secs(90))
+        // Idle upstream connections kept after a burst: enough for steady load, bounded memory.
+        .pool_max_idle_per_host(64)
+        // A redirect would re-send the body and the provider's key elsewhere: never follow.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .user_agent(concat!("izzi/", env!("CARGO_PKG_VERSION")))
         .build()?)
