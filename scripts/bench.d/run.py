@@ -597,7 +597,7 @@ litellm_settings:
         a = self.args
         probes: list[dict] = []
 
-        def probe(rate: float) -> bool:
+        def attempt(rate: float) -> bool:
             result = self.load("rate", lane, "plain", "--rate", f"{rate:.0f}", "--secs", str(a.probe_secs),
                                "--warmup-secs", "0.2")
             result["passed"] = (
@@ -611,6 +611,11 @@ litellm_settings:
             probes.append(result)
             return result["passed"]
 
+        def probe(rate: float) -> bool:
+            # One pause (a scheduler hiccup, a checkpoint) can push a 1 s probe's p99 over the
+            # limit: a rate fails only when two probes in a row fail.
+            return attempt(rate) or attempt(rate)
+
         seq_p50 = statistics.median(r["latency_us"]["p50"] for r in lane.rounds["seq"])
         best = 0.0
         if seq_p50 >= P99_LIMIT_US:
@@ -620,7 +625,7 @@ litellm_settings:
         else:
             rate = max(20.0, round(0.5e6 / max(seq_p50, 1), -1))
             low, high = 0.0, None
-            while len(probes) < a.max_probes:
+            while len({p["rate"] for p in probes}) < a.max_probes:
                 if probe(rate):
                     low = rate
                     if high is None:
@@ -769,19 +774,19 @@ def table(results: dict, summary: dict) -> str:
     rows = []
     rows.append("#### Requests (zero-delay mock unless noted)\n")
     rows.append("| lane | p50 µs | p99 µs | added p50 | added p99 | added p99 ÷ LiteLLM's | "
-                f"{FIXED_DELAY_MS} ms upstream: added p50 / p99 | capacity rps (p99 < 5 ms) | × baseline | × LiteLLM | "
+                f"{FIXED_DELAY_MS} ms upstream: added p50 / p99 | capacity rps (p99 < 5 ms) | × baseline | "
+                "most rps served in a probe | × LiteLLM | "
                 "CPU µs/req under load | CPU µs/req, one at a time | CPU × LiteLLM |")
-    rows.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, lane in lanes.items():
         s = summary[name]
         if "error" in s:
-            rows.append(f"| {name} | unavailable: {s['error'][:120]} |||||||||||")
+            rows.append(f"| {name} | unavailable: {s['error'][:120]} ||||||||||||")
             continue
         base = summary.get(f"direct {lane['upstream']}", {})
         peer = peer_of(name, lane, summary)
         p = summary[peer] if peer else {}
         added = lane["server"] != "mock"
-        cap_peer = ratio(s["capacity_rps"], p.get("capacity_rps")) if p.get("capacity_rps") else None
         cpu, cpu_p = s["cpu_us_at_capacity"], p.get("cpu_us_at_capacity")
         rows.append(
             "| " + " | ".join([
@@ -794,7 +799,8 @@ def table(results: dict, summary: dict) -> str:
                 else f"{fmt(s['delay_p50_us'])} / {fmt(s['delay_p99_us'])} (total)",
                 fmt(s["capacity_rps"]),
                 fx(ratio(s["capacity_rps"], base.get("capacity_rps"))) if added else "",
-                fx(cap_peer) if lane["server"] == "izzi" else "",
+                fmt(s["max_served_rps"]),
+                fx(ratio(s["max_served_rps"], p.get("max_served_rps"))) if lane["server"] == "izzi" and p else "",
                 fmt(cpu), fmt(s["cpu_us_c1"]),
                 fx(ratio(cpu, cpu_p)) if lane["server"] == "izzi" and p else "",
             ]) + " |"
