@@ -1011,6 +1011,10 @@ def main() -> int:
         if not (Path(args.bin_dir) / binary).exists():
             log(f"{Path(args.bin_dir) / binary} is missing: run `scripts/bench` (it builds them)")
             return 1
+    # SIGTERM and SIGHUP end the run like Ctrl-C, so the servers stop and the scheduler setting
+    # is restored.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(1))
     load_before = os.getloadavg()
     bench = Bench(args)
     results = bench.run()
