@@ -195,10 +195,13 @@ pub fn translate_stream(data: &[u8]) {
     let is_final = |event: &sse::Event| match format {
         Format::Messages => matches!(event.event.as_deref(), Some("message_stop" | "error")),
         Format::Chat => event.data == "[DONE]" || event.data.starts_with("{\"type\":\"error\""),
-        Format::Responses => matches!(
-            event.event.as_deref(),
-            Some("response.completed" | "response.incomplete" | "response.failed" | "error")
-        ),
+        // A Responses failure is an `error` event, then `response.failed` to close the
+        // response, or the `error` alone when no response was created yet.
+        Format::Responses => match event.event.as_deref() {
+            Some("response.completed" | "response.incomplete" | "response.failed") => true,
+            Some("error") => events.len() == 1,
+            _ => false,
+        },
     };
     for (i, event) in events.iter().enumerate() {
         let readable = match format {
@@ -212,6 +215,13 @@ pub fn translate_stream(data: &[u8]) {
             readable,
             "izzi wrote an event its client cannot read: {event:?}"
         );
+        if format == Format::Responses && event.event.as_deref() == Some("error") && i > 0 {
+            assert_eq!(
+                events.get(i + 1).and_then(|e| e.event.as_deref()),
+                Some("response.failed"),
+                "a Responses error event is not followed by `response.failed`"
+            );
+        }
         assert_eq!(
             is_final(event),
             i + 1 == events.len(),
