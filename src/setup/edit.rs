@@ -2,9 +2,12 @@
 //! TOML file. Comments, key order, trailing commas, unrelated settings, line endings and a BOM
 //! all survive; a value already equal to the template's is not touched, so a second run changes
 //! nothing. Pure: text in, text out. A file that does not parse is an error, never a fresh `{}`.
+//! A key written twice in one object is read by the tools as its last occurrence (JSON.parse
+//! and VS Code's JSONC reader both keep the last), so that is the one edited, and a key to
+//! remove goes in every occurrence.
 
 use jsonc_parser::ParseOptions;
-use jsonc_parser::cst::{CstArray, CstInputValue, CstNode, CstObject, CstRootNode};
+use jsonc_parser::cst::{CstArray, CstInputValue, CstNode, CstObject, CstObjectProp, CstRootNode};
 use serde_json::Value;
 
 /// How a file is written.
@@ -197,7 +200,7 @@ fn merge_object(
 ) -> Result<(), EditError> {
     for (key, want) in patch {
         path.push(key.clone());
-        match object.get(key) {
+        match effective(object, key) {
             None => {
                 object.append(key, input(want));
             }
@@ -252,7 +255,7 @@ fn merge_named(array: &CstArray, want: &[Node], path: &mut Vec<String>) -> Resul
         let name = item.get("name").map(Node::to_value);
         let existing = array.elements().into_iter().find_map(|element| {
             let object = element.as_object()?;
-            let value = object.get("name")?.value()?.to_serde_value()?;
+            let value = effective(&object, "name")?.value()?.to_serde_value()?;
             (Some(&value) == name.as_ref()).then_some(object)
         });
         match (existing, item) {
@@ -271,14 +274,25 @@ fn remove_path(object: &CstObject, path: &[String]) {
     };
     let mut current = object.clone();
     for key in parents {
-        match current.object_value(key) {
+        match effective(&current, key).and_then(|p| p.object_value()) {
             Some(inner) => current = inner,
             None => return,
         }
     }
-    if let Some(prop) = current.get(last) {
-        prop.remove();
+    // Every occurrence: removing only the last would bring an earlier one into force.
+    for prop in current.properties() {
+        if prop.decoded_name().as_deref() == Some(last.as_str()) {
+            prop.remove();
+        }
     }
+}
+
+/// The property a tool reads for `key`: the last of its occurrences.
+fn effective(object: &CstObject, key: &str) -> Option<CstObjectProp> {
+    object
+        .properties()
+        .into_iter()
+        .rfind(|p| p.decoded_name().as_deref() == Some(key))
 }
 
 fn input(node: &Node) -> CstInputValue {
@@ -480,6 +494,31 @@ mod tests {
             &p,
         );
         assert_eq!(out, "{\n  \"env\": {\n    \"KEEP\": 1\n  }\n}\n");
+    }
+
+    #[test]
+    fn duplicate_keys_edit_the_occurrence_tools_read() {
+        // Found by fuzzing (`setup_json`): the first `env` was edited and the first
+        // `apiKeyHelper` removed, while tools read the last of each, so the file kept its old
+        // endpoint and a second run changed it again.
+        let original = "{\n  \"env\": {\"A\": \"old\"}\n  \"env\": {\"A\": \"old\"},\n  \"apiKeyHelper\": \"a\",\n  \"apiKeyHelper\": \"b\"\n}\n";
+        let p = JsonPatch {
+            remove: vec![vec!["apiKeyHelper".to_owned()]],
+            ..patch(r#"{"env": {"A": "new"}}"#)
+        };
+        let out = run(original, Format::Jsonc, &p);
+        assert_eq!(
+            run(&out, Format::Jsonc, &p),
+            out,
+            "a second merge changes nothing"
+        );
+        assert!(!out.contains("apiKeyHelper"), "{out}");
+        let last_env = out.rfind("\"env\"").unwrap();
+        assert!(out[last_env..].contains("\"new\""), "{out}");
+        // What a JSON reader sees: the last `env`, with the new value.
+        let read: Value =
+            jsonc_parser::parse_to_serde_value::<Value>(&out, &ParseOptions::default()).unwrap();
+        assert_eq!(read["env"]["A"], "new");
     }
 
     fn toml_patch(text: &str) -> toml_edit::DocumentMut {
