@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub(crate) on_unavailable: OnUnavailable,
     /// Seconds a concurrency slot outlives an instance that stopped renewing it (was killed).
     pub(crate) lease_s: u64,
+    /// How `izzi.db` commits ledger rows.
+    pub(crate) sync: Synchronous,
 }
 
 impl Default for State {
@@ -52,8 +54,20 @@ impl Default for State {
             postgres_url: None,
             on_unavailable: OnUnavailable::Closed,
             lease_s: 15,
+            sync: Synchronous::Normal,
         }
     }
+}
+
+/// `[state].sync`: SQLite's `synchronous` for `izzi.db` (write-ahead log either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Synchronous {
+    /// Committed rows survive a killed process and a restart; an OS crash or power loss can
+    /// lose the last second of them. No `fsync` per commit.
+    Normal,
+    /// Committed rows survive power loss too: one `fsync` per commit (batch of rows).
+    Full,
 }
 
 /// `[state].on_unavailable`.
@@ -362,12 +376,14 @@ rpm = 600
         assert_eq!(config.state.redis_url, None);
         assert_eq!(config.state.postgres_url, None);
         assert_eq!(config.state.on_unavailable, OnUnavailable::Closed);
+        assert_eq!(config.state.sync, Synchronous::Normal);
         let config = Config::parse(
-            "[state]\nredis_url = \"redis://127.0.0.1:6379\"\npostgres_url = \"postgres://izzi@db/izzi\"\non_unavailable = \"open\"\nlease_s = 5\n",
+            "[state]\nredis_url = \"redis://127.0.0.1:6379\"\npostgres_url = \"postgres://izzi@db/izzi\"\non_unavailable = \"open\"\nlease_s = 5\nsync = \"full\"\n",
         )
         .unwrap();
         assert_eq!(config.state.on_unavailable, OnUnavailable::Open);
         assert_eq!(config.state.lease_s, 5);
+        assert_eq!(config.state.sync, Synchronous::Full);
         let err = Config::parse("[state]\nredis_url = \"http://x\"\n")
             .unwrap_err()
             .to_string();

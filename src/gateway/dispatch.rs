@@ -174,7 +174,7 @@ async fn once(
     let response = upstream::send(
         &state.client,
         provider,
-        &provider.messages_url(),
+        &provider.messages_url,
         body,
         forwarded,
     )

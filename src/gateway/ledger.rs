@@ -256,6 +256,7 @@ impl Ledger {
             backlog_cap: MAX_BACKLOG,
             failures: 0,
             next_retry: Instant::now(),
+            recorder: super::metrics::Recorder::default(),
         };
         let handle = std::thread::Builder::new()
             .name("izzi-ledger".to_owned())
@@ -324,6 +325,7 @@ struct Writer {
     failures: u32,
     /// When to try the backlog again.
     next_retry: Instant,
+    recorder: super::metrics::Recorder,
 }
 
 impl Writer {
@@ -447,7 +449,7 @@ impl Writer {
         // are settled, so a stuck database never holds slots or balances.
         for (f, row) in finished.into_iter().zip(&rows) {
             f.admission.settle(row.cost_usd);
-            super::metrics::finished(row);
+            self.recorder.finished(row);
         }
         if !flushes.is_empty() && !self.backlog.is_empty() {
             self.retry_backlog();
@@ -728,6 +730,7 @@ mod tests {
             backlog_cap: 2 * MAX_BATCH + 5,
             failures: 0,
             next_retry: Instant::now(),
+            recorder: crate::gateway::metrics::Recorder::default(),
         };
         let limiter = Arc::new(Limiter::default());
         let row = finished(&limiter, Usage::default(), None).row();

@@ -17,6 +17,7 @@
 //! script for every instance; when Redis (or PostgreSQL) cannot be reached, `[state].on_unavailable`
 //! chooses between a 503 and this process's own limits.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,7 +31,7 @@ use rust_decimal::Decimal;
 use super::auth::Client;
 use super::errors::ApiError;
 use super::ledger::Ledger;
-use crate::config::OnUnavailable;
+use crate::config::{OnUnavailable, Plan};
 use crate::store::{self, Account, DAY, MINUTE};
 
 mod shared;
@@ -319,20 +320,18 @@ impl Refused {
         }
     }
 
-    /// The refusal, counted in the metrics unless it is only a brief wait.
+    /// The refusal to answer with.
     fn refusal(self, headers: RateHeaders) -> Refusal {
         let brief = matches!(self, Refused::Concurrency { brief: true, .. });
-        if brief {
-            return Refusal {
-                error: ApiError::internal("A concurrency slot is about to free."),
-                headers,
-                brief,
-            };
-        }
-        crate::gateway::metrics::refused(self.reason());
+        let error = if brief {
+            ApiError::internal("A concurrency slot is about to free.")
+        } else {
+            self.error()
+        };
         Refusal {
-            error: self.error(),
+            error,
             headers,
+            reason: self.reason(),
             brief,
         }
     }
@@ -351,7 +350,7 @@ fn request_id() -> String {
 /// The rate-limit headers of one authenticated response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RateHeaders {
-    tier: &'static str,
+    tier: Plan,
     limit: u32,
     remaining: u32,
     /// Unix seconds of the next minute boundary.
@@ -365,7 +364,7 @@ impl RateHeaders {
     /// (seconds / 60) and `in_flight` running.
     fn new(client: &Client, minute: i64, minute_count: u32, in_flight: u32) -> Self {
         Self {
-            tier: client.plan.name(),
+            tier: client.plan,
             limit: client.limits.rpm,
             remaining: client.limits.rpm.saturating_sub(minute_count),
             reset: (minute + 1) * MINUTE,
@@ -376,16 +375,16 @@ impl RateHeaders {
 
     /// Writes the six headers.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        let reset = Timestamp::from_second(self.reset)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        headers.insert("x-ratelimit-tier", HeaderValue::from_static(self.tier));
+        headers.insert(
+            "x-ratelimit-tier",
+            HeaderValue::from_static(self.tier.name()),
+        );
         headers.insert("x-ratelimit-limit-requests", HeaderValue::from(self.limit));
         headers.insert(
             "x-ratelimit-remaining-requests",
             HeaderValue::from(self.remaining),
         );
-        if let Ok(reset) = HeaderValue::from_str(&reset) {
+        if let Some(reset) = reset_header(self.reset) {
             headers.insert("x-ratelimit-reset-requests", reset);
         }
         headers.insert(
@@ -405,11 +404,31 @@ impl RateHeaders {
     }
 }
 
+/// The RFC 3339 value of `x-ratelimit-reset-requests` for Unix second `reset`, formatted once
+/// per minute per thread rather than for every response.
+fn reset_header(reset: i64) -> Option<HeaderValue> {
+    thread_local! {
+        static LAST: RefCell<Option<(i64, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        if let Some((at, value)) = last
+            && *at == reset
+        {
+            return Some(value.clone());
+        }
+        let value = HeaderValue::try_from(Timestamp::from_second(reset).ok()?.to_string()).ok()?;
+        *last = Some((reset, value.clone()));
+        Some(value)
+    })
+}
+
 /// A refused request: the error and the headers as they stood when it was refused.
 #[derive(Debug)]
 pub(crate) struct Refusal {
     pub(crate) error: ApiError,
     headers: RateHeaders,
+    /// The `reason` label of the refusals metric, counted when the refusal is answered.
+    reason: &'static str,
     brief: bool,
 }
 
@@ -418,10 +437,16 @@ impl Refusal {
     pub(crate) fn is_brief(&self) -> bool {
         self.brief
     }
+
+    /// Refused for the key's balance or monthly budget: a smaller hold may pass.
+    pub(crate) fn is_money(&self) -> bool {
+        matches!(self.reason, "insufficient_balance" | "budget_exceeded")
+    }
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        crate::gateway::metrics::refused(self.reason);
         self.headers.attach(self.error.into_response())
     }
 }
@@ -595,7 +620,6 @@ impl Limits {
 
     /// The 503 of fail-closed: the shared state cannot be reached, so nothing is admitted.
     fn unavailable(&self, client: &Client, store: &'static str) -> Refusal {
-        crate::gateway::metrics::refused("state_unavailable");
         Refusal {
             error: ApiError::with_status(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -606,6 +630,7 @@ impl Limits {
             )
             .retry_after(Some(UNAVAILABLE_RETRY_S)),
             headers: self.local.peek(client, Timestamp::now()),
+            reason: "state_unavailable",
             brief: false,
         }
     }

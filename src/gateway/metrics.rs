@@ -5,11 +5,13 @@
 //! model and status only, never a key, a key name or a prompt. Recording is done through the
 //! `metrics` macros, which are no-ops until [`install`] has run, so unit tests record nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
@@ -82,48 +84,103 @@ pub(crate) fn refused(reason: &'static str) {
     metrics::counter!("izzi_refusals_total", "reason" => reason).increment(1);
 }
 
-/// Records one ended request, once its ledger row is committed.
-pub(crate) fn finished(row: &Row) {
-    let model = row.model.clone();
-    metrics::counter!(
-        "izzi_requests_total",
-        "model" => model.clone(),
-        "status" => row.status.to_string(),
-        "outcome" => row.outcome,
-    )
-    .increment(1);
-    #[expect(
-        clippy::cast_precision_loss,
-        reason = "milliseconds of a request fit an f64 exactly"
-    )]
-    let seconds = |ms: u64| ms as f64 / 1000.0;
-    metrics::histogram!("izzi_request_duration_seconds", "model" => model.clone())
-        .record(seconds(row.latency_ms));
-    if let Some(ttft) = row.ttft_ms {
-        metrics::histogram!("izzi_time_to_first_byte_seconds", "model" => model.clone())
-            .record(seconds(ttft));
+/// Records ended requests, once their ledger rows are committed. Owned by the ledger thread; it
+/// keeps each model's handles, so a row costs no registry lookup or label allocation.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    models: HashMap<String, ModelHandles>,
+}
+
+/// One model's handles.
+struct ModelHandles {
+    /// `izzi_requests_total` by status and outcome.
+    requests: HashMap<(u16, &'static str), Counter>,
+    duration: Histogram,
+    /// Registered at the model's first stream, so a model never streamed shows no histogram.
+    ttft: Option<Histogram>,
+    /// `izzi_tokens_total` by kind, in [`TOKEN_KINDS`]' order.
+    tokens: [Counter; 4],
+    cost: Counter,
+}
+
+const TOKEN_KINDS: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
+
+impl ModelHandles {
+    fn new(model: &str) -> Self {
+        let label = || model.to_owned();
+        Self {
+            requests: HashMap::new(),
+            duration: metrics::histogram!("izzi_request_duration_seconds", "model" => label()),
+            ttft: None,
+            tokens: TOKEN_KINDS.map(
+                |kind| metrics::counter!("izzi_tokens_total", "model" => label(), "kind" => kind),
+            ),
+            cost: metrics::counter!("izzi_cost_nanodollars_total", "model" => label()),
+        }
     }
-    for (kind, tokens) in [
-        ("input", row.usage.input_tokens),
-        ("output", row.usage.output_tokens),
-        ("cache_read", row.usage.cache_read_tokens),
-        ("cache_write", row.usage.cache_write_tokens),
-    ] {
-        metrics::counter!("izzi_tokens_total", "model" => model.clone(), "kind" => kind)
-            .increment(tokens);
+}
+
+impl Recorder {
+    /// Records one ended request.
+    pub(crate) fn finished(&mut self, row: &Row) {
+        let model = match self.models.get_mut(&row.model) {
+            Some(handles) => handles,
+            None => self
+                .models
+                .entry(row.model.clone())
+                .or_insert_with(|| ModelHandles::new(&row.model)),
+        };
+        model
+            .requests
+            .entry((row.status, row.outcome))
+            .or_insert_with(|| {
+                metrics::counter!(
+                    "izzi_requests_total",
+                    "model" => row.model.clone(),
+                    "status" => row.status.to_string(),
+                    "outcome" => row.outcome,
+                )
+            })
+            .increment(1);
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "milliseconds of a request fit an f64 exactly"
+        )]
+        let seconds = |ms: u64| ms as f64 / 1000.0;
+        model.duration.record(seconds(row.latency_ms));
+        if let Some(ttft) = row.ttft_ms {
+            model
+                .ttft
+                .get_or_insert_with(|| {
+                    metrics::histogram!("izzi_time_to_first_byte_seconds", "model" => row.model.clone())
+                })
+                .record(seconds(ttft));
+        }
+        let usage = &row.usage;
+        let tokens = [
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+        ];
+        for (counter, tokens) in model.tokens.iter().zip(tokens) {
+            counter.increment(tokens);
+        }
+        let nanodollars = (row.cost_usd * rust_decimal::Decimal::from(1_000_000_000))
+            .round()
+            .try_into()
+            .unwrap_or(0_u64);
+        model.cost.increment(nanodollars);
     }
-    let nanodollars = (row.cost_usd * rust_decimal::Decimal::from(1_000_000_000))
-        .round()
-        .try_into()
-        .unwrap_or(0_u64);
-    metrics::counter!("izzi_cost_nanodollars_total", "model" => model).increment(nanodollars);
 }
 
 /// Rows handed to the ledger and not yet committed: up by `added`, down by `committed`.
 pub(crate) fn ledger_pending(added: usize, committed: usize) {
+    // Resolved at the first row, after `install`: the request path then skips the registry.
+    static PENDING: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("izzi_ledger_pending_rows"));
     #[expect(clippy::cast_precision_loss, reason = "row counts are far below 2^52")]
     let delta = added as f64 - committed as f64;
-    metrics::gauge!("izzi_ledger_pending_rows").increment(delta);
+    PENDING.increment(delta);
 }
 
 /// Counts a failed ledger commit.

@@ -52,8 +52,6 @@ pub(crate) struct ServeOptions {
 /// Loads config, binds, and serves until SIGINT or SIGTERM.
 pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let (config, path) = Config::load(options.config.as_deref())?;
-    // Load the tokenizer ranks off the request path: the first local count is then fast.
-    std::thread::spawn(crate::tokens::warm);
     let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
     let router = routing::Router::new(&config, stored_key.as_deref())?;
     // Opening the database may mean connecting to PostgreSQL, through blocking calls.

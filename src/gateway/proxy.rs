@@ -65,7 +65,7 @@ async fn handle(
     };
     // A request the provider cannot carry is a shape error: refused before it counts.
     let prepared = dispatch::prepare(&outgoing, &route)?;
-    let admission = match admit(&state, &client, &route, &bytes).await {
+    let admission = match admit(&state, &client, &route, &body, &bytes).await {
         Ok(admission) => admission,
         Err(refusal) => return Ok(refusal.into_response()),
     };
@@ -103,34 +103,48 @@ async fn handle(
     Ok(rate.attach(response))
 }
 
-/// The limits step: holds the request's worst-case cost (its input, counted locally, plus its
-/// largest output at the model's prices) when the key has a balance or a budget.
+/// The limits step. A key with a balance or a budget holds the request's worst-case cost: its
+/// input plus the most output it asks for, at the model's prices. The input is first bounded by
+/// the body's length (a prompt has no more tokens than bytes), which costs nothing; only when
+/// that bound is refused for money is the prompt tokenized for a tighter hold.
 async fn admit(
     state: &AppState,
     client: &Client,
     route: &Route,
+    body: &Body<'_>,
     bytes: &Bytes,
 ) -> Result<Admission, Refusal> {
-    let hold = if client.credits.is_some() || client.budget.is_some() {
-        let (input, asked) = match count_locally(&route.model, bytes).await {
-            Some((count, asked)) => (count.tokens, asked),
-            None => (bytes.len() as u64, None),
-        };
-        let most = u64::from(route.model.max_output);
-        let output = match asked {
-            Some(asked) if most > 0 => asked.min(most),
-            Some(asked) => asked,
-            None => most,
-        };
-        route.model.cost(&Usage {
-            input_tokens: input,
+    if client.credits.is_none() && client.budget.is_none() {
+        return state.limits.admit(client, Decimal::ZERO).await;
+    }
+    let model = &route.model;
+    let most = u64::from(model.max_output);
+    let output = match max_output(body) {
+        Some(asked) if most > 0 => asked.min(most),
+        Some(asked) => asked,
+        None => most,
+    };
+    let hold = |input_tokens: u64| {
+        model.cost(&Usage {
+            input_tokens,
             output_tokens: output,
             ..Usage::default()
         })
-    } else {
-        Decimal::ZERO
     };
-    state.limits.admit(client, hold).await
+    match state.limits.admit(client, hold(bytes.len() as u64)).await {
+        Err(refusal) if refusal.is_money() => match count_locally(model, bytes).await {
+            Some(counted) => state.limits.admit(client, hold(counted.tokens)).await,
+            None => Err(refusal),
+        },
+        decided => decided,
+    }
+}
+
+/// The most output tokens a body asks for ([`crate::tokens::max_output`], on the raw members).
+fn max_output(body: &Body<'_>) -> Option<u64> {
+    crate::tokens::MAX_OUTPUT_FIELDS
+        .into_iter()
+        .find_map(|name| body.field::<u64>(name, "").ok().flatten())
 }
 
 /// Reads the whole request body, refusing with 413 anything over `max_body_bytes` (before
@@ -552,11 +566,10 @@ async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiEr
             Cow::Owned(owned) => Bytes::from(owned),
         };
         let forwarded = Forwarded::from_headers(&parts.headers);
-        let url = route.provider.count_tokens_url();
         match upstream::send(
             &state.client,
             &route.provider,
-            &url,
+            &route.provider.count_tokens_url,
             upstream_body,
             &forwarded,
         )
@@ -575,7 +588,7 @@ async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiEr
             }
         }
     }
-    let (counted, _) = count_locally(&route.model, &bytes)
+    let counted = count_locally(&route.model, &bytes)
         .await
         .ok_or_else(|| ApiError::invalid("The request body is not valid JSON."))?;
     let answer = serde_json::to_vec(&InputTokens {
@@ -588,16 +601,13 @@ async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiEr
     ))
 }
 
-/// A body's input tokens counted locally, and the output it asks for at most, off the async
-/// runtime: tokenizing takes about 100 ms per MiB.
-async fn count_locally(model: &Arc<Model>, bytes: &Bytes) -> Option<(Count, Option<u64>)> {
+/// A body's input tokens counted locally, off the async runtime: tokenizing takes about 100 ms
+/// per MiB.
+async fn count_locally(model: &Arc<Model>, bytes: &Bytes) -> Option<Count> {
     let (model, bytes) = (Arc::clone(model), bytes.clone());
     tokio::task::spawn_blocking(move || {
         let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        Some((
-            crate::tokens::count_request(&model, &value),
-            crate::tokens::max_output(&value),
-        ))
+        Some(crate::tokens::count_request(&model, &value))
     })
     .await
     .ok()

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use axum::http::header::{self, HeaderName, HeaderValue};
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use reqwest::Url;
 
 use crate::catalog::{Catalog, Model};
 use crate::config::{self, Config};
@@ -17,32 +19,66 @@ use crate::protocol::Kind;
 /// The hosted Izzi API, the upstream when config names no providers.
 pub(crate) const HOSTED_BASE: &str = "https://api.izziapi.com";
 
-/// A provider ready to receive requests.
+/// A provider ready to receive requests: its URLs parsed and its key's header built once, not
+/// per request.
 #[derive(Debug)]
 pub(crate) struct Provider {
     pub(crate) name: String,
     pub(crate) kind: Kind,
-    /// Base URL without a trailing slash.
-    pub(crate) base_url: String,
-    /// The upstream key, if one is configured.
-    pub(crate) api_key: Option<String>,
+    /// Where a request of this kind goes: `{base_url}/v1/messages` or
+    /// `{base_url}/chat/completions`.
+    pub(crate) messages_url: Url,
+    /// Anthropic's native token counting endpoint.
+    pub(crate) count_tokens_url: Url,
+    /// The upstream key as its header (`x-api-key`, or `Authorization: Bearer`), marked
+    /// sensitive; `None` when no key is configured.
+    pub(crate) auth: Option<(HeaderName, HeaderValue)>,
     /// Retries after a connection error, 429 or 5xx, before the first byte reaches the client.
     pub(crate) max_retries: u32,
     globs: GlobSet,
 }
 
 impl Provider {
-    /// The URL a request of this kind goes to.
-    pub(crate) fn messages_url(&self) -> String {
-        match self.kind {
-            Kind::Anthropic => format!("{}/v1/messages", self.base_url),
-            Kind::Openai => format!("{}/chat/completions", self.base_url),
-        }
-    }
-
-    /// Anthropic's native token counting endpoint.
-    pub(crate) fn count_tokens_url(&self) -> String {
-        format!("{}/v1/messages/count_tokens", self.base_url)
+    fn new(
+        name: &str,
+        kind: Kind,
+        base_url: &str,
+        api_key: Option<&str>,
+        max_retries: u32,
+        globs: GlobSet,
+    ) -> Result<Self> {
+        let base = base_url.trim_end_matches('/');
+        let url = |path: &str| {
+            Url::parse(&format!("{base}{path}")).with_context(|| {
+                format!("provider `{name}`: `base_url` `{base_url}` is not a valid URL")
+            })
+        };
+        let messages_url = url(match kind {
+            Kind::Anthropic => "/v1/messages",
+            Kind::Openai => "/chat/completions",
+        })?;
+        let auth = api_key
+            .map(|key| {
+                let (name, value) = match kind {
+                    Kind::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
+                    Kind::Openai => (header::AUTHORIZATION, format!("Bearer {key}")),
+                };
+                let mut value = HeaderValue::try_from(value).with_context(|| {
+                    format!("provider `{name}`: its API key holds characters a header cannot")
+                })?;
+                value.set_sensitive(true);
+                anyhow::Ok((name, value))
+            })
+            .transpose()?;
+        Ok(Self {
+            name: name.to_owned(),
+            kind,
+            messages_url,
+            count_tokens_url: url("/v1/messages/count_tokens")?,
+            auth,
+            max_retries,
+            globs,
+        })
     }
 }
 
@@ -144,14 +180,14 @@ fn hosted(
     globs: &[&str],
     key: Option<&str>,
 ) -> Result<Provider> {
-    Ok(Provider {
-        name: name.to_owned(),
+    Provider::new(
+        name,
         kind,
-        base_url: base.to_owned(),
-        api_key: key.map(str::to_owned),
-        max_retries: config::DEFAULT_MAX_RETRIES,
-        globs: glob_set(globs.iter().copied())?,
-    })
+        base,
+        key,
+        config::DEFAULT_MAX_RETRIES,
+        glob_set(globs.iter().copied())?,
+    )
 }
 
 fn configured(p: &config::Provider) -> Result<Provider> {
@@ -164,14 +200,14 @@ fn configured(p: &config::Provider) -> Result<Provider> {
     {
         tracing::warn!(provider = %p.name, "`{var}` is not set: requests to this provider go without a key");
     }
-    Ok(Provider {
-        name: p.name.clone(),
-        kind: p.kind,
-        base_url: p.base_url.trim_end_matches('/').to_owned(),
-        api_key,
-        max_retries: p.max_retries.unwrap_or(config::DEFAULT_MAX_RETRIES),
-        globs: glob_set(p.models.iter().map(String::as_str))?,
-    })
+    Provider::new(
+        &p.name,
+        p.kind,
+        &p.base_url,
+        api_key.as_deref(),
+        p.max_retries.unwrap_or(config::DEFAULT_MAX_RETRIES),
+        glob_set(p.models.iter().map(String::as_str))?,
+    )
 }
 
 fn glob_set<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet> {
@@ -218,14 +254,24 @@ mod tests {
         let claude = r.route("sonnet").unwrap();
         assert_eq!(claude.provider.kind, Kind::Anthropic);
         assert_eq!(
-            claude.provider.messages_url(),
+            claude.provider.messages_url.as_str(),
             "https://api.izziapi.com/v1/messages"
         );
-        assert_eq!(claude.provider.api_key.as_deref(), Some("izzi-stored"));
+        let (name, value) = claude.provider.auth.as_ref().unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("x-api-key", "izzi-stored")
+        );
+        assert!(value.is_sensitive());
         let gpt = r.route("gpt-5").unwrap();
         assert_eq!(
-            gpt.provider.messages_url(),
+            gpt.provider.messages_url.as_str(),
             "https://api.izziapi.com/v1/chat/completions"
+        );
+        let (name, value) = gpt.provider.auth.as_ref().unwrap();
+        assert_eq!(
+            (name.as_str(), value.to_str().unwrap()),
+            ("authorization", "Bearer izzi-stored")
         );
         assert_eq!(
             r.route("gemini-2.5-pro").unwrap().provider.kind,
@@ -252,8 +298,12 @@ models = ["gpt-*", "llama*"]
         let route = r.route("opus").unwrap();
         assert_eq!(route.provider.name, "anthropic");
         assert_eq!(
-            route.provider.messages_url(),
+            route.provider.messages_url.as_str(),
             "http://127.0.0.1:1/v1/messages"
+        );
+        assert_eq!(
+            route.provider.count_tokens_url.as_str(),
+            "http://127.0.0.1:1/v1/messages/count_tokens"
         );
         assert_eq!(r.route("gpt-4.1").unwrap().provider.name, "local");
         let llama = r.route("llama3").unwrap();
@@ -261,5 +311,18 @@ models = ["gpt-*", "llama*"]
         assert_eq!(llama.model.upstream_id(), "llama3");
         assert!(r.route("gemini-2.5-pro").is_none());
         assert!(r.route("nothing").is_none());
+    }
+
+    #[test]
+    fn a_bad_base_url_is_refused_at_start() {
+        let config = Config::parse(
+            "[[providers]]\nname = \"x\"\nkind = \"openai\"\nbase_url = \"http://exa mple.com/v1\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Router::new(&config, None).unwrap_err());
+        assert!(
+            err.contains("provider `x`") && err.contains("`http://exa mple.com/v1`"),
+            "{err}"
+        );
     }
 }

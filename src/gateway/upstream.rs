@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
+use reqwest::Url;
 
 use super::errors::ApiError;
 use super::routing::Provider;
@@ -90,35 +91,31 @@ pub(crate) fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap
 pub(crate) async fn send(
     client: &reqwest::Client,
     provider: &Provider,
-    url: &str,
+    url: &Url,
     body: Bytes,
     forwarded: &Forwarded,
 ) -> Result<reqwest::Response, Failure> {
     let mut request = client
-        .post(url)
-        .header("content-type", "application/json")
+        .post(url.clone())
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
         .body(body);
-    match provider.kind {
-        Kind::Anthropic => {
-            request = request.header(
-                "anthropic-version",
-                forwarded
-                    .anthropic_version
-                    .as_deref()
-                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION),
-            );
-            if let Some(beta) = &forwarded.anthropic_beta {
-                request = request.header("anthropic-beta", beta);
-            }
-            if let Some(key) = &provider.api_key {
-                request = request.header("x-api-key", key);
-            }
+    if provider.kind == Kind::Anthropic {
+        request = request.header(
+            "anthropic-version",
+            forwarded
+                .anthropic_version
+                .as_deref()
+                .unwrap_or(DEFAULT_ANTHROPIC_VERSION),
+        );
+        if let Some(beta) = &forwarded.anthropic_beta {
+            request = request.header("anthropic-beta", beta);
         }
-        Kind::Openai => {
-            if let Some(key) = &provider.api_key {
-                request = request.bearer_auth(key);
-            }
-        }
+    }
+    if let Some((name, value)) = &provider.auth {
+        request = request.header(name, value);
     }
     let response = request
         .send()

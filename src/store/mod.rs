@@ -18,7 +18,7 @@ use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
-use crate::config::{Plan, State};
+use crate::config::{Plan, State, Synchronous};
 use crate::protocol::Usage;
 
 mod postgres;
@@ -155,7 +155,9 @@ impl Database {
     /// is logged, not fatal: the gateway starts and keeps trying).
     pub(crate) fn open_for_gateway(state: &State) -> Result<Self> {
         let Some(url) = &state.postgres_url else {
-            return Self::open(state);
+            let store = Store::open(&default_path()?)?;
+            store.set_sync(state.sync)?;
+            return Ok(Self::Sqlite(store));
         };
         let spill = crate::env::izzi_home()?.join(SPILL_FILE);
         let postgres = Postgres::new(url)?.with_spill(&spill)?;
@@ -408,9 +410,9 @@ impl Store {
         // the CLI creates a key): wait rather than fail.
         self.conn.busy_timeout(Duration::from_secs(10))?;
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a committed ledger row survives power loss too, not only a killed process. The
-        // ledger commits in batches, so the cost is one fsync per batch.
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        // NORMAL (with WAL): a commit survives a killed process without an fsync; the gateway
+        // can ask for FULL (`[state].sync`).
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -434,6 +436,14 @@ impl Store {
     /// locked` (10 s from `open`).
     pub(crate) fn set_busy_timeout(&mut self, timeout: Duration) -> Result<()> {
         Ok(self.conn.busy_timeout(timeout)?)
+    }
+
+    fn set_sync(&self, sync: Synchronous) -> Result<()> {
+        let value = match sync {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        Ok(self.conn.pragma_update(None, "synchronous", value)?)
     }
 
     /// Where this database lives.

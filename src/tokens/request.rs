@@ -87,9 +87,13 @@ impl Shape {
     }
 }
 
-/// The output limit a request sets: `max_tokens`, `max_completion_tokens` or `max_output_tokens`.
+/// The members that set a request's output limit, in the three formats.
+pub(crate) const MAX_OUTPUT_FIELDS: [&str; 3] =
+    ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
+/// The output limit a request sets.
 pub(crate) fn max_output(body: &Value) -> Option<u64> {
-    ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+    MAX_OUTPUT_FIELDS
         .iter()
         .find_map(|k| body.get(k).and_then(Value::as_u64))
 }

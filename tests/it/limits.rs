@@ -560,3 +560,46 @@ async fn metrics_are_prometheus_text_without_a_key() {
     assert!(!text.contains("izzi_time_to_first_byte_seconds_count{model=\"gpt-4.1\"}"));
     assert!(!text.contains(KEY) && !text.contains("izzi-one-000000000000"));
 }
+
+/// The hold for a key with a balance or a budget is first bounded by the body's length; a bound
+/// over the balance or budget is tightened by counting the prompt before anything is refused,
+/// and only a real refusal is counted.
+#[tokio::test]
+async fn a_hold_bounded_by_length_is_counted_before_a_refusal() {
+    let mock = Mock::start();
+    let extra = [
+        key("credits", "izzi-credits-0000000", "credits_usd = 0.03"),
+        key(
+            "budget",
+            "izzi-budget-00000000",
+            "monthly_budget_usd = 0.03",
+        ),
+        key("poor", "izzi-poor-0000000000", "credits_usd = 0.005"),
+    ]
+    .concat();
+    let gw = Gateway::start(&mock_config(&mock, &extra));
+    // ~20 KB of prompt: bounded by its length the hold is ~$0.061 at Sonnet's $3/M input, but
+    // its ~3,400 tokens cost ~$0.011.
+    let prompt = "hello ".repeat(3_400);
+    for key in ["izzi-credits-0000000", "izzi-budget-00000000"] {
+        let response = send(&gw, key, &body("sonnet", &prompt, false)).await;
+        assert_eq!(response.status(), 200, "{key}");
+        let _ = response.bytes().await.unwrap();
+    }
+    let response = send(&gw, "izzi-poor-0000000000", &body("sonnet", &prompt, false)).await;
+    let (_, message) = error(response, 402, "insufficient_balance").await;
+    // The message gives the counted hold, not the length bound.
+    let hold: f64 = message
+        .rsplit("up to $")
+        .next()
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|amount| amount.parse().ok())
+        .unwrap_or_else(|| panic!("no hold in: {message}"));
+    assert!((0.005..0.03).contains(&hold), "{message}");
+    let text = gw.get_text("/metrics").await;
+    assert!(
+        text.contains("izzi_refusals_total{reason=\"insufficient_balance\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("budget_exceeded"), "{text}");
+}

@@ -172,6 +172,17 @@ impl Gateway {
         text
     }
 
+    /// `GET {path}` without a key, answered 200; its body as text.
+    pub(crate) async fn get_text(&self, path: &str) -> String {
+        let response = http()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET sent");
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.expect("GET body")
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     #[cfg(unix)]
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
