@@ -42,6 +42,9 @@ use crate::store::{Database, Row, Seed};
 const TICK: Duration = Duration::from_millis(500);
 /// Ticks between two metrics upkeeps.
 const UPKEEP_TICKS: u32 = 10;
+/// How long the first row of a batch waits for others before the commit. A concurrency slot
+/// frees this much later; a request that wants it waits for it (`limits::SLOT_COMMIT_WAIT`).
+const LINGER: Duration = Duration::from_millis(2);
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Commit attempts on a failing database once the gateway is shutting down, before the rows
@@ -270,16 +273,15 @@ impl Ledger {
         })
     }
 
-    /// Queues an ended request's row. Never blocks.
+    /// Queues an ended request's row. Never blocks. On the runtime the row is handed over by a
+    /// task of its own, which runs once the current task yields: the answer that ended the
+    /// request reaches its client before the ledger thread is woken and takes the core.
     pub(crate) fn finish(&self, mut finished: Finished) {
         finished.admission.ended();
         super::metrics::ledger_pending(1, 0);
-        if let Err(mpsc::SendError(message)) = self.tx.send(Message::Finished(Box::new(finished))) {
-            // Only possible if the thread died; the admission is dropped, freeing its slot.
-            super::metrics::ledger_pending(0, 1);
-            if let Message::Finished(finished) = message {
-                tracing::error!(row = ?finished.row(), "the ledger thread is gone; this row is lost");
-            }
+        let handoff = Handoff(Some((self.tx.clone(), finished)));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(async move { drop(handoff) }));
         }
     }
 
@@ -308,6 +310,25 @@ impl Ledger {
     /// The ledger's state for `/health`.
     pub(crate) fn health(&self) -> HealthReport {
         self.health.report()
+    }
+}
+
+/// A row on its way to the ledger thread, sent when dropped: by its task, by a runtime that shuts
+/// down before the task ran, or at once off the runtime.
+struct Handoff(Option<(Sender<Message>, Finished)>);
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        let Some((tx, finished)) = self.0.take() else {
+            return;
+        };
+        if let Err(mpsc::SendError(message)) = tx.send(Message::Finished(Box::new(finished))) {
+            // Only possible if the thread died; the admission is dropped, freeing its slot.
+            super::metrics::ledger_pending(0, 1);
+            if let Message::Finished(finished) = message {
+                tracing::error!(row = ?finished.row(), "the ledger thread is gone; this row is lost");
+            }
+        }
     }
 }
 
@@ -343,6 +364,11 @@ impl Writer {
                 .recv_timeout(wake.saturating_duration_since(Instant::now()))
             {
                 Ok(first) => {
+                    // Let the rows of requests ending about now join this one: one commit and
+                    // one wake-up for all of them, not one each.
+                    if matches!(first, Message::Finished(_)) {
+                        std::thread::sleep(LINGER);
+                    }
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
                         match self.rx.try_recv() {

@@ -147,9 +147,8 @@ impl Limiter {
         may_wait: bool,
     ) -> Result<Admission, Refusal> {
         let secs = now.as_second();
-        let month = store::month(now);
         let mut keys = self.lock();
-        let state = keys.entry(client.name.clone()).or_default();
+        let state = state_of(&mut keys, &client.name);
         state.roll(secs);
         let refused = if let Some(credits) = client.credits
             && hold > credits - state.account.spent_usd - state.holds
@@ -159,12 +158,10 @@ impl Limiter {
                 hold,
             })
         } else if let Some(budget) = client.budget
-            && state.account.spent_in(&month) + state.holds + hold > budget
+            && let spent = state.account.spent_in(&store::month(now)) + state.holds
+            && spent + hold > budget
         {
-            Some(Refused::Budget {
-                budget,
-                spent: state.account.spent_in(&month) + state.holds,
-            })
+            Some(Refused::Budget { budget, spent })
         } else if state.day_count >= client.limits.daily {
             Some(Refused::Daily {
                 limit: client.limits.daily,
@@ -207,7 +204,7 @@ impl Limiter {
     /// failed before admission.
     pub(crate) fn peek(&self, client: &Client, now: Timestamp) -> RateHeaders {
         let mut keys = self.lock();
-        let state = keys.entry(client.name.clone()).or_default();
+        let state = state_of(&mut keys, &client.name);
         state.roll(now.as_second());
         state.headers(client)
     }
@@ -223,13 +220,13 @@ impl Limiter {
     }
 
     fn ended(&self, key: &str) {
-        self.lock().entry(key.to_owned()).or_default().ending += 1;
+        state_of(&mut self.lock(), key).ending += 1;
     }
 
     fn settle(&self, admission: &Admission, cost: Option<Decimal>) {
         {
             let mut keys = self.lock();
-            let state = keys.entry(admission.key.clone()).or_default();
+            let state = state_of(&mut keys, &admission.key);
             state.holds -= admission.hold;
             state.in_flight = state.in_flight.saturating_sub(1);
             if admission.ended {
@@ -343,6 +340,14 @@ fn limited(kind: &'static str, message: String, wait: i64) -> ApiError {
 }
 
 /// A new request id: 128 random bits in hex. Names the ledger row and the shared lease.
+/// `key`'s state, created when missing (its name is copied only then).
+fn state_of<'a>(keys: &'a mut HashMap<String, State>, key: &str) -> &'a mut State {
+    if !keys.contains_key(key) {
+        keys.insert(key.to_owned(), State::default());
+    }
+    keys.get_mut(key).expect("inserted above")
+}
+
 fn request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
