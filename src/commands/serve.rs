@@ -14,6 +14,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             EnvFilter::try_new(crate::env::log_filter()).unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Its default reports a failed write with `eprintln!`, which panics when stderr fails
+        // too (a log file on a full disk): the request, or the ledger thread, would die with it.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     super::install_tls_provider();
