@@ -45,6 +45,8 @@ async fn assert_error(response: reqwest::Response, status: u16, kind: &str) -> S
 async fn health_root_and_unknown_paths() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
+    // No `host` in config or on the command line: loopback only.
+    assert!(gw.url.starts_with("http://127.0.0.1:"), "{}", gw.url);
     let client = http();
     let health: Value = serde_json::from_str(&gw.get_text("/health").await).unwrap();
     assert_eq!(health["status"], "ok");
@@ -305,6 +307,10 @@ async fn upstream_errors_map_as_spec_says() {
         .unwrap();
     assert_eq!(r.headers()["retry-after"], "7");
     assert_error(r, 429, "rate_limit_error").await;
+    // Without Retry-After (retried, then passed on as it came).
+    let r = send("mock:status=429", false).await.unwrap();
+    assert!(r.headers().get("retry-after").is_none(), "{r:?}");
+    assert_error(r, 429, "rate_limit_error").await;
     let message = assert_error(
         send("mock:status=400", false).await.unwrap(),
         400,
@@ -346,6 +352,14 @@ async fn upstream_errors_map_as_spec_says() {
     )
     .await;
     assert!(html.contains("mock failure 500"), "{html}");
+    // A body that is not JSON at all, as a proxy in front of the provider sends.
+    let plain = assert_error(
+        send("mock:status=503 mock:text", false).await.unwrap(),
+        502,
+        "upstream_error",
+    )
+    .await;
+    assert!(plain.contains("mock failure 503"), "{plain}");
     // A stream that fails before its first byte is still a proper status.
     let r = client
         .post(format!("{}/v1/messages", gw.url))
@@ -414,16 +428,39 @@ key = "{KEY}"
 async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
+    // Cut mid-body, and ended cleanly but without the final events; native and translated.
+    let anthropic_error = "event: error";
+    let openai_error = "data: {\"type\":\"error\"";
     for (path, body, marker) in [
         (
             "/v1/messages",
             claude_body("mock:drop_after=4 mock:chunk_delay_ms=20", true),
-            "event: error",
+            anthropic_error,
         ),
         (
             "/v1/chat/completions",
             gpt_body("mock:drop_after=3 mock:chunk_delay_ms=20", true),
-            "data: {\"type\":\"error\"",
+            openai_error,
+        ),
+        (
+            "/v1/messages",
+            claude_body("mock:end_after=4", true),
+            anthropic_error,
+        ),
+        (
+            "/v1/chat/completions",
+            gpt_body("mock:end_after=3", true),
+            openai_error,
+        ),
+        (
+            "/v1/messages",
+            gpt_body("mock:end_after=3", true),
+            anthropic_error,
+        ),
+        (
+            "/v1/chat/completions",
+            claude_body("mock:end_after=4", true),
+            openai_error,
         ),
     ] {
         let text = http()
@@ -625,6 +662,15 @@ fn refuses_to_listen_beyond_loopback_without_client_keys() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("refusing to listen on 0.0.0.0"));
+    // With client keys it listens there.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        format!("[[keys]]\nname = \"lan\"\nkey = \"{KEY}\"\n"),
+    )
+    .unwrap();
+    let gw = Gateway::start_in(home, &["--host", "0.0.0.0"]);
+    assert!(gw.url.starts_with("http://0.0.0.0:"), "{}", gw.url);
 }
 
 /// Requests the mock received whose body mentions `marker`.

@@ -168,3 +168,179 @@ async fn deeply_nested_and_huge_json_is_refused_cleanly() {
     assert_eq!(r.status(), 200, "a large but legal body is forwarded");
     still_serves(&gw).await;
 }
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_fails_at_the_configured_connect_timeout() {
+    // A listener that never accepts, its backlog full: the kernel drops further connection
+    // attempts, so they hang until the connecting side gives up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    while let Ok(stream) = TcpStream::connect_timeout(&upstream, Duration::from_millis(200)) {
+        held.push(stream);
+        assert!(held.len() < 10_000, "the backlog never filled");
+    }
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+connect_timeout_s = 1
+upstream_idle_timeout_s = 60
+
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "http://{upstream}"
+max_retries = 0
+
+[[keys]]
+name = "test"
+key = "{KEY}"
+"#
+    ));
+    let started = Instant::now();
+    let r = http()
+        .post(format!("{}/v1/messages", gw.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "connection_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`anthropic` did not answer in time"),
+        "{body}"
+    );
+    // The connect timeout, not the 60 s idle one (nor the OS's own minutes).
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+    drop(held);
+}
+
+/// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
+fn exchange(gw: &Gateway, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr(gw)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_before_they_are_read() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(
+        &mock,
+        "[server]\nmax_body_bytes = 1024\nbody_read_timeout_s = 30\n",
+    ));
+    let head = |framing: &str| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nConnection: close\r\n{framing}\r\n\r\n"
+        )
+    };
+    // A gigabyte declared, not one byte of it sent: refused on the header alone.
+    let started = Instant::now();
+    let answer = exchange(&gw, head("Content-Length: 1000000000").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("invalid_request_error"), "{answer}");
+    // Chunked, so no length to judge by: refused once 1 KiB has come, the rest never sent.
+    let mut chunked = head("Transfer-Encoding: chunked").into_bytes();
+    for _ in 0..3 {
+        chunked.extend_from_slice(format!("200\r\n{}\r\n", "x".repeat(0x200)).as_bytes());
+    }
+    let answer = exchange(&gw, &chunked);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the bodies were waited for: {:?}",
+        started.elapsed()
+    );
+    still_serves(&gw).await;
+}
+
+#[tokio::test]
+async fn request_headers_are_never_forwarded_blindly() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    // Hop-by-hop headers (RFC 9110 §7.6.1, and one named by `Connection`), proxy credentials,
+    // cookies, forwarding headers, the client's own key and an arbitrary header.
+    let hostile = [
+        ("Connection", "close, X-Hop-Named"),
+        ("X-Hop-Named", "hop"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Proxy-Authorization", "Basic cHJveHktc2VjcmV0"),
+        ("TE", "trailers"),
+        ("Trailer", "X-After"),
+        ("Upgrade", "h2c"),
+        ("Cookie", "session=cookie-secret"),
+        ("X-Forwarded-For", "10.9.8.7"),
+        ("Forwarded", "for=10.9.8.7"),
+        ("X-Custom-Secret", "custom-secret"),
+        ("User-Agent", "client-agent/1.0"),
+    ];
+    for (path, auth, model) in [
+        ("/v1/messages", format!("X-Api-Key: {KEY}"), "sonnet"),
+        (
+            "/v1/chat/completions",
+            format!("Authorization: Bearer {KEY}"),
+            "gpt-4.1",
+        ),
+    ] {
+        let body = json!({"model": model, "max_tokens": 5,
+                          "messages": [{"role": "user", "content": "headers"}]})
+        .to_string();
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: beta-kept\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in hostile {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        let answer = exchange(&gw, request.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let seen = mock.requests().await;
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        let headers = request["headers"].as_object().expect("headers");
+        for (name, _) in hostile {
+            let name = name.to_ascii_lowercase();
+            assert!(
+                name == "user-agent" || !headers.contains_key(&name),
+                "`{name}` was forwarded: {request}"
+            );
+        }
+        let text = request.to_string();
+        for secret in [
+            KEY,
+            "cHJveHktc2VjcmV0",
+            "cookie-secret",
+            "custom-secret",
+            "10.9.8.7",
+            "client-agent",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "`{secret}` was forwarded: {request}"
+            );
+        }
+    }
+    // What is meant for the upstream does arrive.
+    assert_eq!(seen[0]["headers"]["x-api-key"], "sk-upstream-anthropic");
+    assert_eq!(seen[0]["headers"]["anthropic-beta"], "beta-kept");
+    assert_eq!(
+        seen[1]["headers"]["authorization"],
+        "Bearer sk-upstream-openai"
+    );
+}

@@ -539,3 +539,116 @@ async fn keys_are_never_written_to_logs_the_database_or_errors_and_revocation_is
         }
     }
 }
+
+#[tokio::test]
+async fn every_upstream_failure_leaves_a_row_saying_how_it_ended() {
+    let mock = Mock::start();
+    // A port nothing listens on: bind one, then free it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let extra = format!(
+        r#"
+[[providers]]
+name = "dead"
+kind = "openai"
+base_url = "http://127.0.0.1:{closed}/v1"
+max_retries = 0
+
+[[providers]]
+name = "tls"
+kind = "openai"
+base_url = "{https}/v1"
+max_retries = 0
+
+[[models]]
+id = "gpt-dead"
+provider = "dead"
+
+[[models]]
+id = "gpt-tls"
+provider = "tls"
+
+[server]
+upstream_idle_timeout_s = 1
+"#,
+        https = mock.url.replace("http://", "https://")
+    );
+    // No retries: one upstream answer per request, so the row is that answer's.
+    let config = mock_config(&mock, &extra).replace(
+        "api_key = \"sk-upstream-",
+        "max_retries = 0\napi_key = \"sk-upstream-",
+    );
+    let gw = Gateway::start(&config);
+    let home = gw.home.path();
+    // (model, text, stream) → the status the client gets and the row's outcome.
+    let cases: [(&str, &str, bool, u16, &str); 13] = [
+        ("sonnet", "hi", true, 200, "completed"),
+        ("sonnet", "mock:status=500", false, 502, "upstream_failed"),
+        (
+            "gpt-4.1",
+            "mock:status=503 mock:text",
+            false,
+            502,
+            "upstream_failed",
+        ),
+        (
+            "gpt-4.1",
+            "mock:status=502 mock:html",
+            true,
+            502,
+            "upstream_failed",
+        ),
+        (
+            "sonnet",
+            "mock:status=429 mock:retry_after=3",
+            false,
+            429,
+            "upstream_failed",
+        ),
+        ("gpt-4.1", "mock:status=429", true, 429, "upstream_failed"),
+        // Cut mid-body, ended without the final events, stalled past the idle timeout.
+        (
+            "sonnet",
+            "mock:drop_after=4 mock:chunk_delay_ms=20",
+            true,
+            200,
+            "upstream_failed",
+        ),
+        ("gpt-4.1", "mock:end_after=3", true, 200, "upstream_cut"),
+        ("sonnet", "mock:end_after=4", true, 200, "upstream_cut"),
+        ("sonnet", "mock:pause_ms=3000", true, 200, "upstream_failed"),
+        // No answer in time, no listener, no TLS.
+        (
+            "gpt-4.1",
+            "mock:delay_ms=3000",
+            false,
+            502,
+            "upstream_failed",
+        ),
+        ("gpt-dead", "hi", false, 502, "upstream_failed"),
+        ("gpt-tls", "hi", true, 502, "upstream_failed"),
+    ];
+    for (i, (model, text, stream, status, outcome)) in cases.into_iter().enumerate() {
+        let response = send(&gw, KEY, &body(model, text, stream)).await;
+        assert_eq!(response.status().as_u16(), status, "{model} {text}");
+        let _ = response.bytes().await;
+        let rows = wait_rows(home, i + 1).await;
+        let row = &rows[i];
+        assert_eq!(
+            (
+                row.status,
+                row.outcome.as_str(),
+                row.stream,
+                row.key.as_str()
+            ),
+            (status, outcome, stream, "test"),
+            "{model} {text}: {row:?}"
+        );
+        // Failed before any answer: nothing generated, nothing charged.
+        if status != 200 {
+            assert_eq!(row.cost, Decimal::ZERO, "{model} {text}: {row:?}");
+        }
+    }
+}

@@ -144,11 +144,12 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let log = self.log();
+            // Only a whole line: stderr is unbuffered, so the banner may be half written.
             if let Some(line) = log
-                .lines()
-                .find(|l| l.contains("izzi gateway listening on "))
+                .split_inclusive('\n')
+                .find(|l| l.ends_with('\n') && l.contains("izzi gateway listening on "))
             {
-                return line.rsplit(' ').next().expect("url").to_owned();
+                return line.trim_end().rsplit(' ').next().expect("url").to_owned();
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()

@@ -5,12 +5,14 @@
 //! Behaviour is steered by directives anywhere in the request body (tests put them in the user
 //! message), so concurrent tests never share state:
 //! - `mock:status=N` answer with status N and an error body in the provider's format;
-//!   `mock:retry_after=S` adds `Retry-After`; `mock:html` makes the error body an HTML page.
+//!   `mock:retry_after=S` adds `Retry-After`; `mock:html` makes the error body an HTML page,
+//!   `mock:text` a line of plain text (as proxies in front of a provider answer).
 //! - `mock:fail_first=N mock:id=X` fail the first N requests carrying id X (then answer), with
 //!   `mock:fail_status=N` (default 503).
 //! - `mock:delay_ms=N` wait before the response head; `mock:chunk_delay_ms=N` between events.
 //! - `mock:pause_ms=N` pause once, after the first stream event (a model thinking).
-//! - `mock:drop_after=N` stream N events, then cut the connection.
+//! - `mock:drop_after=N` stream N events, then cut the connection; `mock:end_after=N` stream N
+//!   events, then end the body cleanly, without the final ones.
 //! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
 //!   `mock:thinking` reason first; `mock:cache` report cached input tokens.
 //!
@@ -49,10 +51,12 @@ struct Directives {
     status: Option<u16>,
     retry_after: Option<u64>,
     html: bool,
+    text: bool,
     delay_ms: u64,
     chunk_delay_ms: u64,
     pause_ms: u64,
     drop_after: Option<usize>,
+    end_after: Option<usize>,
     words: usize,
     tools: bool,
     thinking: bool,
@@ -77,10 +81,12 @@ impl Directives {
                 "status" => d.status = u16::try_from(num).ok(),
                 "retry_after" => d.retry_after = Some(num),
                 "html" => d.html = true,
+                "text" => d.text = true,
                 "delay_ms" => d.delay_ms = num,
                 "chunk_delay_ms" => d.chunk_delay_ms = num,
                 "pause_ms" => d.pause_ms = num,
                 "drop_after" => d.drop_after = usize::try_from(num).ok(),
+                "end_after" => d.end_after = usize::try_from(num).ok(),
                 "words" => d.words = usize::try_from(num).unwrap_or(0),
                 "tools" => d.tools = true,
                 "thinking" => d.thinking = true,
@@ -164,6 +170,8 @@ fn error_response(wire: Wire, d: &Directives, status: u16) -> Response {
             format!("<html><body><h1>{message}</h1></body></html>"),
             "text/html",
         )
+    } else if d.text {
+        (format!("upstream connect error: {message}"), "text/plain")
     } else if wire == Wire::Anthropic {
         (
             json!({"type": "error", "error": {"type": "api_error", "message": message}})
@@ -505,10 +513,13 @@ async fn reply(
         };
         return axum::Json(value).into_response();
     }
-    let events = match wire {
+    let mut events = match wire {
         Wire::Anthropic => plan.anthropic_events(),
         Wire::Openai => plan.openai_events(),
     };
+    if let Some(n) = d.end_after {
+        events.truncate(n);
+    }
     let delay = Duration::from_millis(d.chunk_delay_ms);
     let drop_after = d.drop_after;
     let pause = Duration::from_millis(d.pause_ms);
