@@ -224,11 +224,11 @@ key = "{KEY}"
 
 /// Sends raw bytes on a fresh connection and reads the answer until the server closes it.
 fn exchange(gw: &Gateway, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr(gw)).unwrap();
+    let mut stream = TcpStream::connect(addr(gw)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream.write_all(request).unwrap();
+        .expect("read timeout");
+    stream.write_all(request).expect("send");
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     String::from_utf8_lossy(&answer).into_owned()
