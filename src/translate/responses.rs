@@ -213,13 +213,10 @@ fn input_items(
                     rs::InputContent::Text(text) => text,
                     rs::InputContent::Parts(parts) => {
                         let mut texts = Vec::new();
-                        for (j, part) in parts.into_iter().enumerate() {
+                        for (j, mut part) in parts.into_iter().enumerate() {
                             match part.get("type").and_then(Value::as_str) {
                                 Some("input_text" | "output_text" | "text") => texts.push(
-                                    part.get("text")
-                                        .and_then(Value::as_str)
-                                        .unwrap_or_default()
-                                        .to_owned(),
+                                    take_text(&mut part, "text", &format!("{path}.output[{j}]"))?,
                                 ),
                                 other => {
                                     return Err(TranslateError(format!(
@@ -262,6 +259,17 @@ fn input_items(
     Ok(())
 }
 
+/// A text part's `field`, which must be a string: a prompt of another type is refused, never
+/// sent on as an empty text.
+fn take_text(part: &mut Value, field: &str, path: &str) -> Result<String, TranslateError> {
+    match part.get_mut(field).map(Value::take) {
+        Some(Value::String(text)) => Ok(text),
+        _ => Err(TranslateError(format!(
+            "`{path}.{field}` is not valid: expected a string."
+        ))),
+    }
+}
+
 fn take_thinking(thinking: &mut Vec<oa::ThinkingBlock>) -> Option<Vec<oa::ThinkingBlock>> {
     (!thinking.is_empty()).then(|| std::mem::take(thinking))
 }
@@ -299,25 +307,17 @@ fn message_content(
         rs::InputContent::Parts(parts) => parts,
     };
     let mut out = Vec::with_capacity(parts.len());
-    for (j, part) in parts.into_iter().enumerate() {
+    for (j, mut part) in parts.into_iter().enumerate() {
         let part_path = format!("{path}.content[{j}]");
         let kind_of = part.get("type").and_then(Value::as_str).map(str::to_owned);
         match kind_of.as_deref() {
             Some("input_text" | "output_text" | "text") => {
                 out.push(oa::Part::Known(oa::KnownPart::Text {
-                    text: part
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
+                    text: take_text(&mut part, "text", &part_path)?,
                 }))
             }
             Some("refusal") => out.push(oa::Part::Known(oa::KnownPart::Text {
-                text: part
-                    .get("refusal")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
+                text: take_text(&mut part, "refusal", &part_path)?,
             })),
             Some("input_image") if role == "user" => {
                 let image: rs::InputImage = parse(part, &part_path)?;

@@ -1212,6 +1212,25 @@ fn refusals_name_the_field() {
             r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":5}]}"#,
             "`messages[0].content`",
         ),
+        // A text part whose text is not a string was once sent on as an empty prompt.
+        (
+            Format::Responses,
+            Kind::Openai,
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":7}]}]}"#,
+            "`input[0].content[0].text` is not valid",
+        ),
+        (
+            Format::Responses,
+            Kind::Anthropic,
+            r#"{"model":"m","input":[{"role":"assistant","content":[{"type":"refusal"}]}]}"#,
+            "`input[0].content[0].refusal` is not valid",
+        ),
+        (
+            Format::Responses,
+            Kind::Anthropic,
+            r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_text","text":{"a":1}}]}]}"#,
+            "`input[0].output[0].text` is not valid",
+        ),
     ];
     for (format, kind, body, wanted) in cases {
         let parsed = Body::parse(body.as_bytes()).unwrap();

@@ -911,3 +911,126 @@ plan = "ultra"
     assert!(text.contains(": keep-alive\n\n"), "{text}");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 }
+
+/// Every path to a value in `value` (members and elements, nested), as JSON pointers.
+fn pointers_of(value: &Value, at: String, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let p = format!("{at}/{k}");
+                out.push(p.clone());
+                pointers_of(v, p, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let p = format!("{at}/{i}");
+                out.push(p.clone());
+                pointers_of(v, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Wrong-typed values for a field holding `current`: a number for a string, a string for the
+/// rest, and an object (an array for an object).
+fn wrong_values(current: &Value) -> [Value; 2] {
+    [
+        if current.is_string() {
+            json!(7)
+        } else {
+            json!("x")
+        },
+        if current.is_object() {
+            json!([1])
+        } else {
+            json!({"a": 1})
+        },
+    ]
+}
+
+#[tokio::test]
+async fn wrong_types_in_every_field_get_a_clear_4xx() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, "rpm = 100000"));
+    let schema = json!({"type": "object", "properties": {}});
+    let messages = json!({
+        "max_tokens": 20, "system": "be brief", "temperature": 0.5, "top_p": 0.9,
+        "stop_sequences": ["zz"], "stream": false, "metadata": {"user_id": "u"},
+        "tools": [{"name": "f", "description": "d", "input_schema": schema}],
+        "tool_choice": {"type": "auto"},
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    });
+    let chat = json!({
+        "max_tokens": 20, "temperature": 0.5, "top_p": 0.9, "stop": ["zz"], "stream": false,
+        "tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": schema}}],
+        "tool_choice": "auto", "user": "u",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    });
+    let responses = json!({
+        "max_output_tokens": 20, "instructions": "be brief", "temperature": 0.5, "stream": false,
+        "tools": [{"type": "function", "name": "f", "parameters": schema}],
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+    });
+    // What the gateway reads itself, whichever way the request goes.
+    let checked = ["/model", "/stream", "/messages", "/input"];
+    // A string is also valid here (content, stop sequences, input may be one).
+    let string_too = ["/messages/0/content", "/stop", "/input", "/input/0/content"];
+    let client = http();
+    let mut refused = 0;
+    for (path, template, native) in [
+        ("messages", &messages, "sonnet"),
+        ("chat/completions", &chat, "gpt-4.1"),
+        ("responses", &responses, ""),
+    ] {
+        for model in ["sonnet", "gpt-4.1"] {
+            let mut body = template.clone();
+            body["model"] = json!(model);
+            // Translated requests are parsed field by field; a native one goes on as it came
+            // (the upstream judges the rest) once the gateway's own fields are checked.
+            let translated = model != native;
+            let mut pointers = Vec::new();
+            pointers_of(&body, String::new(), &mut pointers);
+            for pointer in pointers {
+                let current = body.pointer(&pointer).cloned().unwrap_or_default();
+                for value in wrong_values(&current) {
+                    let mut bad = body.clone();
+                    *bad.pointer_mut(&pointer).unwrap() = value.clone();
+                    let r = client
+                        .post(format!("{}/v1/{path}", gw.url))
+                        .bearer_auth(KEY)
+                        .json(&bad)
+                        .send()
+                        .await
+                        .unwrap();
+                    let case = format!("{path} {model} {pointer} = {value}");
+                    let status = r.status().as_u16();
+                    // JSON Schemas are the tool's own business, passed on unchanged.
+                    let opaque =
+                        pointer.contains("/input_schema") || pointer.contains("/parameters");
+                    let alternative = value.is_string() && string_too.contains(&pointer.as_str());
+                    if !alternative
+                        && (checked.contains(&pointer.as_str()) || (translated && !opaque))
+                    {
+                        assert_eq!(status, 400, "{case}");
+                        let message = assert_error(r, 400, "invalid_request_error").await;
+                        assert!(message.contains('`'), "{case}: {message}");
+                        refused += 1;
+                    } else {
+                        assert!(status < 500, "{case}: {status} {}", r.text().await.unwrap());
+                    }
+                }
+            }
+        }
+    }
+    assert!(refused > 150, "{refused}");
+    let ok = client
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&gpt_body("hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "the server still serves");
+}
