@@ -375,6 +375,31 @@ mod tests {
         }
     }
 
+    /// Keys are compared as SHA-256 digests, never as text: the gateway holds only digests, so
+    /// no comparison can stop early at a guess's first wrong character (its timing depends on
+    /// the guess's digest, which says nothing about how close the guess is), and near misses
+    /// are refused.
+    #[test]
+    fn keys_are_held_and_compared_only_as_digests() {
+        let real = "izzi-ci-0123456789abcdef";
+        let keys = Keys::new(
+            &[config_key("ci", real)],
+            Some("izzi-personal-secret"),
+            &[stored("db", "izzi-db-secret-1", false)],
+        );
+        let held = format!("{keys:?}");
+        for secret in [real, "izzi-personal-secret", "izzi-db-secret-1"] {
+            assert!(!held.contains(secret), "{held}");
+        }
+        assert!(keys.find(real).is_some());
+        assert!(keys.find("izzi-db-secret-1").is_some());
+        let (head, last) = real.split_at(real.len() - 1);
+        assert_eq!(last, "f");
+        for guess in [head, &format!("{head}e"), &format!("{real}0"), "", " "] {
+            assert!(keys.find(guess).is_none(), "{guess:?}");
+        }
+    }
+
     #[test]
     fn both_headers_work_and_bearer_wins() {
         let mut h = HeaderMap::new();

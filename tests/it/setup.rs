@@ -352,6 +352,20 @@ fn check(name: &str) {
             "setup changed the mode of {rel}"
         );
     }
+    // The manifest and the backups of the user's files are the user's alone (they may hold
+    // keys): files 0600 in 0700 folders.
+    #[cfg(unix)]
+    {
+        let kept = sandbox.izzi_home.join("setup");
+        for (rel, mode) in modes(&kept) {
+            assert_eq!(mode, 0o600, "IZZI_HOME/setup/{rel}");
+        }
+        for dir in [kept.clone(), kept.join("backups")] {
+            if dir.exists() {
+                assert_eq!(mode_of(&dir), 0o700, "{}", dir.display());
+            }
+        }
+    }
     let izzi_expected = case.join("expected").join("izzi_home");
     if bless() {
         // The one file setup writes in IZZI_HOME for a tool: Roo Code's import file.

@@ -164,6 +164,18 @@ impl Gateway {
         }
     }
 
+    /// The gateway's resident memory in KiB (Linux: `/proc/PID/status`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Everything the gateway wrote to stderr so far.
     pub(crate) fn log(&self) -> String {
         let mut text = String::new();
