@@ -139,7 +139,25 @@ pub(crate) enum Output {
     Body(Bytes),
 }
 
+/// An ended request with its row, as the ledger thread receives it.
+struct Ended {
+    admission: Admission,
+    row: Row,
+}
+
 impl Finished {
+    /// Whether [`Finished::row`] has to tokenize: the upstream answered without reporting all
+    /// of its usage.
+    fn needs_count(&self) -> bool {
+        let Some(answered) = &self.answered else {
+            return false;
+        };
+        self.usage == Usage::default()
+            || self.usage.output_tokens == 0
+                && self.outcome != "completed"
+                && matches!(answered.output, Output::Body(_))
+    }
+
     /// The ledger row: the reported usage, or a local count where the upstream reported none
     /// (nothing at all, or a stream that ended before its final usage), priced at the model's
     /// prices.
@@ -187,7 +205,7 @@ fn count_json(model: &Model, body: &[u8]) -> u64 {
 }
 
 enum Message {
-    Finished(Box<Finished>),
+    Finished(Box<Ended>),
     Flush(tokio::sync::oneshot::Sender<()>),
     Seed {
         key: String,
@@ -273,15 +291,22 @@ impl Ledger {
         })
     }
 
-    /// Queues an ended request's row. Never blocks. On the runtime the row is handed over by a
-    /// task of its own, which runs once the current task yields: the answer that ended the
-    /// request reaches its client before the ledger thread is woken and takes the core.
+    /// Queues an ended request's row. Never blocks. On the runtime the row is made and handed
+    /// over by a task of its own, which runs once the current task yields, so the answer that
+    /// ended the request reaches its client before the ledger thread is woken; a row that needs
+    /// its tokens counted is made on a blocking thread (the first count loads the tokenizer),
+    /// so the ledger thread only ever writes.
     pub(crate) fn finish(&self, mut finished: Finished) {
         finished.admission.ended();
         super::metrics::ledger_pending(1, 0);
+        let counts = finished.needs_count();
         let handoff = Handoff(Some((self.tx.clone(), finished)));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn(async move { drop(handoff) }));
+            if counts {
+                drop(runtime.spawn_blocking(move || drop(handoff)));
+            } else {
+                drop(runtime.spawn(async move { drop(handoff) }));
+            }
         }
     }
 
@@ -322,11 +347,15 @@ impl Drop for Handoff {
         let Some((tx, finished)) = self.0.take() else {
             return;
         };
-        if let Err(mpsc::SendError(message)) = tx.send(Message::Finished(Box::new(finished))) {
+        let ended = Ended {
+            row: finished.row(),
+            admission: finished.admission,
+        };
+        if let Err(mpsc::SendError(message)) = tx.send(Message::Finished(Box::new(ended))) {
             // Only possible if the thread died; the admission is dropped, freeing its slot.
             super::metrics::ledger_pending(0, 1);
-            if let Message::Finished(finished) = message {
-                tracing::error!(row = ?finished.row(), "the ledger thread is gone; this row is lost");
+            if let Message::Finished(ended) = message {
+                tracing::error!(row = ?ended.row, "the ledger thread is gone; this row is lost");
             }
         }
     }
@@ -444,11 +473,11 @@ impl Writer {
     }
 
     fn write(&mut self, batch: Vec<Message>) {
-        let mut finished = Vec::with_capacity(batch.len());
+        let mut ended = Vec::with_capacity(batch.len());
         let mut flushes = Vec::new();
         for message in batch {
             match message {
-                Message::Finished(f) => finished.push(*f),
+                Message::Finished(e) => ended.push(*e),
                 Message::Flush(ack) => flushes.push(ack),
                 Message::Seed { key, now, reply } => match self.store.seed(&key, now) {
                     Ok(seed) => {
@@ -462,7 +491,8 @@ impl Writer {
                 },
             }
         }
-        let rows: Vec<Row> = finished.iter().map(Finished::row).collect();
+        let (admissions, rows): (Vec<Admission>, Vec<Row>) =
+            ended.into_iter().map(|e| (e.admission, e.row)).unzip();
         if !rows.is_empty() {
             // Behind a backlog, new rows queue after it so the ledger keeps its order.
             if self.backlog.is_empty() && self.commit(&rows) {
@@ -473,8 +503,8 @@ impl Writer {
         }
         // Committed, or parked because the database cannot be written: either way the requests
         // are settled, so a stuck database never holds slots or balances.
-        for (f, row) in finished.into_iter().zip(&rows) {
-            f.admission.settle(row.cost_usd);
+        for (admission, row) in admissions.into_iter().zip(&rows) {
+            admission.settle(row.cost_usd);
             self.recorder.finished(row);
         }
         if !flushes.is_empty() && !self.backlog.is_empty() {
@@ -625,8 +655,10 @@ mod tests {
             ("upstream", "0.003".into())
         );
         assert_eq!((row.latency_ms, row.ttft_ms), (1500, Some(200)));
+        assert!(!f.needs_count());
         drop(f);
         let f = finished(&limiter, Usage::default(), Some(answered()));
+        assert!(f.needs_count(), "the input is tokenized");
         let row = f.row();
         assert_eq!(row.usage_source, "estimate");
         assert!(row.usage.input_tokens > 0);
@@ -642,13 +674,20 @@ mod tests {
             Some(answered()),
         );
         f.outcome = "client_gone";
+        assert!(!f.needs_count(), "the output is the events relayed");
         assert_eq!(
             (f.row().usage.input_tokens, f.row().usage.output_tokens),
             (50, 7)
         );
+        f.answered = Some(Answered {
+            output: Output::Body(Bytes::from_static(b"{}")),
+            ..answered()
+        });
+        assert!(f.needs_count(), "the output body is tokenized");
         drop(f);
         // An upstream that failed before answering generated nothing to charge.
         let f = finished(&limiter, Usage::default(), None);
+        assert!(!f.needs_count());
         assert_eq!(f.row().cost_usd, Decimal::ZERO);
     }
 
