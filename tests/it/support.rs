@@ -196,6 +196,34 @@ impl Gateway {
         response.text().await.expect("GET body")
     }
 
+    /// `GET {path}` with `key` as a bearer token.
+    pub(crate) async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        http()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET sent")
+    }
+
+    /// `GET {path}` with `key` as a bearer token, answered 200; its body as JSON.
+    pub(crate) async fn get_json(&self, path: &str, key: &str) -> Value {
+        let response = self.get(path, key).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("GET body is JSON")
+    }
+
+    /// `POST {path}` with `body` as JSON and `key` as a bearer token.
+    pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        http()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST sent")
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     #[cfg(unix)]
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
