@@ -410,65 +410,46 @@ async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
 async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, "[server]\nmax_body_bytes = 2048\n"));
-    let client = http();
-    let post = |body: Vec<u8>| {
-        client
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .bearer_auth(KEY)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
+    let post = |body: Vec<u8>| gw.post_bytes("/v1/chat/completions", KEY, body);
     let big = serde_json::to_vec(&gpt_body(&"x".repeat(4096), false)).unwrap();
-    assert_error(post(big).await.unwrap(), 413, "invalid_request_error").await;
+    assert_error(post(big).await, 413, "invalid_request_error").await;
     let truncated = br#"{"model":"gpt-4.1","messages":[{"role":"us"#.to_vec();
-    let m = assert_error(post(truncated).await.unwrap(), 400, "invalid_request_error").await;
+    let m = assert_error(post(truncated).await, 400, "invalid_request_error").await;
     assert!(m.contains("not valid JSON"), "{m}");
     let invalid_utf8 =
         b"{\"model\":\"gpt-4.1\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"
             .to_vec();
-    assert_error(
-        post(invalid_utf8).await.unwrap(),
-        400,
-        "invalid_request_error",
-    )
-    .await;
+    assert_error(post(invalid_utf8).await, 400, "invalid_request_error").await;
     let m = assert_error(
-        post(br#"{"messages":[]}"#.to_vec()).await.unwrap(),
+        post(br#"{"messages":[]}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`model`"), "{m}");
     let m = assert_error(
-        post(br#"{"model":7,"messages":[]}"#.to_vec())
-            .await
-            .unwrap(),
+        post(br#"{"model":7,"messages":[]}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`model` must be a string"), "{m}");
     let m = assert_error(
-        post(br#"{"model":"gpt-4.1","messages":{}}"#.to_vec())
-            .await
-            .unwrap(),
+        post(br#"{"model":"gpt-4.1","messages":{}}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`messages`"), "{m}");
     let m = assert_error(
-        post(br#"{"model":"gpt-4.1","stream":"yes","messages":[]}"#.to_vec())
-            .await
-            .unwrap(),
+        post(br#"{"model":"gpt-4.1","stream":"yes","messages":[]}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`stream`"), "{m}");
     let m = assert_error(
-        post(br#"[1,2]"#.to_vec()).await.unwrap(),
+        post(br#"[1,2]"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
@@ -483,9 +464,9 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
         .await;
     // The openai provider's `*` glob takes unknown models; claude-9 goes there, not a 404.
     assert_ne!(unknown.status(), 404);
-    let ok = post(serde_json::to_vec(&gpt_body("hi", false)).unwrap())
-        .await
-        .unwrap();
+    let ok = gw
+        .post("/v1/chat/completions", KEY, &gpt_body("hi", false))
+        .await;
     assert_eq!(ok.status(), 200, "the server still serves");
 }
 

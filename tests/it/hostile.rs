@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, KEY, Mock, http, mock_config};
+use crate::support::{Gateway, KEY, Mock, mock_config};
 
 fn addr(gw: &Gateway) -> String {
     gw.url.trim_start_matches("http://").to_owned()
@@ -162,14 +162,9 @@ async fn deeply_nested_and_huge_json_is_refused_cleanly() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(deep)
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post_bytes("/v1/chat/completions", KEY, deep.into_bytes())
+        .await;
     assert_eq!(r.status(), 400);
     let huge = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "x".repeat(8 * 1024 * 1024)}]});
     let r = gw.post("/v1/chat/completions", KEY, &huge).await;

@@ -31,6 +31,22 @@ pub(crate) async fn send(gw: &Gateway, key: &str, body: &Value) -> reqwest::Resp
     gw.post(path, key, body).await
 }
 
+/// Asserts `response` is a 429 for concurrency, every one of `limit` slots taken; returns its
+/// headers and rate.
+pub(crate) async fn refused_for_concurrency(
+    response: reqwest::Response,
+    limit: u32,
+) -> (HeaderMap, Rate) {
+    let (headers, message) = error(response, 429, "rate_limit_error").await;
+    assert!(message.contains("Concurrent"), "{message}");
+    let refused = rate(&headers);
+    assert_eq!(
+        (refused.concurrent_limit, refused.concurrent_remaining),
+        (limit, 0)
+    );
+    (headers, refused)
+}
+
 /// Sends `body` until it is admitted, every refusal a 429 `rate_limit_error`, for at most
 /// `within` (else fails saying `never`); returns the 200.
 pub(crate) async fn admitted_within(
@@ -332,13 +348,7 @@ async fn concurrency_3_refuses_a_fourth_stream_until_one_ends() {
     }
     let fourth = body("gpt-4.1", "hi", true);
     let response = send(&gw, "izzi-three-0000000000", &fourth).await;
-    let (headers, message) = error(response, 429, "rate_limit_error").await;
-    assert!(message.contains("Concurrent"), "{message}");
-    let refused = rate(&headers);
-    assert_eq!(
-        (refused.concurrent_limit, refused.concurrent_remaining),
-        (3, 0)
-    );
+    let (headers, refused) = refused_for_concurrency(response, 3).await;
     assert_eq!(refused.remaining, 997, "the refused request used no RPM");
     let wait = retry_after(&headers);
     assert_eq!(wait, 1);

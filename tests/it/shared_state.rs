@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 
 use crate::ledger::{izzi, json_of, listed};
-use crate::limits::{admitted_within, body, error, inside_one_minute, key, rate, send};
+use crate::limits::{
+    admitted_within, body, error, inside_one_minute, key, rate, refused_for_concurrency, send,
+};
 use crate::support::{Gateway, Mock, http, mock_config};
 
 /// A port nobody listens on right now.
@@ -419,13 +421,7 @@ async fn concurrency_3_holds_across_instances() {
     let mut streams = long_streams(&[&gws[1], &gws[2]], k).await;
     for gw in &gws {
         let response = send(gw, k, &body("gpt-4.1", "hi", false)).await;
-        let (headers, message) = error(response, 429, "rate_limit_error").await;
-        assert!(message.contains("Concurrent"), "{message}");
-        let refused = rate(&headers);
-        assert_eq!(
-            (refused.concurrent_limit, refused.concurrent_remaining),
-            (3, 0)
-        );
+        refused_for_concurrency(response, 3).await;
     }
     // The short stream ends on the first instance: the third instance admits one more at once.
     let mut first = first.bytes_stream();

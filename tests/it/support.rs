@@ -215,10 +215,22 @@ impl Gateway {
 
     /// `POST {path}` with `body` as JSON and `key` as a bearer token.
     pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        let bytes = serde_json::to_vec(body).expect("a JSON body");
+        self.post_bytes(path, key, bytes).await
+    }
+
+    /// `POST {path}` with `body` sent as it is, labelled JSON, and `key` as a bearer token.
+    pub(crate) async fn post_bytes(
+        &self,
+        path: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
         http()
             .post(format!("{}{path}", self.url))
             .bearer_auth(key)
-            .json(body)
+            .header("content-type", "application/json")
+            .body(body)
             .send()
             .await
             .expect("POST sent")
