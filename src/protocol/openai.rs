@@ -332,6 +332,17 @@ pub(crate) struct Delta {
     pub(crate) thinking_blocks: Option<Vec<ThinkingBlock>>,
 }
 
+impl Delta {
+    /// The reasoning text: `reasoning_content`, else `reasoning` when it is a string.
+    pub(crate) fn take_reasoning(&mut self) -> Option<String> {
+        let other = match self.reasoning.take() {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        };
+        self.reasoning_content.take().or(other)
+    }
+}
+
 /// A tool call fragment: the first has `id` and `function.name`, later ones `arguments` pieces.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct ToolCallDelta {
