@@ -333,6 +333,15 @@ fn message_start(usage: Value) -> (Option<&'static str>, Value) {
     )
 }
 
+/// The arguments an Anthropic stream gave the tool block at `index`, its deltas joined.
+fn tool_json(events: &[(Option<String>, Value)], index: u64) -> String {
+    events
+        .iter()
+        .filter(|(_, d)| d["index"] == index && d["delta"]["type"] == "input_json_delta")
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Checks the Anthropic stream invariants Claude Code and the SDK rely on: `message_start`
 /// first and once, one block open at a time, indices contiguous from 0, every delta inside
 /// its open block, `message_stop` last.
@@ -416,16 +425,9 @@ fn pitfall_block_bookkeeping_chat_to_messages() {
         ["call_a", "call_b"],
         "both calls of one chunk are kept"
     );
-    let json_for = |index: u64| -> String {
-        events
-            .iter()
-            .filter(|(_, d)| d["index"] == index && d["delta"]["type"] == "input_json_delta")
-            .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(json_for(1), "{\"p\":");
+    assert_eq!(tool_json(&events, 1), "{\"p\":");
     assert_eq!(
-        json_for(2),
+        tool_json(&events, 2),
         "{\"d\":1}",
         "each call has its own argument buffer"
     );
@@ -1184,13 +1186,6 @@ fn pitfall_tool_slots_without_a_usable_index() {
         .map(|(_, d)| d["content_block"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(starts, ["a", "b"]);
-    let json_for = |index: u64| -> String {
-        events
-            .iter()
-            .filter(|(_, d)| d["index"] == index && d["delta"]["type"] == "input_json_delta")
-            .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(json_for(0), "{\"x\":1}");
-    assert_eq!(json_for(1), "{}");
+    assert_eq!(tool_json(&events, 0), "{\"x\":1}");
+    assert_eq!(tool_json(&events, 1), "{}");
 }
