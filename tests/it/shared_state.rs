@@ -580,12 +580,7 @@ async fn redis_restarted_under_load_crashes_nothing_and_loses_no_row() {
     let ok = *ok.lock().unwrap();
     assert!(ok > 30, "the load was real: {ok} requests");
     for gw in &gws {
-        let health = http()
-            .get(format!("{}/health", gw.url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status(), 200);
+        gw.get_text("/health").await;
     }
     let rows = pg.wait_rows(ok).await;
     assert!(rows.iter().all(|(_, key)| key == "load"));
@@ -622,12 +617,7 @@ async fn redis_away_fail_closed_gives_503_and_fail_open_admits_with_local_limits
     assert!(headers.get("retry-after").is_some());
     assert_eq!(rate(&headers).limit, 1);
     // Requests that count toward nothing still work.
-    let models = http()
-        .get(format!("{}/v1/models", closed.url))
-        .bearer_auth("izzi-one-000000000000")
-        .send()
-        .await
-        .unwrap();
+    let models = closed.get("/v1/models", "izzi-one-000000000000").await;
     assert_eq!(models.status(), 200);
     let open = Gateway::start(&with("open"));
     let ok = send(&open, "izzi-one-000000000000", &body("sonnet", "hi", false)).await;
