@@ -207,25 +207,49 @@ pub(crate) struct ChoiceName {
     pub(crate) name: String,
 }
 
-/// A whole response.
+/// A whole response (`choices` of [`Choice`]) or one stream chunk (of [`ChunkChoice`]): the
+/// same envelope. A chunk's `usage` is always written, `null` except in the usage chunk.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub(crate) struct Response {
+pub(crate) struct Envelope<C: Object> {
     #[serde(default)]
     pub(crate) id: String,
-    #[serde(default = "completion_object")]
+    #[serde(default = "C::object")]
     pub(crate) object: String,
     #[serde(default)]
     pub(crate) created: u64,
     #[serde(default)]
     pub(crate) model: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub(crate) choices: Vec<Choice>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        bound(deserialize = "C: Deserialize<'de>")
+    )]
+    pub(crate) choices: Vec<C>,
     #[serde(default)]
     pub(crate) usage: Option<Usage>,
 }
 
-fn completion_object() -> String {
-    "chat.completion".to_owned()
+/// What a choice's envelope says it is when the upstream leaves `object` out.
+pub(crate) trait Object {
+    fn object() -> String;
+}
+
+/// A whole response.
+pub(crate) type Response = Envelope<Choice>;
+
+/// One stream chunk.
+pub(crate) type Chunk = Envelope<ChunkChoice>;
+
+impl Object for Choice {
+    fn object() -> String {
+        "chat.completion".to_owned()
+    }
+}
+
+impl Object for ChunkChoice {
+    fn object() -> String {
+        "chat.completion.chunk".to_owned()
+    }
 }
 
 /// One choice of a response.
@@ -275,27 +299,6 @@ pub(crate) struct CompletionDetails {
     pub(crate) reasoning_tokens: u64,
 }
 
-/// One stream chunk. `usage` is always written, `null` except in the usage chunk.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub(crate) struct Chunk {
-    #[serde(default)]
-    pub(crate) id: String,
-    #[serde(default = "chunk_object")]
-    pub(crate) object: String,
-    #[serde(default)]
-    pub(crate) created: u64,
-    #[serde(default)]
-    pub(crate) model: String,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub(crate) choices: Vec<ChunkChoice>,
-    #[serde(default)]
-    pub(crate) usage: Option<Usage>,
-}
-
-fn chunk_object() -> String {
-    "chat.completion.chunk".to_owned()
-}
-
 /// One choice of a chunk.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct ChunkChoice {
@@ -327,6 +330,17 @@ pub(crate) struct Delta {
     pub(crate) tool_calls: Option<Vec<ToolCallDelta>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) thinking_blocks: Option<Vec<ThinkingBlock>>,
+}
+
+impl Delta {
+    /// The reasoning text: `reasoning_content`, else `reasoning` when it is a string.
+    pub(crate) fn take_reasoning(&mut self) -> Option<String> {
+        let other = match self.reasoning.take() {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        };
+        self.reasoning_content.take().or(other)
+    }
 }
 
 /// A tool call fragment: the first has `id` and `function.name`, later ones `arguments` pieces.

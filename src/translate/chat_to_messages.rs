@@ -738,11 +738,8 @@ impl Stream {
         let Some(choice) = chunk.choices.into_iter().find(|c| c.index == 0) else {
             return;
         };
-        let delta = choice.delta;
-        let reasoning = delta.reasoning_content.or(match delta.reasoning {
-            Some(Value::String(text)) => Some(text),
-            _ => None,
-        });
+        let mut delta = choice.delta;
+        let reasoning = delta.take_reasoning();
         if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
             self.ensure(Open::Thinking, out);
             self.delta(an::Delta::Thinking { thinking: text }, out);
@@ -845,20 +842,18 @@ impl Stream {
     }
 
     fn open_block(&mut self, open: Open, block: Known, out: &mut BytesMut) {
-        let index = self.next_index;
-        self.next_index += 1;
-        Self::write(
-            out,
-            &an::StreamEvent::ContentBlockStart {
-                index,
-                content_block: Block::Known(block),
-            },
-        );
+        let index = self.start_block(Block::Known(block), out);
         self.open = Some((index, open));
     }
 
     /// A block that comes whole (redacted thinking): start and stop at once.
     fn whole_block(&mut self, block: Block, out: &mut BytesMut) {
+        let index = self.start_block(block, out);
+        Self::write(out, &an::StreamEvent::ContentBlockStop { index });
+    }
+
+    /// Writes `content_block_start` for `block` at the next index; returns that index.
+    fn start_block(&mut self, block: Block, out: &mut BytesMut) -> u32 {
         let index = self.next_index;
         self.next_index += 1;
         Self::write(
@@ -868,7 +863,7 @@ impl Stream {
                 content_block: block,
             },
         );
-        Self::write(out, &an::StreamEvent::ContentBlockStop { index });
+        index
     }
 
     fn delta(&mut self, delta: an::Delta, out: &mut BytesMut) {

@@ -766,11 +766,8 @@ impl Stream {
         let Some(choice) = chunk.choices.into_iter().find(|c| c.index == 0) else {
             return;
         };
-        let delta = choice.delta;
-        let reasoning = delta.reasoning_content.or(match delta.reasoning {
-            Some(Value::String(text)) => Some(text),
-            _ => None,
-        });
+        let mut delta = choice.delta;
+        let reasoning = delta.take_reasoning();
         if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
             self.reasoning_delta(&text, out);
         }

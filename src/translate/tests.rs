@@ -45,6 +45,20 @@ struct Settings {
     max_output: u32,
 }
 
+/// No reasoning, 8192 output tokens: what most cases need.
+const PLAIN: Settings = Settings {
+    reasoning: false,
+    max_output: 8192,
+};
+
+/// Reasoning on, up to `max_output` tokens.
+fn reasoning(max_output: u32) -> Settings {
+    Settings {
+        reasoning: true,
+        max_output,
+    }
+}
+
 fn settings(path: &Path) -> Settings {
     let value: Value = fs_err::read(path)
         .ok()
@@ -65,6 +79,13 @@ fn target<'a>(request: &'a Body<'a>, settings: &Settings) -> Target<'a> {
         request,
         created: CREATED,
     }
+}
+
+/// The upstream request `body` (a client's, in `format`) becomes toward a `kind` provider.
+fn upstream(format: Format, kind: Kind, body: &[u8], settings: &Settings) -> Value {
+    let parsed = Body::parse(body).unwrap();
+    let out = request(format, kind, &parsed, &target(&parsed, settings)).unwrap();
+    serde_json::from_slice(&out.body).unwrap()
 }
 
 /// Runs a whole stream through a fresh translator, in the given byte chunks.
@@ -223,7 +244,7 @@ proptest! {
     fn chunking_never_changes_a_translated_stream(cuts in proptest::collection::vec(0.0f64..1.0, 0..40)) {
         for (format, kind, input, request) in stream_cases() {
             let body = Body::parse(&request).unwrap();
-            let target = target(&body, &Settings { reasoning: false, max_output: 8192 });
+            let target = target(&body, &PLAIN);
             let whole = run_stream(format, kind, &target, &[&input]);
             let mut points: Vec<usize> = cuts.iter().map(|c| (c * input.len() as f64) as usize).collect();
             points.sort_unstable();
@@ -287,13 +308,7 @@ fn translate_stream(
     input: &[u8],
 ) -> (Vec<(Option<String>, Value)>, Usage) {
     let body = Body::parse(request_body).unwrap();
-    let target = target(
-        &body,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
+    let target = target(&body, &PLAIN);
     let (out, usage, _) = run_stream(format, kind, &target, &[input]);
     (events(&out), usage)
 }
@@ -316,6 +331,15 @@ fn message_start(usage: Value) -> (Option<&'static str>, Value) {
     anthropic_event(
         json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":usage}}),
     )
+}
+
+/// The arguments an Anthropic stream gave the tool block at `index`, its deltas joined.
+fn tool_json(events: &[(Option<String>, Value)], index: u64) -> String {
+    events
+        .iter()
+        .filter(|(_, d)| d["index"] == index && d["delta"]["type"] == "input_json_delta")
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Checks the Anthropic stream invariants Claude Code and the SDK rely on: `message_start`
@@ -401,16 +425,9 @@ fn pitfall_block_bookkeeping_chat_to_messages() {
         ["call_a", "call_b"],
         "both calls of one chunk are kept"
     );
-    let json_for = |index: u64| -> String {
-        events
-            .iter()
-            .filter(|(_, d)| d["index"] == index && d["delta"]["type"] == "input_json_delta")
-            .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(json_for(1), "{\"p\":");
+    assert_eq!(tool_json(&events, 1), "{\"p\":");
     assert_eq!(
-        json_for(2),
+        tool_json(&events, 2),
         "{\"d\":1}",
         "each call has its own argument buffer"
     );
@@ -525,13 +542,7 @@ fn pitfall_tool_turn_with_stop_is_tool_use() {
     let body = json!({"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":null,
         "tool_calls":[{"id":"c1","type":"function","function":{"name":"Bash","arguments":"{}"}}]},"finish_reason":"stop"}]});
     let request = Body::parse(EMPTY_REQUEST).unwrap();
-    let target = target(
-        &request,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
+    let target = target(&request, &PLAIN);
     let raw = serde_json::to_vec(&body).unwrap();
     let (out, _) = response(Format::Messages, Kind::Openai, &raw, &target).unwrap();
     let out: Value = serde_json::from_slice(&out).unwrap();
@@ -674,16 +685,7 @@ fn pitfall_thinking_signatures() {
         {"role":"user","content":"q"},
         {"role":"assistant","content":"a","reasoning_content":"unsigned"},
         {"role":"user","content":"q2"}]}"#;
-    let parsed = Body::parse(body).unwrap();
-    let target_r = target(
-        &parsed,
-        &Settings {
-            reasoning: true,
-            max_output: 64000,
-        },
-    );
-    let out = request(Format::Chat, Kind::Anthropic, &parsed, &target_r).unwrap();
-    let out: Value = serde_json::from_slice(&out.body).unwrap();
+    let out = upstream(Format::Chat, Kind::Anthropic, body, &reasoning(64000));
     assert_eq!(
         out["messages"][1]["content"],
         json!([{"type":"text","text":"a"}])
@@ -697,13 +699,7 @@ fn pitfall_thinking_signatures() {
         "stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":2}});
     let req = br#"{"model":"m","input":"hi"}"#;
     let parsed = Body::parse(req).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: true,
-            max_output: 64000,
-        },
-    );
+    let t = target(&parsed, &reasoning(64000));
     let upstream = serde_json::to_vec(&upstream).unwrap();
     let (out, _) = response(Format::Responses, Kind::Anthropic, &upstream, &t).unwrap();
     let out: Value = serde_json::from_slice(&out).unwrap();
@@ -715,13 +711,7 @@ fn pitfall_thinking_signatures() {
         serde_json::to_vec(&json!({"model":"m","input":input,"reasoning":{"effort":"high"}}))
             .unwrap();
     let parsed = Body::parse(&next).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: true,
-            max_output: 64000,
-        },
-    );
+    let t = target(&parsed, &reasoning(64000));
     let out = request(Format::Responses, Kind::Anthropic, &parsed, &t).unwrap();
     let out: Value = serde_json::from_slice(&out.body).unwrap();
     assert_eq!(
@@ -748,16 +738,7 @@ fn pitfall_no_empty_text_blocks() {
     let body = br#"{"model":"m","messages":[{"role":"user","content":"go"},
         {"role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":""}}]},
         {"role":"tool","tool_call_id":"c1","content":"done"}]}"#;
-    let parsed = Body::parse(body).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
-    let out = request(Format::Chat, Kind::Anthropic, &parsed, &t).unwrap();
-    let out: Value = serde_json::from_slice(&out.body).unwrap();
+    let out = upstream(Format::Chat, Kind::Anthropic, body, &PLAIN);
     assert_eq!(
         out["messages"][1]["content"],
         json!([{"type":"tool_use","id":"c1","name":"f","input":{}}])
@@ -775,13 +756,7 @@ fn pitfall_tool_result_placement() {
         {"role":"tool","tool_call_id":"b","content":"B"},
         {"role":"user","content":"and?"}]}"#;
     let parsed = Body::parse(body).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
+    let t = target(&parsed, &PLAIN);
     let out = request(Format::Chat, Kind::Anthropic, &parsed, &t).unwrap();
     let out: Value = serde_json::from_slice(&out.body).unwrap();
     assert_eq!(out["messages"].as_array().unwrap().len(), 3);
@@ -808,16 +783,7 @@ fn pitfall_ids_and_long_names() {
     let body = br#"{"model":"m","messages":[{"role":"user","content":"go"},
         {"role":"assistant","tool_calls":[{"id":"functions.Bash:0","type":"function","function":{"name":"Bash","arguments":"{}"}}]},
         {"role":"tool","tool_call_id":"functions.Bash:0","content":"ok"}]}"#;
-    let parsed = Body::parse(body).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
-    let out = request(Format::Chat, Kind::Anthropic, &parsed, &t).unwrap();
-    let out: Value = serde_json::from_slice(&out.body).unwrap();
+    let out = upstream(Format::Chat, Kind::Anthropic, body, &PLAIN);
     assert_eq!(out["messages"][1]["content"][0]["id"], "functions_Bash_0");
     assert_eq!(
         out["messages"][2]["content"][0]["tool_use_id"],
@@ -828,13 +794,7 @@ fn pitfall_ids_and_long_names() {
     let body = serde_json::to_vec(&json!({"model":"m","max_tokens":100,"messages":[{"role":"user","content":"go"}],
         "tools":[{"name":long,"input_schema":{"type":"object"}}],"tool_choice":{"type":"tool","name":long}})).unwrap();
     let parsed = Body::parse(&body).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
+    let t = target(&parsed, &PLAIN);
     let out = request(Format::Messages, Kind::Openai, &parsed, &t).unwrap();
     let out: Value = serde_json::from_slice(&out.body).unwrap();
     let short = out["tools"][0]["function"]["name"]
@@ -870,16 +830,7 @@ fn pitfall_parameters() {
     let body = br#"{"model":"m","max_tokens":32000,"messages":[{"role":"user","content":"hi"}],
         "thinking":{"type":"enabled","budget_tokens":31999},"context_management":{"edits":[]},
         "output_config":{"effort":"high"},"metadata":{"user_id":"u1"},"top_p":0.9}"#;
-    let parsed = Body::parse(body).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: true,
-            max_output: 128000,
-        },
-    );
-    let out = request(Format::Messages, Kind::Openai, &parsed, &t).unwrap();
-    let out: Value = serde_json::from_slice(&out.body).unwrap();
+    let out = upstream(Format::Messages, Kind::Openai, body, &reasoning(128000));
     assert_eq!(out["max_completion_tokens"], 32000);
     assert!(out.get("max_tokens").is_none());
     for leaked in [
@@ -898,13 +849,7 @@ fn pitfall_parameters() {
     let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"high",
         "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required"}"#;
     let parsed = Body::parse(body).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: true,
-            max_output: 64000,
-        },
-    );
+    let t = target(&parsed, &reasoning(64000));
     let err = request(Format::Chat, Kind::Anthropic, &parsed, &t).unwrap_err();
     assert!(err.0.contains("`tool_choice`"), "{err}");
 }
@@ -919,16 +864,7 @@ fn pitfall_schemas_pass_unchanged() {
         "tools":[{"type":"function","function":{"name":"f","parameters":schema}}]}),
     )
     .unwrap();
-    let parsed = Body::parse(&body).unwrap();
-    let t = target(
-        &parsed,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
-    let out = request(Format::Chat, Kind::Anthropic, &parsed, &t).unwrap();
-    let out: Value = serde_json::from_slice(&out.body).unwrap();
+    let out = upstream(Format::Chat, Kind::Anthropic, &body, &PLAIN);
     assert_eq!(out["tools"][0]["input_schema"], schema);
 }
 
@@ -991,13 +927,7 @@ fn pitfall_stream_errors() {
 #[test]
 fn transport_error_at_end_is_an_error_event() {
     let request_body = Body::parse(EMPTY_REQUEST).unwrap();
-    let t = target(
-        &request_body,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
+    let t = target(&request_body, &PLAIN);
     for (format, kind) in [
         (Format::Messages, Kind::Openai),
         (Format::Chat, Kind::Anthropic),
@@ -1030,13 +960,7 @@ fn observers_read_usage_and_completion() {
         anthropic_event(json!({"type":"message_stop"})),
     ]);
     let request_body = Body::parse(EMPTY_REQUEST).unwrap();
-    let t = target(
-        &request_body,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
+    let t = target(&request_body, &PLAIN);
     let (out, usage, completed) = run_stream(Format::Messages, Kind::Anthropic, &t, &[&input]);
     assert!(out.is_empty());
     assert!(completed);
@@ -1095,13 +1019,7 @@ fn observers_read_usage_and_completion() {
 #[test]
 fn first_event_is_written_at_once() {
     let request_body = Body::parse(EMPTY_REQUEST).unwrap();
-    let t = target(
-        &request_body,
-        &Settings {
-            reasoning: false,
-            max_output: 8192,
-        },
-    );
+    let t = target(&request_body, &PLAIN);
     let first_chat = sse::Event {
         event: None,
         data: chunk(json!({"role":"assistant","content":"Hi"}), None)
@@ -1234,13 +1152,7 @@ fn refusals_name_the_field() {
     ];
     for (format, kind, body, wanted) in cases {
         let parsed = Body::parse(body.as_bytes()).unwrap();
-        let t = target(
-            &parsed,
-            &Settings {
-                reasoning: false,
-                max_output: 8192,
-            },
-        );
+        let t = target(&parsed, &PLAIN);
         let err = request(*format, *kind, &parsed, &t).unwrap_err();
         assert!(err.0.contains(wanted), "{body}: {err}");
     }
@@ -1274,13 +1186,6 @@ fn pitfall_tool_slots_without_a_usable_index() {
         .map(|(_, d)| d["content_block"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(starts, ["a", "b"]);
-    let json_for = |index: u64| -> String {
-        events
-            .iter()
-            .filter(|(_, d)| d["index"] == index && d["delta"]["type"] == "input_json_delta")
-            .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    assert_eq!(json_for(0), "{\"x\":1}");
-    assert_eq!(json_for(1), "{}");
+    assert_eq!(tool_json(&events, 0), "{\"x\":1}");
+    assert_eq!(tool_json(&events, 1), "{}");
 }

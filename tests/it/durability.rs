@@ -9,16 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::limits::{body, send};
-use crate::support::{Gateway, KEY, Mock, http, mock_config};
+use crate::support::{Gateway, KEY, Mock, mock_config};
 
+/// `/health`, which stays 200 while degraded.
 async fn health(gw: &Gateway) -> Value {
-    let response = http()
-        .get(format!("{}/health", gw.url))
-        .send()
-        .await
-        .expect("health");
-    assert_eq!(response.status(), 200, "/health stays 200 while degraded");
-    response.json().await.expect("health json")
+    serde_json::from_str(&gw.get_text("/health").await).expect("health json")
 }
 
 /// Polls `/health` until `done` holds for it, for at most `within`.
@@ -46,6 +41,27 @@ fn lock(home: &Path) -> rusqlite::Connection {
 fn ledger_rows(conn: &rusqlite::Connection) -> u32 {
     conn.query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get(0))
         .expect("count rows")
+}
+
+/// Sends `requests` requests while the ledger cannot write (every `stream_every`th a stream),
+/// each answered 200; waits until all are in the backlog and returns `/health`, asserted
+/// degraded by an error that mentions `cause`.
+async fn degrade(gw: &Gateway, requests: usize, stream_every: usize, cause: &str) -> Value {
+    for i in 0..requests {
+        assert_eq!(
+            complete(gw, i.is_multiple_of(stream_every), i).await,
+            200,
+            "request {i}"
+        );
+    }
+    let degraded = health_until(gw, Duration::from_secs(10), |h| {
+        h["ledger"]["backlog_rows"] == requests
+    })
+    .await;
+    assert_eq!(degraded["status"], "degraded", "{degraded}");
+    let error = degraded["ledger"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(cause), "{degraded}");
+    degraded
 }
 
 /// Sends one request and reads its whole answer, which must be complete when it is a 200 (a
@@ -77,20 +93,8 @@ async fn a_locked_database_degrades_health_and_its_rows_arrive_when_it_clears() 
     assert_eq!(health(&gw).await["status"], "ok");
     let locker = lock(home);
     let requests: usize = 8;
-    for i in 0..requests {
-        assert_eq!(
-            complete(&gw, i.is_multiple_of(3), i).await,
-            200,
-            "request {i}"
-        );
-    }
-    let degraded = health_until(&gw, Duration::from_secs(10), |h| {
-        h["ledger"]["backlog_rows"] == requests
-    })
-    .await;
-    assert_eq!(degraded["status"], "degraded", "{degraded}");
+    let degraded = degrade(&gw, requests, 3, "locked").await;
     let error = degraded["ledger"]["error"].as_str().unwrap_or_default();
-    assert!(error.contains("locked"), "{degraded}");
     assert!(!error.contains(&home.display().to_string()), "{degraded}");
     assert_eq!(ledger_rows(&locker), 0);
     locker.execute_batch("COMMIT").expect("unlock");
@@ -240,20 +244,7 @@ async fn a_full_disk_degrades_health_and_its_rows_arrive_when_space_returns() {
     health_until(&gw, Duration::from_secs(10), |h| h["status"] == "ok").await;
     let filler = fill(home);
     let requests: usize = 12;
-    for i in 0..requests {
-        assert_eq!(
-            complete(&gw, i.is_multiple_of(2), i).await,
-            200,
-            "request {i}"
-        );
-    }
-    let degraded = health_until(&gw, Duration::from_secs(10), |h| {
-        h["ledger"]["backlog_rows"] == requests
-    })
-    .await;
-    assert_eq!(degraded["status"], "degraded", "{degraded}");
-    let error = degraded["ledger"]["error"].as_str().unwrap_or_default();
-    assert!(error.contains("full"), "{degraded}");
+    degrade(&gw, requests, 2, "full").await;
     // Still serving, through a retry or two of the backlog.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(complete(&gw, true, 0).await, 200);

@@ -52,19 +52,9 @@ async fn health_root_and_unknown_paths() {
     assert_eq!(health["status"], "ok");
     let head = client.head(format!("{}/", gw.url)).send().await.unwrap();
     assert_eq!(head.status(), 200);
-    let missing = client
-        .get(format!("{}/v2/nothing", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
+    let missing = gw.get("/v2/nothing", KEY).await;
     assert_error(missing, 404, "not_found").await;
-    let wrong_method = client
-        .get(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
+    let wrong_method = gw.get("/v1/messages", KEY).await;
     assert_error(wrong_method, 405, "invalid_request_error").await;
 }
 
@@ -74,30 +64,17 @@ async fn keys_are_required_on_every_api_path_in_both_headers() {
     let gw = Gateway::start(&mock_config(&mock, ""));
     let client = http();
     for prefix in ["/v1", "/openai/v1", "/api/v1"] {
-        let url = format!("{}{prefix}/models", gw.url);
+        let path = format!("{prefix}/models");
+        let url = format!("{}{path}", gw.url);
         assert_error(
             client.get(&url).send().await.unwrap(),
             401,
             "authentication_error",
         )
         .await;
-        let bad = client
-            .get(&url)
-            .bearer_auth("izzi-wrong")
-            .send()
-            .await
-            .unwrap();
+        let bad = gw.get(&path, "izzi-wrong").await;
         assert_error(bad, 401, "authentication_error").await;
-        assert_eq!(
-            client
-                .get(&url)
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(gw.get(&path, KEY).await.status(), 200);
         assert_eq!(
             client
                 .get(&url)
@@ -127,15 +104,7 @@ async fn models_list_and_lookup_in_both_shapes() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
     let client = http();
-    let list: Value = client
-        .get(format!("{}/v1/models", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = gw.get_json("/v1/models", KEY).await;
     assert_eq!(list["object"], "list");
     let data = list["data"].as_array().unwrap();
     assert_eq!(data.len(), 11);
@@ -164,22 +133,9 @@ async fn models_list_and_lookup_in_both_shapes() {
             .unwrap()
             .ends_with('Z')
     );
-    let one: Value = client
-        .get(format!("{}/api/v1/models/sonnet", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = gw.get_json("/api/v1/models/sonnet", KEY).await;
     assert_eq!(one["id"], "claude-sonnet-4-20250514");
-    let missing = client
-        .get(format!("{}/v1/models/gpt-9", gw.url))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
+    let missing = gw.get("/v1/models/gpt-9", KEY).await;
     assert_error(missing, 404, "not_found").await;
 }
 
@@ -204,13 +160,13 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
         answer["content"][0]["text"],
         "Hello from the mock upstream."
     );
-    let chat: Value = client
-        .post(format!("{}/openai/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&gpt_body("hello", false))
-        .send()
+    let chat: Value = gw
+        .post(
+            "/openai/v1/chat/completions",
+            KEY,
+            &gpt_body("hello", false),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -289,30 +245,24 @@ async fn streams_are_relayed_as_they_arrive() {
 async fn upstream_errors_map_as_spec_says() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
-    let client = http();
+    let gw = &gw;
     let send = |text: &str, claude: bool| {
         let (path, body) = if claude {
             ("/v1/messages", claude_body(text, false))
         } else {
             ("/v1/chat/completions", gpt_body(text, false))
         };
-        client
-            .post(format!("{}{path}", gw.url))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
+        async move { gw.post(path, KEY, &body).await }
     };
-    let r = send("mock:status=429 mock:retry_after=7", true)
-        .await
-        .unwrap();
+    let r = send("mock:status=429 mock:retry_after=7", true).await;
     assert_eq!(r.headers()["retry-after"], "7");
     assert_error(r, 429, "rate_limit_error").await;
     // Without Retry-After (retried, then passed on as it came).
-    let r = send("mock:status=429", false).await.unwrap();
+    let r = send("mock:status=429", false).await;
     assert!(r.headers().get("retry-after").is_none(), "{r:?}");
     assert_error(r, 429, "rate_limit_error").await;
     let message = assert_error(
-        send("mock:status=400", false).await.unwrap(),
+        send("mock:status=400", false).await,
         400,
         "invalid_request_error",
     )
@@ -321,32 +271,25 @@ async fn upstream_errors_map_as_spec_says() {
         message, "mock failure 400",
         "the upstream's own message is passed on"
     );
+    assert_error(send("mock:status=404", true).await, 404, "not_found").await;
     assert_error(
-        send("mock:status=404", true).await.unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
-    assert_error(
-        send("mock:status=413", true).await.unwrap(),
+        send("mock:status=413", true).await,
         413,
         "invalid_request_error",
     )
     .await;
     assert_error(
-        send("mock:status=422", false).await.unwrap(),
+        send("mock:status=422", false).await,
         422,
         "invalid_request_error",
     )
     .await;
     for status in [401, 403, 500, 503, 529] {
-        let r = send(&format!("mock:status={status}"), status % 2 == 0)
-            .await
-            .unwrap();
+        let r = send(&format!("mock:status={status}"), status % 2 == 0).await;
         assert_error(r, 502, "upstream_error").await;
     }
     let html = assert_error(
-        send("mock:status=500 mock:html", true).await.unwrap(),
+        send("mock:status=500 mock:html", true).await,
         502,
         "upstream_error",
     )
@@ -354,20 +297,16 @@ async fn upstream_errors_map_as_spec_says() {
     assert!(html.contains("mock failure 500"), "{html}");
     // A body that is not JSON at all, as a proxy in front of the provider sends.
     let plain = assert_error(
-        send("mock:status=503 mock:text", false).await.unwrap(),
+        send("mock:status=503 mock:text", false).await,
         502,
         "upstream_error",
     )
     .await;
     assert!(plain.contains("mock failure 503"), "{plain}");
     // A stream that fails before its first byte is still a proper status.
-    let r = client
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&claude_body("mock:status=503", true))
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post("/v1/messages", KEY, &claude_body("mock:status=503", true))
+        .await;
     assert_error(r, 502, "upstream_error").await;
 }
 
@@ -403,23 +342,18 @@ key = "{KEY}"
         mock.url
     );
     let gw = Gateway::start(&config);
-    let client = http();
-    let r = client
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&claude_body("hi", false))
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post("/v1/messages", KEY, &claude_body("hi", false))
+        .await;
     let message = assert_error(r, 502, "connection_error").await;
     assert!(message.contains("`anthropic`"), "{message}");
-    let r = client
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&gpt_body("mock:delay_ms=3000", false))
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            &gpt_body("mock:delay_ms=3000", false),
+        )
+        .await;
     let message = assert_error(r, 502, "connection_error").await;
     assert!(message.contains("in time"), "{message}");
 }
@@ -463,16 +397,7 @@ async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
             openai_error,
         ),
     ] {
-        let text = http()
-            .post(format!("{}{path}", gw.url))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = gw.post(path, KEY, &body).await.text().await.unwrap();
         assert!(text.contains(marker), "{text}");
         assert!(
             !text.contains("message_stop") && !text.contains("[DONE]"),
@@ -485,82 +410,63 @@ async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
 async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, "[server]\nmax_body_bytes = 2048\n"));
-    let client = http();
-    let post = |body: Vec<u8>| {
-        client
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .bearer_auth(KEY)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-    };
+    let post = |body: Vec<u8>| gw.post_bytes("/v1/chat/completions", KEY, body);
     let big = serde_json::to_vec(&gpt_body(&"x".repeat(4096), false)).unwrap();
-    assert_error(post(big).await.unwrap(), 413, "invalid_request_error").await;
+    assert_error(post(big).await, 413, "invalid_request_error").await;
     let truncated = br#"{"model":"gpt-4.1","messages":[{"role":"us"#.to_vec();
-    let m = assert_error(post(truncated).await.unwrap(), 400, "invalid_request_error").await;
+    let m = assert_error(post(truncated).await, 400, "invalid_request_error").await;
     assert!(m.contains("not valid JSON"), "{m}");
     let invalid_utf8 =
         b"{\"model\":\"gpt-4.1\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}"
             .to_vec();
-    assert_error(
-        post(invalid_utf8).await.unwrap(),
-        400,
-        "invalid_request_error",
-    )
-    .await;
+    assert_error(post(invalid_utf8).await, 400, "invalid_request_error").await;
     let m = assert_error(
-        post(br#"{"messages":[]}"#.to_vec()).await.unwrap(),
+        post(br#"{"messages":[]}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`model`"), "{m}");
     let m = assert_error(
-        post(br#"{"model":7,"messages":[]}"#.to_vec())
-            .await
-            .unwrap(),
+        post(br#"{"model":7,"messages":[]}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`model` must be a string"), "{m}");
     let m = assert_error(
-        post(br#"{"model":"gpt-4.1","messages":{}}"#.to_vec())
-            .await
-            .unwrap(),
+        post(br#"{"model":"gpt-4.1","messages":{}}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`messages`"), "{m}");
     let m = assert_error(
-        post(br#"{"model":"gpt-4.1","stream":"yes","messages":[]}"#.to_vec())
-            .await
-            .unwrap(),
+        post(br#"{"model":"gpt-4.1","stream":"yes","messages":[]}"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("`stream`"), "{m}");
     let m = assert_error(
-        post(br#"[1,2]"#.to_vec()).await.unwrap(),
+        post(br#"[1,2]"#.to_vec()).await,
         400,
         "invalid_request_error",
     )
     .await;
     assert!(m.contains("JSON"), "{m}");
-    let unknown = client
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "claude-9", "max_tokens": 5, "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let unknown = gw
+        .post(
+            "/v1/messages",
+            KEY,
+            &json!({"model": "claude-9", "max_tokens": 5, "messages": []}),
+        )
+        .await;
     // The openai provider's `*` glob takes unknown models; claude-9 goes there, not a 404.
     assert_ne!(unknown.status(), 404);
-    let ok = post(serde_json::to_vec(&gpt_body("hi", false)).unwrap())
-        .await
-        .unwrap();
+    let ok = gw
+        .post("/v1/chat/completions", KEY, &gpt_body("hi", false))
+        .await;
     assert_eq!(ok.status(), 200, "the server still serves");
 }
 
@@ -569,13 +475,13 @@ async fn unknown_models_are_404_without_a_catch_all_provider() {
     let mock = Mock::start();
     let config = mock_config(&mock, "").replace("models = [\"*\"]", "models = [\"gpt-*\"]");
     let gw = Gateway::start(&config);
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "nope-1", "messages": []}))
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            &json!({"model": "nope-1", "messages": []}),
+        )
+        .await;
     let m = assert_error(r, 404, "not_found").await;
     assert!(m.contains("`nope-1`"), "{m}");
 }
@@ -585,13 +491,13 @@ async fn unknown_models_are_404_without_a_catch_all_provider() {
 async fn sigterm_lets_an_in_flight_stream_finish() {
     let mock = Mock::start();
     let mut gw = Gateway::start(&mock_config(&mock, ""));
-    let response = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&claude_body("mock:words=10 mock:chunk_delay_ms=100", true))
-        .send()
-        .await
-        .unwrap();
+    let response = gw
+        .post(
+            "/v1/messages",
+            KEY,
+            &claude_body("mock:words=10 mock:chunk_delay_ms=100", true),
+        )
+        .await;
     let mut stream = response.bytes_stream();
     let _first = stream.next().await.unwrap().unwrap();
     let status = tokio::task::spawn_blocking(move || {
@@ -611,13 +517,13 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
 async fn a_client_that_leaves_mid_stream_is_recorded_as_gone() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
-    let response = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&claude_body("mock:words=50 mock:chunk_delay_ms=50", true))
-        .send()
-        .await
-        .unwrap();
+    let response = gw
+        .post(
+            "/v1/messages",
+            KEY,
+            &claude_body("mock:words=50 mock:chunk_delay_ms=50", true),
+        )
+        .await;
     let mut stream = response.bytes_stream();
     let _first = stream.next().await.unwrap().unwrap();
     drop(stream);
@@ -686,72 +592,70 @@ async fn received(mock: &Mock, marker: &str) -> Vec<Value> {
 async fn retryable_upstream_failures_are_retried_before_the_first_byte() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
-    let client = http();
-    let post = |path: &str, body: Value| {
-        client
-            .post(format!("{}{path}", gw.url))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
-    };
     // Two 503s, then an answer: the default two retries absorb them.
-    let r = post(
-        "/v1/chat/completions",
-        gpt_body("mock:fail_first=2 mock:id=plain", false),
-    )
-    .await
-    .unwrap();
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            &gpt_body("mock:fail_first=2 mock:id=plain", false),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(received(&mock, "mock:id=plain").await.len(), 3);
     // A 429 with Retry-After: 1 is waited out.
-    let r = post(
-        "/v1/messages",
-        claude_body(
-            "mock:fail_first=1 mock:fail_status=429 mock:retry_after=1 mock:id=limited",
-            false,
-        ),
-    )
-    .await
-    .unwrap();
+    let r = gw
+        .post(
+            "/v1/messages",
+            KEY,
+            &claude_body(
+                "mock:fail_first=1 mock:fail_status=429 mock:retry_after=1 mock:id=limited",
+                false,
+            ),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(received(&mock, "mock:id=limited").await.len(), 2);
     // A stream that fails before its first byte is retried too.
-    let r = post(
-        "/v1/messages",
-        claude_body("mock:fail_first=1 mock:id=stream", true),
-    )
-    .await
-    .unwrap();
+    let r = gw
+        .post(
+            "/v1/messages",
+            KEY,
+            &claude_body("mock:fail_first=1 mock:id=stream", true),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("message_stop"));
     // Three failures are one too many.
-    let r = post(
-        "/v1/chat/completions",
-        gpt_body("mock:fail_first=3 mock:id=many", false),
-    )
-    .await
-    .unwrap();
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            &gpt_body("mock:fail_first=3 mock:id=many", false),
+        )
+        .await;
     assert_error(r, 502, "upstream_error").await;
     assert_eq!(received(&mock, "mock:id=many").await.len(), 3);
     // Client errors are never retried.
-    let r = post(
-        "/v1/chat/completions",
-        gpt_body("mock:fail_first=1 mock:fail_status=400 mock:id=bad", false),
-    )
-    .await
-    .unwrap();
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            &gpt_body("mock:fail_first=1 mock:fail_status=400 mock:id=bad", false),
+        )
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(received(&mock, "mock:id=bad").await.len(), 1);
     // Once bytes reached the client nothing is retried.
-    let text = post(
-        "/v1/messages",
-        claude_body("mock:drop_after=4 mock:chunk_delay_ms=20 mock:id=cut", true),
-    )
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let text = gw
+        .post(
+            "/v1/messages",
+            KEY,
+            &claude_body("mock:drop_after=4 mock:chunk_delay_ms=20 mock:id=cut", true),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("event: error"));
     assert_eq!(received(&mock, "mock:id=cut").await.len(), 1);
 }
@@ -781,13 +685,13 @@ fallbacks = ["gpt-9-unknown-to-all", "gpt-4.1-mini"]
     let config =
         mock_config(&mock, &extra).replace("models = [\"*\"]", "models = [\"gpt-4.1-mini\"]");
     let gw = Gateway::start(&config);
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&gpt_body("fallback please", false))
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            &gpt_body("fallback please", false),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let seen = received(&mock, "fallback please").await;
     assert_eq!(seen.len(), 1);
@@ -802,25 +706,19 @@ async fn count_tokens_takes_openai_and_responses_bodies() {
         json!({"model": "gpt-4.1", "input": "Hello there, how are you?"}),
         json!({"model": "gpt-4.1", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]}),
     ] {
-        let r = http()
-            .post(format!("{}/v1/messages/count_tokens", gw.url))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = gw.post("/v1/messages/count_tokens", KEY, &body).await;
         assert_eq!(r.status(), 200, "{body}");
         assert_eq!(r.headers()["x-izzi-token-count"], "exact");
         let counted: Value = r.json().await.unwrap();
         assert!(counted["input_tokens"].as_u64().unwrap() > 3, "{counted}");
     }
-    let r = http()
-        .post(format!("{}/v1/messages/count_tokens", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-4.1"}))
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post(
+            "/v1/messages/count_tokens",
+            KEY,
+            &json!({"model": "gpt-4.1"}),
+        )
+        .await;
     assert_error(r, 400, "invalid_request_error").await;
 }
 
@@ -834,22 +732,12 @@ async fn a_request_the_provider_cannot_carry_is_refused_before_it_counts() {
     ));
     let server_tool = json!({"model": "gpt-4.1", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}],
                              "tools": [{"type": "web_search_20250305", "name": "web_search"}]});
-    let r = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(one)
-        .json(&server_tool)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.post("/v1/messages", one, &server_tool).await;
     let message = assert_error(r, 400, "invalid_request_error").await;
     assert!(message.contains("tools[0]"), "{message}");
-    let ok = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(one)
-        .json(&claude_body("hi", false))
-        .send()
-        .await
-        .unwrap();
+    let ok = gw
+        .post("/v1/messages", one, &claude_body("hi", false))
+        .await;
     assert_eq!(ok.status(), 200, "the refused request used no RPM");
 }
 
@@ -882,13 +770,9 @@ plan = "ultra"
     );
     let gw = Gateway::start(&config);
     let slow = "mock:pause_ms=2500";
-    let text = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&claude_body(slow, true))
-        .send()
+    let text = gw
+        .post("/v1/messages", KEY, &claude_body(slow, true))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -898,13 +782,9 @@ plan = "ultra"
             .ends_with("data: {\"type\":\"message_stop\"}"),
         "{text}"
     );
-    let text = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&gpt_body(slow, true))
-        .send()
+    let text = gw
+        .post("/v1/chat/completions", KEY, &gpt_body(slow, true))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -977,7 +857,6 @@ async fn wrong_types_in_every_field_get_a_clear_4xx() {
     let checked = ["/model", "/stream", "/messages", "/input"];
     // A string is also valid here (content, stop sequences, input may be one).
     let string_too = ["/messages/0/content", "/stop", "/input", "/input/0/content"];
-    let client = http();
     let mut refused = 0;
     for (path, template, native) in [
         ("messages", &messages, "sonnet"),
@@ -997,13 +876,7 @@ async fn wrong_types_in_every_field_get_a_clear_4xx() {
                 for value in wrong_values(&current) {
                     let mut bad = body.clone();
                     *bad.pointer_mut(&pointer).unwrap() = value.clone();
-                    let r = client
-                        .post(format!("{}/v1/{path}", gw.url))
-                        .bearer_auth(KEY)
-                        .json(&bad)
-                        .send()
-                        .await
-                        .unwrap();
+                    let r = gw.post(&format!("/v1/{path}"), KEY, &bad).await;
                     let case = format!("{path} {model} {pointer} = {value}");
                     let status = r.status().as_u16();
                     // JSON Schemas are the tool's own business, passed on unchanged.
@@ -1025,12 +898,8 @@ async fn wrong_types_in_every_field_get_a_clear_4xx() {
         }
     }
     assert!(refused > 150, "{refused}");
-    let ok = client
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&gpt_body("hi", false))
-        .send()
-        .await
-        .unwrap();
+    let ok = gw
+        .post("/v1/chat/completions", KEY, &gpt_body("hi", false))
+        .await;
     assert_eq!(ok.status(), 200, "the server still serves");
 }

@@ -7,20 +7,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, KEY, Mock, http, mock_config};
+use crate::support::{Gateway, KEY, Mock, mock_config};
 
 fn addr(gw: &Gateway) -> String {
     gw.url.trim_start_matches("http://").to_owned()
 }
 
 async fn still_serves(gw: &Gateway) {
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .expect("request");
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            KEY,
+            &json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -117,14 +117,14 @@ async fn a_stalled_stream_ends_with_an_error_event() {
         &mock,
         "[server]\nupstream_idle_timeout_s = 1\n",
     ));
-    let text = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "sonnet", "max_tokens": 50, "stream": true,
-                      "messages": [{"role": "user", "content": "mock:chunk_delay_ms=3000"}]}))
-        .send()
+    let text = gw
+        .post(
+            "/v1/messages",
+            KEY,
+            &json!({"model": "sonnet", "max_tokens": 50, "stream": true,
+                      "messages": [{"role": "user", "content": "mock:chunk_delay_ms=3000"}]}),
+        )
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -146,13 +146,8 @@ async fn a_tls_failure_is_a_connection_error() {
         1,
     );
     let gw = Gateway::start(&config);
-    let r = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let hi = json!({"model": "sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.post("/v1/messages", KEY, &hi).await;
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["type"], "connection_error", "{body}");
@@ -167,23 +162,12 @@ async fn deeply_nested_and_huge_json_is_refused_cleanly() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .header("content-type", "application/json")
-        .body(deep)
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .post_bytes("/v1/chat/completions", KEY, deep.into_bytes())
+        .await;
     assert_eq!(r.status(), 400);
     let huge = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "x".repeat(8 * 1024 * 1024)}]});
-    let r = http()
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&huge)
-        .send()
-        .await
-        .unwrap();
+    let r = gw.post("/v1/chat/completions", KEY, &huge).await;
     assert_eq!(r.status(), 200, "a large but legal body is forwarded");
     still_serves(&gw).await;
 }
@@ -217,13 +201,8 @@ key = "{KEY}"
 "#
     ));
     let started = Instant::now();
-    let r = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .json(&json!({"model": "sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let hi = json!({"model": "sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let r = gw.post("/v1/messages", KEY, &hi).await;
     let elapsed = started.elapsed();
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();

@@ -396,19 +396,8 @@ async fn usage_and_keys_list_report_the_ledger() {
     assert_eq!(lines, expected);
     // Each line's cost is its tokens at the catalog's prices.
     for line in usage["lines"].as_array().unwrap() {
-        let model: Value = http()
-            .get(format!(
-                "{}/v1/models/{}",
-                gw.url,
-                line["model"].as_str().unwrap()
-            ))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let path = format!("/v1/models/{}", line["model"].as_str().unwrap());
+        let model = gw.get_json(&path, KEY).await;
         let price = |field: &str| -> Decimal {
             model["pricing"][field]
                 .to_string()

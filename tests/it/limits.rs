@@ -24,17 +24,48 @@ pub(crate) fn body(model: &str, text: &str, stream: bool) -> Value {
 pub(crate) async fn send(gw: &Gateway, key: &str, body: &Value) -> reqwest::Response {
     let model = body["model"].as_str().unwrap_or_default();
     let path = if model.starts_with("claude") || ["sonnet", "opus", "haiku"].contains(&model) {
-        "messages"
+        "/v1/messages"
     } else {
-        "chat/completions"
+        "/v1/chat/completions"
     };
-    http()
-        .post(format!("{}/v1/{path}", gw.url))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .expect("request sent")
+    gw.post(path, key, body).await
+}
+
+/// Asserts `response` is a 429 for concurrency, every one of `limit` slots taken; returns its
+/// headers and rate.
+pub(crate) async fn refused_for_concurrency(
+    response: reqwest::Response,
+    limit: u32,
+) -> (HeaderMap, Rate) {
+    let (headers, message) = error(response, 429, "rate_limit_error").await;
+    assert!(message.contains("Concurrent"), "{message}");
+    let refused = rate(&headers);
+    assert_eq!(
+        (refused.concurrent_limit, refused.concurrent_remaining),
+        (limit, 0)
+    );
+    (headers, refused)
+}
+
+/// Sends `body` until it is admitted, every refusal a 429 `rate_limit_error`, for at most
+/// `within` (else fails saying `never`); returns the 200.
+pub(crate) async fn admitted_within(
+    gw: &Gateway,
+    key: &str,
+    body: &Value,
+    within: Duration,
+    never: &str,
+) -> reqwest::Response {
+    let deadline = Instant::now() + within;
+    loop {
+        let response = send(gw, key, body).await;
+        if response.status() == 200 {
+            return response;
+        }
+        error(response, 429, "rate_limit_error").await;
+        assert!(Instant::now() < deadline, "{never}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The six rate-limit headers, checked for presence and form.
@@ -219,22 +250,16 @@ async fn each_check_in_spec_order_with_its_status_type_and_headers() {
     );
 
     // count_tokens and models need the key but count toward nothing, and carry the headers.
-    let client = http();
-    let counted = client
-        .post(format!("{}/v1/messages/count_tokens", gw.url))
-        .bearer_auth("izzi-rpm-000000000000")
-        .json(&body("sonnet", "hi", false))
-        .send()
-        .await
-        .unwrap();
+    let counted = gw
+        .post(
+            "/v1/messages/count_tokens",
+            "izzi-rpm-000000000000",
+            &body("sonnet", "hi", false),
+        )
+        .await;
     assert_eq!(counted.status(), 200);
     assert_eq!(rate(counted.headers()).remaining, 0);
-    let models = client
-        .get(format!("{}/v1/models", gw.url))
-        .bearer_auth("izzi-rpm-000000000000")
-        .send()
-        .await
-        .unwrap();
+    let models = gw.get("/v1/models", "izzi-rpm-000000000000").await;
     assert_eq!(models.status(), 200);
     assert_eq!(rate(models.headers()).tier, "free");
 
@@ -323,13 +348,7 @@ async fn concurrency_3_refuses_a_fourth_stream_until_one_ends() {
     }
     let fourth = body("gpt-4.1", "hi", true);
     let response = send(&gw, "izzi-three-0000000000", &fourth).await;
-    let (headers, message) = error(response, 429, "rate_limit_error").await;
-    assert!(message.contains("Concurrent"), "{message}");
-    let refused = rate(&headers);
-    assert_eq!(
-        (refused.concurrent_limit, refused.concurrent_remaining),
-        (3, 0)
-    );
+    let (headers, refused) = refused_for_concurrency(response, 3).await;
     assert_eq!(refused.remaining, 997, "the refused request used no RPM");
     let wait = retry_after(&headers);
     assert_eq!(wait, 1);
@@ -350,20 +369,15 @@ async fn concurrency_3_refuses_a_fourth_stream_until_one_ends() {
     let mut gone = streams.remove(0);
     gone.next().await.unwrap().unwrap();
     drop(gone);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let response = send(&gw, "izzi-three-0000000000", &fourth).await;
-        if response.status() == 200 {
-            let _ = response.bytes().await.unwrap();
-            break;
-        }
-        error(response, 429, "rate_limit_error").await;
-        assert!(
-            Instant::now() < deadline,
-            "the abandoned stream's slot was never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let response = admitted_within(
+        &gw,
+        "izzi-three-0000000000",
+        &fourth,
+        Duration::from_secs(5),
+        "the abandoned stream's slot was never freed",
+    )
+    .await;
+    let _ = response.bytes().await.unwrap();
     drop(streams);
 }
 
@@ -401,51 +415,22 @@ async fn the_ip_block_counts_only_wrong_keys_and_expires() {
     );
     let gw = Gateway::start(&config);
     let client = http();
+    let root = format!("{}/", gw.url);
     let models = format!("{}/v1/models", gw.url);
     // Preconnects, health checks and missing keys never count.
     for _ in 0..10 {
-        assert_eq!(
-            client
-                .head(format!("{}/", gw.url))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        assert_eq!(
-            client
-                .get(format!("{}/health", gw.url))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(client.head(&root).send().await.unwrap().status(), 200);
+        gw.get_text("/health").await;
         let missing = client.get(&models).send().await.unwrap();
         error(missing, 401, "authentication_error").await;
     }
-    assert_eq!(
-        client
-            .get(&models)
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.get("/v1/models", KEY).await.status(), 200);
     // Three wrong keys block the address, even for the right key.
     for _ in 0..3 {
-        let wrong = client
-            .get(&models)
-            .bearer_auth("izzi-guess")
-            .send()
-            .await
-            .unwrap();
+        let wrong = gw.get("/v1/models", "izzi-guess").await;
         error(wrong, 401, "authentication_error").await;
     }
-    let blocked = client.get(&models).bearer_auth(KEY).send().await.unwrap();
+    let blocked = gw.get("/v1/models", KEY).await;
     let (headers, message) = error(blocked, 403, "ip_blocked").await;
     assert!(headers.get("x-ratelimit-tier").is_none());
     let wait = retry_after(&headers);
@@ -453,53 +438,14 @@ async fn the_ip_block_counts_only_wrong_keys_and_expires() {
     assert!(message.contains(&format!("{wait} seconds")), "{message}");
     let post = send(&gw, KEY, &body("sonnet", "hi", false)).await;
     error(post, 403, "ip_blocked").await;
-    assert_eq!(
-        client
-            .get(format!("{}/health", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        client
-            .head(format!("{}/", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    gw.get_text("/health").await;
+    assert_eq!(client.head(&root).send().await.unwrap().status(), 200);
     // The block expires after its duration, and the count starts over.
     tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(100)).await;
-    assert_eq!(
-        client
-            .get(&models)
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let wrong = client
-        .get(&models)
-        .bearer_auth("izzi-guess")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(gw.get("/v1/models", KEY).await.status(), 200);
+    let wrong = gw.get("/v1/models", "izzi-guess").await;
     error(wrong, 401, "authentication_error").await;
-    assert_eq!(
-        client
-            .get(&models)
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.get("/v1/models", KEY).await.status(), 200);
     assert!(mock.requests().await.is_empty());
 }
 

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 
 use crate::ledger::{izzi, json_of, listed};
-use crate::limits::{body, error, inside_one_minute, key, rate, send};
+use crate::limits::{
+    admitted_within, body, error, inside_one_minute, key, rate, refused_for_concurrency, send,
+};
 use crate::support::{Gateway, Mock, http, mock_config};
 
 /// A port nobody listens on right now.
@@ -419,33 +421,22 @@ async fn concurrency_3_holds_across_instances() {
     let mut streams = long_streams(&[&gws[1], &gws[2]], k).await;
     for gw in &gws {
         let response = send(gw, k, &body("gpt-4.1", "hi", false)).await;
-        let (headers, message) = error(response, 429, "rate_limit_error").await;
-        assert!(message.contains("Concurrent"), "{message}");
-        let refused = rate(&headers);
-        assert_eq!(
-            (refused.concurrent_limit, refused.concurrent_remaining),
-            (3, 0)
-        );
+        refused_for_concurrency(response, 3).await;
     }
     // The short stream ends on the first instance: the third instance admits one more at once.
     let mut first = first.bytes_stream();
     while let Some(chunk) = first.next().await {
         chunk.unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let response = send(&gws[2], k, &body("gpt-4.1", "hi", false)).await;
-        if response.status() == 200 {
-            assert_eq!(rate(response.headers()).concurrent_remaining, 0);
-            break;
-        }
-        error(response, 429, "rate_limit_error").await;
-        assert!(
-            Instant::now() < deadline,
-            "the ended stream's slot never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let response = admitted_within(
+        &gws[2],
+        k,
+        &body("gpt-4.1", "hi", false),
+        Duration::from_secs(3),
+        "the ended stream's slot never freed",
+    )
+    .await;
+    assert_eq!(rate(response.headers()).concurrent_remaining, 0);
     streams.clear();
 }
 
@@ -589,12 +580,7 @@ async fn redis_restarted_under_load_crashes_nothing_and_loses_no_row() {
     let ok = *ok.lock().unwrap();
     assert!(ok > 30, "the load was real: {ok} requests");
     for gw in &gws {
-        let health = http()
-            .get(format!("{}/health", gw.url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status(), 200);
+        gw.get_text("/health").await;
     }
     let rows = pg.wait_rows(ok).await;
     assert!(rows.iter().all(|(_, key)| key == "load"));
@@ -631,12 +617,7 @@ async fn redis_away_fail_closed_gives_503_and_fail_open_admits_with_local_limits
     assert!(headers.get("retry-after").is_some());
     assert_eq!(rate(&headers).limit, 1);
     // Requests that count toward nothing still work.
-    let models = http()
-        .get(format!("{}/v1/models", closed.url))
-        .bearer_auth("izzi-one-000000000000")
-        .send()
-        .await
-        .unwrap();
+    let models = closed.get("/v1/models", "izzi-one-000000000000").await;
     assert_eq!(models.status(), 200);
     let open = Gateway::start(&with("open"));
     let ok = send(&open, "izzi-one-000000000000", &body("sonnet", "hi", false)).await;
@@ -819,18 +800,13 @@ async fn keys_and_usage_work_against_postgres_for_every_instance() {
 
 /// Median of `n` sequential plain requests' latency.
 async fn median_latency(gw: &Gateway, n: usize) -> Duration {
-    let client = http();
     let body = body("gpt-4.1", "hi", false);
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let response = client
-            .post(format!("{}/v1/chat/completions", gw.url))
-            .bearer_auth("izzi-bench-0000000000")
-            .json(&body)
-            .send()
-            .await
-            .expect("an answer");
+        let response = gw
+            .post("/v1/chat/completions", "izzi-bench-0000000000", &body)
+            .await;
         assert_eq!(response.status(), 200);
         let _ = response.bytes().await.expect("a body");
         times.push(start.elapsed());

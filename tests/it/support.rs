@@ -196,6 +196,46 @@ impl Gateway {
         response.text().await.expect("GET body")
     }
 
+    /// `GET {path}` with `key` as a bearer token.
+    pub(crate) async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        http()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET sent")
+    }
+
+    /// `GET {path}` with `key` as a bearer token, answered 200; its body as JSON.
+    pub(crate) async fn get_json(&self, path: &str, key: &str) -> Value {
+        let response = self.get(path, key).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("GET body is JSON")
+    }
+
+    /// `POST {path}` with `body` as JSON and `key` as a bearer token.
+    pub(crate) async fn post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        let bytes = serde_json::to_vec(body).expect("a JSON body");
+        self.post_bytes(path, key, bytes).await
+    }
+
+    /// `POST {path}` with `body` sent as it is, labelled JSON, and `key` as a bearer token.
+    pub(crate) async fn post_bytes(
+        &self,
+        path: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        http()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST sent")
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     #[cfg(unix)]
     pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
