@@ -575,47 +575,58 @@ async fn cold(template: &Template, timeout: u64, command: &[String]) -> Result<V
     Ok(json!({"mode": "cold", "ms": elapsed.as_secs_f64() * 1000.0}))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let outcome = match cli.mode {
+/// Runs one mode against its target.
+async fn run(mode: Mode) -> Result<Value, String> {
+    match mode {
         Mode::Seq {
             target,
             secs,
             warmup_secs,
-        } => match Template::new(&target) {
-            Ok(t) => seq(&t, secs, warmup_secs).await,
-            Err(e) => Err(e),
-        },
+        } => seq(&Template::new(&target)?, secs, warmup_secs).await,
         Mode::Rate {
             target,
             rate: per_second,
             secs,
             warmup_secs,
             conns,
-        } => match Template::new(&target) {
-            Ok(t) => rate(Arc::new(t), per_second, secs, warmup_secs, conns).await,
-            Err(e) => Err(e),
-        },
+        } => {
+            rate(
+                Arc::new(Template::new(&target)?),
+                per_second,
+                secs,
+                warmup_secs,
+                conns,
+            )
+            .await
+        }
         Mode::Streams {
             target,
             n,
             ramp_ms,
             expect,
             timeout_secs,
-        } => match Template::new(&target) {
-            Ok(t) => streams(Arc::new(t), n, ramp_ms, expect, timeout_secs).await,
-            Err(e) => Err(e),
-        },
+        } => {
+            streams(
+                Arc::new(Template::new(&target)?),
+                n,
+                ramp_ms,
+                expect,
+                timeout_secs,
+            )
+            .await
+        }
         Mode::Cold {
             target,
             timeout_secs,
             command,
-        } => match Template::new(&target) {
-            Ok(t) => cold(&t, timeout_secs, &command).await,
-            Err(e) => Err(e),
-        },
-    };
+        } => cold(&Template::new(&target)?, timeout_secs, &command).await,
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let outcome = run(cli.mode).await;
     let (value, code) = match outcome {
         Ok(value) => (value, std::process::ExitCode::SUCCESS),
         Err(err) => (json!({"error": err}), std::process::ExitCode::FAILURE),

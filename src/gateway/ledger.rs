@@ -146,16 +146,27 @@ struct Ended {
 }
 
 impl Finished {
-    /// Whether [`Finished::row`] has to tokenize: the upstream answered without reporting all
-    /// of its usage.
+    /// What the upstream left unreported and izzi must estimate: the input (it reported
+    /// nothing) and the output (none reported, or a stream that did not complete).
+    fn unreported(&self) -> (bool, bool) {
+        if self.answered.is_none() {
+            return (false, false);
+        }
+        let nothing = self.usage == Usage::default();
+        let output = self.usage.output_tokens == 0 && (nothing || self.outcome != "completed");
+        (nothing, output)
+    }
+
+    /// Whether [`Finished::row`] has to tokenize (an output of relayed events is counted as
+    /// they are).
     fn needs_count(&self) -> bool {
-        let Some(answered) = &self.answered else {
-            return false;
-        };
-        self.usage == Usage::default()
-            || self.usage.output_tokens == 0
-                && self.outcome != "completed"
-                && matches!(answered.output, Output::Body(_))
+        let (input, output) = self.unreported();
+        input
+            || output
+                && self
+                    .answered
+                    .as_ref()
+                    .is_some_and(|a| matches!(a.output, Output::Body(_)))
     }
 
     /// The ledger row: the reported usage, or a local count where the upstream reported none
@@ -164,13 +175,13 @@ impl Finished {
     fn row(&self) -> Row {
         let mut usage = self.usage;
         let mut usage_source = "upstream";
+        let (input, output) = self.unreported();
         if let Some(answered) = &self.answered {
-            let nothing = usage == Usage::default();
-            if nothing {
+            if input {
                 usage.input_tokens = count_json(&self.model, &answered.request);
                 usage_source = "estimate";
             }
-            if usage.output_tokens == 0 && (nothing || self.outcome != "completed") {
+            if output {
                 usage.output_tokens = match &answered.output {
                     Output::Events(events) => *events,
                     Output::Body(body) => count_json(&self.model, body),
