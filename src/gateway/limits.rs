@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -380,24 +380,23 @@ impl RateHeaders {
 
     /// Writes the six headers.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(
-            "x-ratelimit-tier",
-            HeaderValue::from_static(self.tier.name()),
-        );
-        headers.insert("x-ratelimit-limit-requests", HeaderValue::from(self.limit));
-        headers.insert(
-            "x-ratelimit-remaining-requests",
-            HeaderValue::from(self.remaining),
-        );
+        // Names built at compile time: a `&str` name is parsed and validated on every insert.
+        const TIER: HeaderName = HeaderName::from_static("x-ratelimit-tier");
+        const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+        const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+        const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+        const CONCURRENT_LIMIT: HeaderName = HeaderName::from_static("x-concurrent-limit");
+        const CONCURRENT_REMAINING: HeaderName = HeaderName::from_static("x-concurrent-remaining");
+        headers.reserve(6);
+        headers.insert(TIER, HeaderValue::from_static(self.tier.name()));
+        headers.insert(LIMIT, HeaderValue::from(self.limit));
+        headers.insert(REMAINING, HeaderValue::from(self.remaining));
         if let Some(reset) = reset_header(self.reset) {
-            headers.insert("x-ratelimit-reset-requests", reset);
+            headers.insert(RESET, reset);
         }
+        headers.insert(CONCURRENT_LIMIT, HeaderValue::from(self.concurrent_limit));
         headers.insert(
-            "x-concurrent-limit",
-            HeaderValue::from(self.concurrent_limit),
-        );
-        headers.insert(
-            "x-concurrent-remaining",
+            CONCURRENT_REMAINING,
             HeaderValue::from(self.concurrent_remaining),
         );
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use reqwest::Url;
 
@@ -34,22 +34,21 @@ pub(crate) fn client(server: &Server) -> anyhow::Result<reqwest::Client> {
 /// Headers of the client's request that travel upstream.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Forwarded {
-    pub(crate) anthropic_version: Option<String>,
-    pub(crate) anthropic_beta: Option<String>,
+    pub(crate) anthropic_version: Option<HeaderValue>,
+    pub(crate) anthropic_beta: Option<HeaderValue>,
 }
 
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
+
 impl Forwarded {
-    /// Picks the forwardable headers out of the client's request.
+    /// Picks the forwardable headers out of the client's request (values are shared, not
+    /// copied; names are matched without parsing).
     pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
-        let get = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let get = |name: &HeaderName| headers.get(name).filter(|v| v.to_str().is_ok()).cloned();
         Self {
-            anthropic_version: get("anthropic-version"),
-            anthropic_beta: get("anthropic-beta"),
+            anthropic_version: get(&ANTHROPIC_VERSION),
+            anthropic_beta: get(&ANTHROPIC_BETA),
         }
     }
 }
@@ -77,9 +76,13 @@ impl Failure {
 
 /// Upstream response headers the client may see.
 pub(crate) fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+    const PASSED: [HeaderName; 2] = [
+        HeaderName::from_static("request-id"),
+        HeaderName::from_static("x-request-id"),
+    ];
     let mut out = HeaderMap::new();
-    for name in ["request-id", "x-request-id"] {
-        if let Some(value) = upstream.get(name) {
+    for name in PASSED {
+        if let Some(value) = upstream.get(&name) {
             out.insert(name, value.clone());
         }
     }
@@ -104,14 +107,14 @@ pub(crate) async fn send(
         .body(body);
     if provider.kind == Kind::Anthropic {
         request = request.header(
-            "anthropic-version",
+            ANTHROPIC_VERSION,
             forwarded
                 .anthropic_version
-                .as_deref()
-                .unwrap_or(DEFAULT_ANTHROPIC_VERSION),
+                .clone()
+                .unwrap_or(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION)),
         );
         if let Some(beta) = &forwarded.anthropic_beta {
-            request = request.header("anthropic-beta", beta);
+            request = request.header(ANTHROPIC_BETA, beta.clone());
         }
     }
     if let Some((name, value)) = &provider.auth {
