@@ -286,6 +286,8 @@ fn relay_stream(
         parser: sse::Parser::default(),
         translator: translate::stream(format, kind, target),
         passthrough: format.native_kind() == Some(kind),
+        relayed: 0,
+        held: BytesMut::new(),
         keepalive: keepalive(format),
         keepalive_after: Duration::from_secs(keepalive_s),
         ended: false,
@@ -311,6 +313,10 @@ struct Relay {
     translator: Box<dyn translate::Stream>,
     /// Same format both sides: relay the upstream's bytes as they are, only observing them.
     passthrough: bool,
+    /// Passthrough: bytes of the upstream's stream relayed so far, and those received after
+    /// them that do not yet end an event.
+    relayed: u64,
+    held: BytesMut,
     /// What to send while a translated upstream is silent (a reasoning model thinking): the
     /// client's own keep-alive, so it does not give up on the stream.
     keepalive: &'static [u8],
@@ -351,8 +357,12 @@ impl Relay {
                         self.fail(&mut out, "upstream_error", &err.to_string());
                     } else if self.passthrough {
                         self.life.usage = self.translator.usage();
+                        let whole = self.whole_events(bytes);
+                        if whole.is_empty() {
+                            continue;
+                        }
                         self.life.first_byte();
-                        return Some((Ok(bytes), self));
+                        return Some((Ok(whole), self));
                     }
                 }
                 Some(Err(err)) => {
@@ -361,7 +371,13 @@ impl Relay {
                 }
                 None => {
                     if let Some(event) = self.parser.finish() {
+                        let was_completed = self.translator.completed();
                         self.translator.event(&event, &mut out);
+                        if self.passthrough && !was_completed && self.translator.completed() {
+                            // The final event came whole but for its blank line.
+                            out.extend_from_slice(&std::mem::take(&mut self.held));
+                            out.extend_from_slice(b"\n\n");
+                        }
                     }
                     self.life.outcome = if self.translator.completed() {
                         Outcome::Completed
@@ -391,11 +407,24 @@ impl Relay {
         Ok(())
     }
 
-    fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str) {
-        if self.passthrough {
-            // End whatever partial line the upstream left, so our event stands on its own.
-            out.extend_from_slice(b"\n\n");
+    /// Of the upstream's bytes so far, those not yet relayed that end in a blank line; the rest
+    /// wait in `held`. A client never sees part of an event, so a stream cut mid-event ends
+    /// with our error event rather than with a broken line its SDK cannot parse. Events
+    /// usually arrive whole, and then `bytes` goes on as it is.
+    fn whole_events(&mut self, bytes: Bytes) -> Bytes {
+        let ready =
+            usize::try_from(self.parser.whole_events_len() - self.relayed).unwrap_or(usize::MAX);
+        self.relayed += ready as u64;
+        if self.held.is_empty() && ready == bytes.len() {
+            return bytes;
         }
+        self.held.extend_from_slice(&bytes);
+        self.held.split_to(ready).freeze()
+    }
+
+    fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str) {
+        // What is held is part of an event: the client's stream ends at the last whole one.
+        self.held = BytesMut::new();
         self.translator.end(out, Some((kind, message)));
         self.life.outcome = Outcome::UpstreamFailed;
         self.ended = true;

@@ -24,6 +24,10 @@ pub(crate) struct Parser {
     event: Option<String>,
     data: String,
     has_data: bool,
+    /// Bytes taken out of `buf` so far: every line and line end read.
+    taken: u64,
+    /// `taken` after the last blank line: the stream up to here is whole events only.
+    boundary: u64,
 }
 
 /// Lines longer than this without an end are an upstream fault, not something to buffer forever.
@@ -46,6 +50,7 @@ impl Parser {
             if self.skip_lf && !self.buf.is_empty() {
                 if self.buf[0] == b'\n' {
                     self.buf.advance(1);
+                    self.taken += 1;
                 }
                 self.skip_lf = false;
             }
@@ -56,13 +61,23 @@ impl Parser {
                 return Ok(None);
             };
             let line = self.buf.split_to(end + 1);
+            self.taken += line.len() as u64;
             if line[end] == b'\r' {
                 self.skip_lf = true;
+            }
+            if end == 0 {
+                self.boundary = self.taken;
             }
             if let Some(event) = self.take_line(&line[..end]) {
                 return Ok(Some(event));
             }
         }
+    }
+
+    /// How many of the bytes pushed so far end with a blank line: a relay that sends no more
+    /// than this never leaves its client in the middle of an event.
+    pub(crate) fn whole_events_len(&self) -> u64 {
+        self.boundary
     }
 
     /// The event left when the stream ends without its final blank line, if any.
@@ -174,6 +189,29 @@ mod tests {
         let events = parse_all(&[b"data: a\r\rdata: b"]);
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].data, "b");
+    }
+
+    #[test]
+    fn whole_events_end_at_the_last_blank_line_however_the_bytes_are_split() {
+        for i in 0..STREAM.len() {
+            let mut parser = Parser::default();
+            let mut received = 0;
+            for part in [&STREAM[..i], &STREAM[i..]] {
+                parser.push(part);
+                received += part.len();
+                while parser.next_event().unwrap().is_some() {}
+                let whole = usize::try_from(parser.whole_events_len()).unwrap();
+                let (sent, held) = (&STREAM[..whole], &STREAM[whole..received]);
+                assert!(
+                    sent.is_empty() || sent.ends_with(b"\n\n") || sent.ends_with(b"\r\n\r"),
+                    "split at {i}: {sent:?}"
+                );
+                // Nothing held back ends an event: no whole event is kept from the client.
+                let ends_event = |w: &[u8]| w == b"\n\n" || w == b"\r\r" || w == b"\n\r";
+                assert!(!held.windows(2).any(ends_event), "split at {i}: {held:?}");
+            }
+            assert_eq!(parser.whole_events_len(), STREAM.len() as u64);
+        }
     }
 
     #[test]

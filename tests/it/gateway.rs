@@ -362,7 +362,8 @@ key = "{KEY}"
 async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
-    // Cut mid-body, and ended cleanly but without the final events; native and translated.
+    // Cut between events and in the middle of one, and ended cleanly but without the final
+    // events; native and translated.
     let anthropic_error = "event: error";
     let openai_error = "data: {\"type\":\"error\"";
     for (path, body, marker) in [
@@ -374,6 +375,16 @@ async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
         (
             "/v1/chat/completions",
             gpt_body("mock:drop_after=3 mock:chunk_delay_ms=20", true),
+            openai_error,
+        ),
+        (
+            "/v1/messages",
+            claude_body("mock:half_after=3 mock:chunk_delay_ms=10", true),
+            anthropic_error,
+        ),
+        (
+            "/v1/chat/completions",
+            gpt_body("mock:half_after=2 mock:chunk_delay_ms=10", true),
             openai_error,
         ),
         (
@@ -403,6 +414,16 @@ async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
             !text.contains("message_stop") && !text.contains("[DONE]"),
             "{text}"
         );
+        // Whole events only: a client's SDK parses every one, the error included.
+        assert!(text.ends_with("\n\n"), "{text:?}");
+        for event in text.split_terminator("\n\n") {
+            let data = event.lines().find_map(|l| l.strip_prefix("data: "));
+            let data = data.unwrap_or_else(|| panic!("an event without data: {event:?}"));
+            assert!(
+                serde_json::from_str::<serde_json::Value>(data).is_ok(),
+                "{event:?} in {text:?}"
+            );
+        }
     }
 }
 

@@ -12,7 +12,8 @@
 //! - `mock:delay_ms=N` wait before the response head; `mock:chunk_delay_ms=N` between events.
 //! - `mock:pause_ms=N` pause once, after the first stream event (a model thinking).
 //! - `mock:drop_after=N` stream N events, then cut the connection; `mock:end_after=N` stream N
-//!   events, then end the body cleanly, without the final ones.
+//!   events, then end the body cleanly, without the final ones; `mock:half_after=N` stream N
+//!   events and the first half of the next, then cut the connection.
 //! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
 //!   `mock:thinking` reason first; `mock:cache` report cached input tokens.
 //!
@@ -57,6 +58,7 @@ struct Directives {
     pause_ms: u64,
     drop_after: Option<usize>,
     end_after: Option<usize>,
+    half_after: Option<usize>,
     words: usize,
     tools: bool,
     thinking: bool,
@@ -87,6 +89,7 @@ impl Directives {
                 "pause_ms" => d.pause_ms = num,
                 "drop_after" => d.drop_after = usize::try_from(num).ok(),
                 "end_after" => d.end_after = usize::try_from(num).ok(),
+                "half_after" => d.half_after = usize::try_from(num).ok(),
                 "words" => d.words = usize::try_from(num).unwrap_or(0),
                 "tools" => d.tools = true,
                 "thinking" => d.thinking = true,
@@ -520,14 +523,27 @@ async fn reply(
     if let Some(n) = d.end_after {
         events.truncate(n);
     }
+    let mut drop_after = d.drop_after;
+    if let Some(n) = d.half_after
+        && let Some(event) = events.get_mut(n)
+    {
+        let mut half = event.len() / 2;
+        while !event.is_char_boundary(half) {
+            half -= 1;
+        }
+        event.truncate(half);
+        events.truncate(n + 1);
+        drop_after = Some(n + 1);
+    }
     let delay = Duration::from_millis(d.chunk_delay_ms);
-    let drop_after = d.drop_after;
     let pause = Duration::from_millis(d.pause_ms);
     let body = futures_util::stream::unfold(
         (events.into_iter(), 0usize),
         move |(mut events, sent)| async move {
             if drop_after.is_some_and(|n| sent >= n) {
-                // An error item makes hyper cut the connection mid-body.
+                // Let hyper write what was sent, then an error item makes it cut the connection
+                // mid-body.
+                tokio::time::sleep(delay.max(Duration::from_millis(10))).await;
                 return Some((
                     Err::<Bytes, std::io::Error>(std::io::Error::other("mock drop")),
                     (events, sent),

@@ -118,16 +118,21 @@ def test_errors_parse_in_both_sdks(gateway):
     assert e.value.body["error"]["message"] == "mock failure 400"
 
 
-def test_a_cut_stream_raises_in_both_sdks(gateway):
-    with pytest.raises(anthropic.APIStatusError):
+@pytest.mark.parametrize("cut", ["drop_after", "half_after"])
+def test_a_cut_stream_raises_in_both_sdks(gateway, cut):
+    # Cut between two events, or in the middle of one: either way the SDK gets the gateway's
+    # error event, never a line it cannot parse.
+    with pytest.raises(anthropic.APIStatusError) as e:
         with claude(gateway).messages.stream(model="sonnet", max_tokens=50, messages=[
-                {"role": "user", "content": "mock:drop_after=4 mock:chunk_delay_ms=10"}]) as stream:
+                {"role": "user", "content": f"mock:{cut}=4 mock:chunk_delay_ms=10"}]) as stream:
             stream.get_final_message()
-    with pytest.raises(openai.APIError):
+    assert "failed mid-request" in str(e.value)
+    with pytest.raises(openai.APIError) as e:
         for _ in oai(gateway).chat.completions.create(
                 model="gpt-4.1", stream=True,
-                messages=[{"role": "user", "content": "mock:drop_after=3 mock:chunk_delay_ms=10"}]):
+                messages=[{"role": "user", "content": f"mock:{cut}=3 mock:chunk_delay_ms=10"}]):
             pass
+    assert "failed mid-request" in str(e.value)
 
 
 def test_models_in_both_sdks(gateway):
