@@ -66,6 +66,7 @@ pub(crate) async fn run(
     grace: Duration,
 ) -> anyhow::Result<()> {
     let server = &state.config.server;
+    raise_open_file_limit(server.max_connections);
     let header_timeout = Duration::from_secs(server.header_read_timeout_s);
     let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     let app = app(Arc::clone(&state));
@@ -135,6 +136,47 @@ pub(crate) async fn run(
     tracing::info!("usage ledger flushed");
     Ok(())
 }
+
+/// Raises the soft limit on open files to the hard one. A stream holds two descriptors (the
+/// client's connection and the upstream's), so the common soft default of 1,024 would stop a
+/// gateway near 500 concurrent streams, with accepts failing, while the system allows far more.
+#[cfg(unix)]
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // Linux's default ceiling for one process (`fs.nr_open`) when the hard limit is unlimited.
+    const UNLIMITED: u64 = 1 << 20;
+    let before = getrlimit(Resource::Nofile);
+    let want = before.maximum.unwrap_or(UNLIMITED);
+    let soft = match before.current {
+        Some(current) if current < want => {
+            let raised = Rlimit {
+                current: Some(want),
+                maximum: before.maximum,
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => {
+                    tracing::debug!(from = current, to = want, "raised the open-file limit");
+                    want
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "could not raise the open-file limit");
+                    current
+                }
+            }
+        }
+        current => current.unwrap_or(want),
+    };
+    let streams = soft / 2;
+    if streams < max_connections as u64 {
+        tracing::info!(
+            open_files = soft,
+            "the open-file limit allows about {streams} concurrent streams, fewer than `server.max_connections`; raise `ulimit -n` for more"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit(_max_connections: usize) {}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

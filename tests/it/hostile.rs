@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, KEY, Mock, mock_config};
+use crate::support::{Gateway, KEY, Mock, mock_config, open_file_limits};
 
 fn addr(gw: &Gateway) -> String {
     gw.url.trim_start_matches("http://").to_owned()
@@ -64,13 +64,6 @@ async fn slow_senders_are_cut_off_and_others_served() {
     still_serves(&gw).await;
 }
 
-/// The soft limit on open files, where the system says (`Max open files` in /proc/self/limits).
-fn open_file_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
 #[tokio::test]
 async fn thousands_of_idle_connections_do_not_stop_service_or_grow_memory_unbounded() {
     let mock = Mock::start();
@@ -79,7 +72,8 @@ async fn thousands_of_idle_connections_do_not_stop_service_or_grow_memory_unboun
     #[cfg(target_os = "linux")]
     let before = gw.rss_kib();
     // Thousands, within the open-file limit this test and the gateway inherit.
-    let count = open_file_limit().map_or(3000, |limit| limit.saturating_sub(256).min(3000));
+    let count =
+        open_file_limits("self").map_or(3000, |(soft, _)| soft.saturating_sub(256).min(3000));
     let mut idle = Vec::new();
     for i in 0..count {
         idle.push(TcpStream::connect(addr(&gw)).unwrap());
@@ -102,6 +96,45 @@ async fn thousands_of_idle_connections_do_not_stop_service_or_grow_memory_unboun
     }
     drop(idle);
     still_serves(&gw).await;
+}
+
+/// A soft limit of 1,024 open files is a common default; a gateway kept to it would stop near
+/// 500 streams while the system allows more.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_low_open_file_limit_is_raised_so_hundreds_of_connections_are_served() {
+    let mock = Mock::start();
+    let gw = Gateway::start_with_open_files(&mock_config(&mock, ""), 128);
+    let hard = {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(4)
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let limit = gw.open_file_limit();
+    assert!(limit > 128, "the gateway kept the soft limit of 128");
+    if let Some(hard) = hard {
+        assert_eq!(limit, hard, "raised to the hard limit");
+    }
+    // More idle connections than 128 descriptors allow, each accepted and waiting for its
+    // request; a request still gets through at once.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            TcpStream::connect(addr(&gw)).unwrap()
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(10), still_serves(&gw))
+        .await
+        .expect("served while 300 idle connections are open");
+    drop(idle);
 }
 
 #[tokio::test]

@@ -119,8 +119,28 @@ impl Gateway {
 
     /// Starts `izzi serve` in an existing home with extra arguments and `IZZI_LOG=filter`.
     pub(crate) fn start_logging(home: tempfile::TempDir, args: &[&str], filter: &str) -> Self {
+        Self::spawn(Command::new(izzi_bin()), home, args, filter)
+    }
+
+    /// Starts `izzi serve --port 0` with `config`, from a shell that first lowers the soft
+    /// limit on open files to `open_files` (the hard limit stays as inherited).
+    #[cfg(unix)]
+    pub(crate) fn start_with_open_files(config: &str, open_files: u32) -> Self {
+        let home = tempfile::tempdir().expect("temp home");
+        std::fs::write(home.path().join("config.toml"), config).expect("write config");
+        let mut shell = Command::new("sh");
+        shell
+            .args([
+                "-c",
+                &format!("ulimit -Sn {open_files} && exec \"$0\" \"$@\""),
+            ])
+            .arg(izzi_bin());
+        Self::spawn(shell, home, &[], "izzi=debug,info")
+    }
+
+    fn spawn(mut command: Command, home: tempfile::TempDir, args: &[&str], filter: &str) -> Self {
         let log = std::fs::File::create(home.path().join("izzi.log")).expect("log file");
-        let child = Command::new(izzi_bin())
+        let child = command
             .args(["serve", "--port", "0"])
             .args(args)
             .env("IZZI_HOME", home.path())
@@ -162,6 +182,15 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The gateway's soft limit on open files.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn open_file_limit(&self) -> usize {
+        let pid = self.child.as_ref().expect("running").id();
+        open_file_limits(&pid.to_string())
+            .expect("Max open files")
+            .0
     }
 
     /// The gateway's resident memory in KiB (Linux: `/proc/PID/status`).
@@ -266,4 +295,14 @@ pub(crate) fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(120))
         .build()
         .expect("client")
+}
+
+/// The soft and hard limits on open files of process `pid` (or `self`), where the system says
+/// them (`Max open files` in `/proc/PID/limits`); an unlimited hard limit is `None`.
+pub(crate) fn open_file_limits(pid: &str) -> Option<(usize, Option<usize>)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut values = line.split_whitespace().skip(3);
+    let soft = values.next()?.parse().ok()?;
+    Some((soft, values.next()?.parse().ok()))
 }
