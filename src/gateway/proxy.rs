@@ -412,8 +412,10 @@ impl Relay {
     /// with our error event rather than with a broken line its SDK cannot parse. Events
     /// usually arrive whole, and then `bytes` goes on as it is.
     fn whole_events(&mut self, bytes: Bytes) -> Bytes {
-        let ready =
-            usize::try_from(self.parser.whole_events_len() - self.relayed).unwrap_or(usize::MAX);
+        // Never more than is here: the parser has seen exactly these bytes.
+        let ready = usize::try_from(self.parser.whole_events_len() - self.relayed)
+            .unwrap_or(usize::MAX)
+            .min(self.held.len() + bytes.len());
         self.relayed += ready as u64;
         if self.held.is_empty() && ready == bytes.len() {
             return bytes;
