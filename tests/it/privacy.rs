@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, KEY, Mock, http, mock_config};
+use crate::support::{Gateway, KEY, Mock, home_with, http, mock_config};
 
 /// In every prompt; a log line holding it would be logging the prompt.
 const PROMPT: &str = "zebra-prompt-7f3a91";
@@ -30,10 +30,9 @@ async fn post(gw: &Gateway, path: &str, body: &Value) -> (u16, String) {
 #[tokio::test]
 async fn debug_logs_hold_no_prompt_completion_or_key() {
     let mock = Mock::start();
-    let home = tempfile::tempdir().expect("temp home");
-    std::fs::write(home.path().join("config.toml"), mock_config(&mock, "")).expect("config");
     // Every crate at debug, izzi at trace.
-    let mut gw = Gateway::start_logging(home, &[], "debug,izzi=trace");
+    let mut gw =
+        Gateway::start_logging(home_with(&mock_config(&mock, "")), &[], "debug,izzi=trace");
     let mut answers = Vec::new();
     for stream in [false, true] {
         for (path, model) in [

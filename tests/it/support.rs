@@ -97,6 +97,13 @@ plan = "ultra"
 /// The client key every default test config accepts.
 pub(crate) const KEY: &str = "izzi-test-key-0123456789abcdef";
 
+/// A fresh `IZZI_HOME` holding `config` as its config file.
+pub(crate) fn home_with(config: &str) -> tempfile::TempDir {
+    let home = tempfile::tempdir().expect("temp home");
+    std::fs::write(home.path().join("config.toml"), config).expect("write config");
+    home
+}
+
 /// A running `izzi serve`.
 pub(crate) struct Gateway {
     pub(crate) url: String,
@@ -107,9 +114,7 @@ pub(crate) struct Gateway {
 impl Gateway {
     /// Starts `izzi serve --port 0` with `config` as its config file.
     pub(crate) fn start(config: &str) -> Self {
-        let home = tempfile::tempdir().expect("temp home");
-        std::fs::write(home.path().join("config.toml"), config).expect("write config");
-        Self::start_in(home, &[])
+        Self::start_in(home_with(config), &[])
     }
 
     /// Starts `izzi serve` in an existing home with extra arguments.
@@ -124,10 +129,8 @@ impl Gateway {
 
     /// Starts `izzi serve --port 0` with `config`, from a shell that first lowers the soft
     /// limit on open files to `open_files` (the hard limit stays as inherited).
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     pub(crate) fn start_with_open_files(config: &str, open_files: u32) -> Self {
-        let home = tempfile::tempdir().expect("temp home");
-        std::fs::write(home.path().join("config.toml"), config).expect("write config");
         let mut shell = Command::new("sh");
         shell
             .args([
@@ -135,7 +138,7 @@ impl Gateway {
                 &format!("ulimit -Sn {open_files} && exec \"$0\" \"$@\""),
             ])
             .arg(izzi_bin());
-        Self::spawn(shell, home, &[], "izzi=debug,info")
+        Self::spawn(shell, home_with(config), &[], "izzi=debug,info")
     }
 
     fn spawn(mut command: Command, home: tempfile::TempDir, args: &[&str], filter: &str) -> Self {
