@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, KEY, Mock, home_with, http, mock_config};
+use crate::support::{Gateway, KEY, Mock, home_with, mock_config};
 
 /// In every prompt; a log line holding it would be logging the prompt.
 const PROMPT: &str = "zebra-prompt-7f3a91";
@@ -15,14 +15,7 @@ const PROMPT: &str = "zebra-prompt-7f3a91";
 const COMPLETION: &str = "Hello";
 
 async fn post(gw: &Gateway, path: &str, body: &Value) -> (u16, String) {
-    let response = http()
-        .post(format!("{}/v1/{path}", gw.url))
-        .bearer_auth(KEY)
-        .header("anthropic-version", "2023-06-01")
-        .json(body)
-        .send()
-        .await
-        .expect("request sent");
+    let response = gw.post(&format!("/v1/{path}"), KEY, body).await;
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
@@ -73,13 +66,10 @@ async fn debug_logs_hold_no_prompt_completion_or_key() {
     );
     // A body that is not JSON, and one of the wrong shape, both holding the prompt.
     answers.push(post(&gw, "messages", &json!(format!("{PROMPT}"))).await);
-    let raw = http()
-        .post(format!("{}/v1/messages", gw.url))
-        .bearer_auth(KEY)
-        .body(format!("{{\"model\":\"sonnet\",\"messages\":\"{PROMPT}\""))
-        .send()
-        .await
-        .expect("request sent");
+    let unterminated = format!("{{\"model\":\"sonnet\",\"messages\":\"{PROMPT}\"");
+    let raw = gw
+        .post_bytes("/v1/messages", KEY, unterminated.into_bytes())
+        .await;
     answers.push((raw.status().as_u16(), raw.text().await.unwrap_or_default()));
     // The needles are real: the answers carried the completion.
     let completed = answers
