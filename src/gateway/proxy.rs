@@ -10,7 +10,7 @@ use axum::body::Body as HttpBody;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
 use rust_decimal::Decimal;
@@ -177,7 +177,19 @@ async fn read_body(
         ));
     };
     match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            // Always a copy of exactly the body's size. A body that came in one read would
+            // otherwise be a slice of the connection's read buffer and keep all of it (8 KiB or
+            // more) alive as long as the request lives, a stream's whole length, while hyper
+            // allocates another for the connection; several reads are joined by a copy anyway.
+            let mut whole = collected.aggregate();
+            let len = whole.remaining();
+            Ok(if whole.chunk().len() == len {
+                Bytes::copy_from_slice(whole.chunk())
+            } else {
+                whole.copy_to_bytes(len)
+            })
+        }
         Err(err)
             if err
                 .downcast_ref::<http_body_util::LengthLimitError>()

@@ -10,8 +10,8 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tower::ServiceExt as _;
 
@@ -100,20 +100,24 @@ pub(crate) async fn run(
             let _slot = slot;
             // hyper's header timeout starts at the first byte: a client that connects and
             // sends nothing would hold its slot forever.
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
-                Ok(Ok(1))
-            ) {
+            let Ok(Some(h2)) = tokio::time::timeout(header_timeout, speaks_h2(&stream)).await
+            else {
                 return;
-            }
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection).await {
+            };
+            let io = TokioIo::new(stream);
+            let served = if h2 {
+                let connection = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .serve_connection(io, service);
+                watcher.watch(connection).await
+            } else {
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .serve_connection(io, service);
+                watcher.watch(connection).await
+            };
+            if let Err(err) = served {
                 tracing::debug!(error = %err, %remote, "connection ended with an error");
             }
         });
@@ -177,6 +181,32 @@ fn raise_open_file_limit(max_connections: usize) {
 
 #[cfg(not(unix))]
 fn raise_open_file_limit(_max_connections: usize) {}
+
+/// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a new connection speaks HTTP/2 (its first bytes are the preface) or HTTP/1; `None`
+/// if it closes first. Only peeks, so hyper reads the request from the socket into its own
+/// buffer: a connection sniffed by reading would hand hyper its first bytes apart, and hyper
+/// would then double its read buffer, 8 KiB more for every open connection.
+async fn speaks_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
+    let mut seen = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut seen).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if seen[..n] != H2_PREFACE[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(true);
+        }
+        // The start of the preface, the rest not yet here (an HTTP/1 method differs by its
+        // second byte): a peek would return at once with the same bytes, so wait a moment.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

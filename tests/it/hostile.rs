@@ -138,6 +138,62 @@ async fn a_low_open_file_limit_is_raised_so_hundreds_of_connections_are_served()
 }
 
 #[tokio::test]
+async fn http2_with_prior_knowledge_and_http1_in_pieces_are_both_served() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, "[server]\nheader_read_timeout_s = 1\n"));
+    let chat = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
+    // HTTP/2 in plain text, from a client that knows the gateway speaks it.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion", "{body}");
+    // HTTP/1 whose first bytes could start the HTTP/2 preface ("P", then "PR") until the rest
+    // arrives: told apart by the next byte, and the request is whole.
+    let body = chat.to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut pieces = TcpStream::connect(addr(&gw)).unwrap();
+    pieces
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    for piece in [&request[..1], &request[1..2], &request[2..]] {
+        pieces.write_all(piece.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut answer = String::new();
+    let _ = pieces.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("chat.completion"), "{answer}");
+    // The start of the preface and then nothing: closed at the header timeout.
+    let mut stalled = TcpStream::connect(addr(&gw)).unwrap();
+    stalled.write_all(b"PRI * HTTP/2.0").unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "a stalled preface held its connection"
+    );
+    still_serves(&gw).await;
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_wait_their_turn() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(
