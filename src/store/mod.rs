@@ -899,6 +899,42 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_that_fails_leaves_nothing_and_the_next_one_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
+        store
+            .record(&[row("a", "2026-02-01T00:00:00Z", "1")])
+            .unwrap();
+        // An account that cannot be read fails the batch after its rows were inserted.
+        store
+            .conn
+            .execute(
+                "UPDATE accounts SET spent_usd = 'x' WHERE key_name = 'a'",
+                [],
+            )
+            .unwrap();
+        let two = [
+            row("b", "2026-02-01T00:00:01Z", "2"),
+            row("a", "2026-02-01T00:00:02Z", "3"),
+        ];
+        assert!(store.record(&two).is_err());
+        let counts = store.requests_since(at("2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!((counts.get("a"), counts.get("b")), (Some(&1), None));
+        assert!(store.conn.is_autocommit(), "the failed batch was left open");
+        store
+            .conn
+            .execute(
+                "UPDATE accounts SET spent_usd = '1' WHERE key_name = 'a'",
+                [],
+            )
+            .unwrap();
+        store.record(&two).unwrap();
+        let accounts = store.accounts().unwrap();
+        assert_eq!(accounts["a"].spent_usd.to_string(), "4");
+        assert_eq!(accounts["b"].spent_usd.to_string(), "2");
+    }
+
+    #[test]
     fn usage_sums_per_key_and_model_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
