@@ -368,7 +368,7 @@ impl Relay {
                     if let Err(err) = self.feed(&mut out) {
                         self.fail(&mut out, "upstream_error", &err.to_string());
                     } else if self.passthrough {
-                        self.life.usage = self.translator.usage();
+                        self.life.reported(self.translator.usage());
                         let whole = self.whole_events(bytes);
                         if whole.is_empty() {
                             continue;
@@ -400,7 +400,7 @@ impl Relay {
                     self.ended = true;
                 }
             }
-            self.life.usage = self.translator.usage();
+            self.life.reported(self.translator.usage());
             if !out.is_empty() {
                 self.life.first_byte();
                 return Some((Ok(out.freeze()), self));
@@ -503,7 +503,8 @@ struct Life {
     /// What the upstream reported.
     usage: Usage,
     ttft: Option<Duration>,
-    /// The client's body, to count its tokens if the upstream reports none.
+    /// The client's body, to count its tokens if the upstream reports none (a stream's is
+    /// dropped once the upstream reports usage).
     request: Bytes,
     /// What the upstream answered, once it did.
     output: Option<Output>,
@@ -538,6 +539,16 @@ impl Life {
     fn failed(&mut self, status: StatusCode) {
         self.status = status;
         self.outcome = Outcome::UpstreamFailed;
+    }
+
+    /// What a stream's upstream has reported so far. Once it reported anything, the request
+    /// body, kept only to count its tokens had it reported nothing, is let go: a stream can
+    /// last minutes, and a coding agent's request is often hundreds of KB.
+    fn reported(&mut self, usage: Usage) {
+        self.usage = usage;
+        if usage != Usage::default() && !self.request.is_empty() {
+            self.request = Bytes::new();
+        }
     }
 
     /// A byte is going to the client; the first one sets the time to first byte.

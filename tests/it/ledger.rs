@@ -635,6 +635,11 @@ upstream_idle_timeout_s = 1
             (status, outcome, stream, "test"),
             "{model} {text}: {row:?}"
         );
+        // A stream that ended before the upstream reported usage (Chat's comes last) is
+        // counted from the request; Messages reports its input first.
+        if status == 200 {
+            assert!(row.input_tokens > 0, "{model} {text}: {row:?}");
+        }
         // Failed before any answer: nothing generated, nothing charged.
         if status != 200 {
             assert_eq!(row.cost, Decimal::ZERO, "{model} {text}: {row:?}");
