@@ -539,18 +539,22 @@ litellm_settings:
             order = lanes[r % len(lanes):] + lanes[: r % len(lanes)]
             log(f"round {r + 1}/{a.rounds}: latency at concurrency 1, fixed delay, streams")
             for lane in order:
+                self.settle(f"round {r + 1} latency: {lane.name}")
                 lane.rounds.setdefault("seq", []).append(
                     self.load("seq", lane, "plain", "--secs", str(a.seq_secs)))
             for lane in order:
+                self.settle(f"round {r + 1} fixed delay: {lane.name}")
                 lane.rounds.setdefault("delay", []).append(
                     self.load("rate", lane, "delay", "--rate", str(a.delay_rate), "--secs", str(a.delay_secs)))
             for lane in order:
+                self.settle(f"round {r + 1} streams: {lane.name}")
                 lane.rounds.setdefault("stream", []).append(
                     self.load("streams", lane, "stream", "--n", str(a.streams), "--ramp-ms", "300",
                               "--expect", str(CONTENT_EVENTS)))
         # Before the capacity search: its overload probes leave memory behind in every server,
         # which would show up as this lane's RSS.
         for lane in lanes:
+            self.settle(f"{a.many_streams} streams: {lane.name}")
             log(f"{a.many_streams} concurrent streams: {lane.name}")
             lane.once["streams_many"] = self.load(
                 "streams", lane, "stream", "--n", str(a.many_streams), "--ramp-ms", "1000",
@@ -564,6 +568,7 @@ litellm_settings:
         for r in range(a.capacity_rounds):
             order = lanes[r % len(lanes):] + lanes[: r % len(lanes)]
             for lane in order:
+                self.settle(f"capacity {r + 1}: {lane.name}")
                 log(f"capacity {r + 1}/{a.capacity_rounds}: {lane.name}")
                 lane.rounds.setdefault("capacity", []).append(self.capacity(lane))
         time.sleep(2)
@@ -574,6 +579,22 @@ litellm_settings:
                      "error": l.error, "rounds": l.rounds, "once": l.once}
             for l in self.lanes
         }
+
+    def settle(self, before: str) -> None:
+        """Waits (at most a minute) until every server is idle: at most one clock tick (10 ms) of
+        CPU among them over half a second. A server still working off an earlier lane (LiteLLM finishing the streams the
+        load generator gave up on, say) shares the servers' core and would slow the next lane
+        of another server."""
+        started = time.monotonic()
+        while time.monotonic() - started < 60:
+            before_cpu = sum(cpu_seconds(s.pid) for s in self.servers.values())
+            time.sleep(0.3)
+            if sum(cpu_seconds(s.pid) for s in self.servers.values()) - before_cpu < 1.5 / CLK_TCK:
+                break
+        waited = time.monotonic() - started
+        self.results.setdefault("settle_waits_s", {})[before] = round(waited, 1)
+        if waited > 1:
+            log(f"waited {waited:.0f} s for the servers to go idle before {before}")
 
     def cold(self, cmd: list[str], name: str, runs: int, config: Path | None = None) -> list[float]:
         """Spawn-to-first-200 times of a fresh process (a fresh home each time for izzi)."""
@@ -931,12 +952,10 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}"
 
 
-def render(results: dict, summary: dict) -> str:
-    target_table, _ = targets(results, summary)
-    mock_cap = summary.get("direct chat", {}).get("capacity_rps")
-    izzi_cap = max((summary[n]["capacity_rps"] or 0 for n in summary if n.startswith("izzi") and "error" not in summary[n]), default=0)
+def headline(results: dict) -> str:
+    """When, where and how a run was made: the first paragraph of its table."""
     load = results["load_on_machine"]
-    parts = [
+    return (
         f"Run {results['date']} on {results['machine']}; load average before the run "
         f"{load[0]:.2f} (the machine is shared, so compare lanes within one run, not across runs). "
         f"Servers pinned to core {results['cores']['servers']}, mock and load generator to core {results['cores']['load']}"
@@ -944,7 +963,16 @@ def render(results: dict, summary: dict) -> str:
         f"{results['rounds']} interleaved rounds, median of the per-round medians; "
         f"{results['izzi_version']} at `{results.get('commit', '?')}`"
         f"{', LiteLLM ' + results['litellm_version'] if results.get('litellm_version') else ''}. "
-        f"Took {results['wall_secs']:.0f} s.",
+        f"Took {results['wall_secs']:.0f} s."
+    )
+
+
+def render(results: dict, summary: dict) -> str:
+    target_table, _ = targets(results, summary)
+    mock_cap = summary.get("direct chat", {}).get("capacity_rps")
+    izzi_cap = max((summary[n]["capacity_rps"] or 0 for n in summary if n.startswith("izzi") and "error" not in summary[n]), default=0)
+    parts = [
+        headline(results),
         "",
         f"The mock is not the bottleneck: with the mock and the load generator alone on their core, the direct lane "
         f"holds {fmt(mock_cap)} requests/s against izzi's best {fmt(izzi_cap)}.",
@@ -957,6 +985,17 @@ def render(results: dict, summary: dict) -> str:
     if results.get("litellm_error"):
         parts += ["", f"LiteLLM lanes skipped: {results['litellm_error'][:300]}"]
     return "\n".join(parts)
+
+
+def publish_all(args: argparse.Namespace, results: dict, summary: dict, text: str) -> None:
+    """The whole table into `--publish` (docs/bench.md), and the run's headline with the targets
+    into README.md."""
+    if not args.publish:
+        return
+    publish(Path(args.publish), text)
+    target_table, _ = targets(results, summary)
+    publish(ROOT / "README.md", f"{headline(results)}\n\n{target_table}\n\nEvery lane, with its ratios to "
+            "the direct baseline and to LiteLLM, and what the profile found: `docs/bench.md`.")
 
 
 def publish(doc: Path, text: str) -> None:
@@ -1007,9 +1046,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.render:
         results = json.loads(Path(args.render).read_text())
-        text = render(results, summarize(results))
-        if args.publish:
-            publish(Path(args.publish), text)
+        summary = summarize(results)
+        text = render(results, summary)
+        publish_all(args, results, summary, text)
         print(text)
         return 0
     if args.quick:
@@ -1051,8 +1090,7 @@ def main() -> int:
     (out / "bench.json").write_text(json.dumps(results, indent=1, default=str))
     text = render(results, summary)
     (out / "bench.md").write_text(text + "\n")
-    if args.publish:
-        publish(Path(args.publish), text)
+    publish_all(args, results, summary, text)
     print(text)
     log(f"wrote {out / 'bench.json'} and {out / 'bench.md'}" + (f"; updated {args.publish}" if args.publish else ""))
     return 0
