@@ -191,6 +191,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// would then double its read buffer, 8 KiB more for every open connection.
 async fn speaks_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
     let mut seen = [0u8; H2_PREFACE.len()];
+    let mut wait = Duration::from_millis(1);
     loop {
         let n = stream.peek(&mut seen).await.ok()?;
         if n == 0 {
@@ -203,8 +204,10 @@ async fn speaks_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
             return Some(true);
         }
         // The start of the preface, the rest not yet here (an HTTP/1 method differs by its
-        // second byte): a peek would return at once with the same bytes, so wait a moment.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // second byte): a peek would return at once with the same bytes, so wait, longer each
+        // time, so that clients stalling mid-preface until the header timeout cost few wake-ups.
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, KEY, Mock, mock_config, open_file_limits};
+use crate::support::{Gateway, KEY, Mock, http_builder, mock_config, open_file_limits};
 
 fn addr(gw: &Gateway) -> String {
     gw.url.trim_start_matches("http://").to_owned()
@@ -143,10 +143,7 @@ async fn http2_with_prior_knowledge_and_http1_in_pieces_are_both_served() {
     let gw = Gateway::start(&mock_config(&mock, "[server]\nheader_read_timeout_s = 1\n"));
     let chat = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
     // HTTP/2 in plain text, from a client that knows the gateway speaks it.
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = http_builder().http2_prior_knowledge().build().unwrap();
     let r = h2
         .post(format!("{}/v1/chat/completions", gw.url))
         .bearer_auth(KEY)

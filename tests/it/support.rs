@@ -292,12 +292,14 @@ impl Drop for Gateway {
 
 /// An HTTP client for tests.
 pub(crate) fn http() -> reqwest::Client {
+    http_builder().build().expect("client")
+}
+
+/// The builder of [`http`], for a test that needs another setting.
+pub(crate) fn http_builder() -> reqwest::ClientBuilder {
     // reqwest is built without a default TLS provider (the binary installs ring at start).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client")
+    reqwest::Client::builder().timeout(Duration::from_secs(120))
 }
 
 /// The soft and hard limits on open files of process `pid` (or `self`), where the system says
