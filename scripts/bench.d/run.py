@@ -582,9 +582,9 @@ litellm_settings:
 
     def settle(self, before: str) -> None:
         """Waits (at most a minute) until every server is idle: at most one clock tick (10 ms) of
-        CPU among them over half a second. A server still working off an earlier lane (LiteLLM finishing the streams the
-        load generator gave up on, say) shares the servers' core and would slow the next lane
-        of another server."""
+        CPU among them over 0.3 s. A server still working off an earlier lane shares the
+        servers' core and would slow the next lane of another server (LiteLLM went on with the
+        streams the load generator gave up on for 25-46 s)."""
         started = time.monotonic()
         while time.monotonic() - started < 60:
             before_cpu = sum(cpu_seconds(s.pid) for s in self.servers.values())
