@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The benchmark driver behind `scripts/bench` (which builds the binaries first).
 
-Starts the mock upstream, `izzi serve` and the LiteLLM proxy, pins the servers under test to one
-core and the mock and the load generator (`bench-load`) to the other, runs every lane in
-interleaved rounds, and writes the figures as JSON and as a Markdown table.
+Starts the mock upstream, the relay (`bench-relay`), `izzi serve` and the LiteLLM proxy, pins the
+servers under test to one core and the mock and the load generator (`bench-load`) to the other,
+runs every lane in interleaved rounds, and writes the figures as JSON and as a Markdown table.
 
 Lanes (what the client speaks -> what the provider speaks):
   direct      the load generator straight to the mock (the baseline)
+  relay       a TCP relay that reads no HTTP: the floor any proxy pays on this machine
+              (latency at concurrency 1 and capacity only)
   izzi        `izzi serve`, same format and translating, with a client key, limits and the
               ledger on, as users run it
   litellm     the LiteLLM proxy (its own venv), same mock, same requests
