@@ -317,25 +317,16 @@ class Bench:
     def pin(self, core: str, cmd: list[str]) -> list[str]:
         return ["taskset", "-c", core, *self.realtime, *cmd]
 
-    def start_mock(self) -> Server:
-        log_path = self.work / "mock.log"
+    def start_example(self, name: str, core: str, example: str, *args: str) -> Server:
+        """Starts one of the bench's own examples on `core`; it prints `... listening on URL`."""
+        log_path = self.work / f"{name}.log"
         proc = subprocess.Popen(
-            self.pin(self.load_core, [str(self.bin / "examples" / "mock-upstream")]),
+            self.pin(core, [str(self.bin / "examples" / example), *args]),
             stdout=open(log_path, "w"),
             stderr=subprocess.STDOUT,
         )
-        line = wait_for_line(log_path, "mock upstream listening on", proc, 30)
-        return Server("mock", proc, line.rsplit(" ", 1)[1])
-
-    def start_relay(self, mock: Server) -> Server:
-        log_path = self.work / "relay.log"
-        proc = subprocess.Popen(
-            self.pin(self.server_core, [str(self.bin / "examples" / "bench-relay"), mock.url.removeprefix("http://")]),
-            stdout=open(log_path, "w"),
-            stderr=subprocess.STDOUT,
-        )
-        line = wait_for_line(log_path, "relay listening on", proc, 30)
-        return Server("relay", proc, line.rsplit(" ", 1)[1])
+        line = wait_for_line(log_path, "listening on", proc, 30)
+        return Server(name, proc, line.rsplit(" ", 1)[1])
 
     def izzi_config(self, mock: Server) -> Path:
         path = self.work / "izzi.toml"
@@ -519,9 +510,10 @@ litellm_settings:
 
     def _run(self) -> None:
         a = self.args
-        mock = self.start_mock()
+        mock = self.start_example("mock", self.load_core, "mock-upstream")
         self.servers["mock"] = mock
-        self.servers["relay"] = self.start_relay(mock)
+        self.servers["relay"] = self.start_example("relay", self.server_core, "bench-relay",
+                                                   mock.url.removeprefix("http://"))
         config = self.izzi_config(mock)
         self.results["cold_start_ms"] = {
             "mock": self.cold([str(self.bin / "examples" / "mock-upstream"), "--port", "{port}"], "mock", a.cold_runs),
@@ -922,6 +914,12 @@ def table(results: dict, summary: dict) -> str:
     return "\n".join(rows)
 
 
+def same_format(summary: dict) -> list[dict]:
+    """The figures of the governed same-format izzi lanes that ran, the ones the targets judge."""
+    lanes = (summary.get(n, {}) for n in ("izzi messages", "izzi chat"))
+    return [s for s in lanes if s and "error" not in s]
+
+
 def targets(results: dict, summary: dict) -> tuple[str, list[dict]]:
     """The issue's targets, judged on the governed same-format lanes."""
     checks = []
@@ -932,8 +930,7 @@ def targets(results: dict, summary: dict) -> tuple[str, list[dict]]:
         checks.append({"target": what, "measured": value, "floor": floor.get(floor_key) if floor_key else None,
                        "limit": limit, "met": ok})
 
-    same = [summary.get(n, {}) for n in ("izzi messages", "izzi chat")]
-    same = [s for s in same if "error" not in s and s]
+    same = same_format(summary)
     worst = lambda key: max((s[key] for s in same if s.get(key) is not None), default=None)
     least = lambda key: min((s[key] for s in same if s.get(key) is not None), default=None)
     v = worst("cpu_us_at_capacity")
@@ -946,8 +943,7 @@ def targets(results: dict, summary: dict) -> tuple[str, list[dict]]:
     v = least("capacity_rps")
     check("capacity, one core (requests/s)", v, ">= 10,000", v is not None and v >= 10000, "capacity_rps")
     many_n = results["args"]["many_streams"]
-    many = [summary[n] for n in ("izzi messages", "izzi chat") if n in summary and "error" not in summary[n]]
-    v = all(s["many_completed"] == s["many_n"] and s["many_content_received"] == s["many_content_sent"] for s in many) if many else None
+    v = all(s["many_completed"] == s["many_n"] and s["many_content_received"] == s["many_content_sent"] for s in same) if same else None
     check(f"{many_n:,} concurrent streams: every stream completed, every content event delivered", v, "all", v)
     v = worst("added_many_ttfb_p50_us")
     check(f"{many_n:,} concurrent streams: added TTFB p50 (µs)", v, "< 1,000", v is not None and v < 1000)
@@ -1011,7 +1007,7 @@ def floor_note(summary: dict) -> str:
     floor = summary.get(FLOOR, {})
     if "error" in floor or floor.get("added_p50_us") is None:
         return "The floor lane (`relay messages`) did not run."
-    same = [summary[n] for n in ("izzi messages", "izzi chat") if "error" not in summary.get(n, {"error": 1})]
+    same = same_format(summary)
     own = lambda key: max((s[key] - floor[key] for s in same if s.get(key) is not None and floor.get(key) is not None),
                           default=None)
     return (
