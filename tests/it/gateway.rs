@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, KEY, Mock, http, izzi_bin, mock_config};
+use crate::support::{Gateway, KEY, Mock, home_with, http, izzi_bin, mock_config};
 
 fn claude_body(text: &str, stream: bool) -> Value {
     json!({
@@ -598,6 +598,31 @@ fn refuses_to_listen_beyond_loopback_without_client_keys() {
     .unwrap();
     let gw = Gateway::start_in(home, &["--host", "0.0.0.0"]);
     assert!(gw.url.starts_with("http://0.0.0.0:"), "{}", gw.url);
+}
+
+/// With no D-Bus session bus (headless machines, containers, CI) the gateway does not start
+/// zbus to look for a keyring that is not there: it runs the same threads as with the file
+/// store forced, and says at debug level why it skipped the keyring.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn without_a_session_bus_the_gateway_starts_no_keyring_threads() {
+    let runtime_dir = tempfile::tempdir().unwrap(); // no `bus` socket in it
+    let mut headless = std::process::Command::new(izzi_bin());
+    headless
+        .env_remove("IZZI_KEYRING")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_RUNTIME_DIR", runtime_dir.path());
+    let gw = Gateway::spawn(headless, home_with(""), &[], "izzi=debug,info");
+    let forced = Gateway::start("");
+    assert_eq!(gw.thread_names(), forced.thread_names());
+    assert!(
+        gw.log()
+            .contains("the OS keyring is unusable: no D-Bus session bus"),
+        "{}",
+        gw.log()
+    );
+    // It still serves: the stored-key lookup went on to the (absent) file.
+    gw.get_text("/health").await;
 }
 
 /// Requests the mock received whose body mentions `marker`.

@@ -534,38 +534,52 @@ fn key_file_is_private_and_key_print_prints_only_the_key() {
     assert!(out.stderr.is_empty());
 }
 
-/// Without `IZZI_KEYRING=file` and with no usable Secret Service (no session bus, as in CI),
-/// the key goes to the 0600 file with a one-line notice, and is found there again.
+/// Without `IZZI_KEYRING=file` and with no usable Secret Service, the key goes to the 0600 file
+/// with a one-line notice, and is found there again. Two ways to have none: a session bus
+/// address whose socket is missing (zbus tries and fails), and no session bus at all, as in CI
+/// (izzi does not start zbus, and says why).
 #[cfg(target_os = "linux")]
 #[test]
 fn keyring_falls_back_to_the_private_file() {
-    let sandbox = two_tool_home();
-    let out = sandbox
-        .cmd(&["setup", "--yes", "--key", KEY, "--tools", "codex"])
-        .env_remove("IZZI_KEYRING")
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            "unix:path=/nonexistent/izzi-test-bus",
-        )
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stderr = text(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "one notice: {stderr}");
-    assert!(stderr.contains("the OS keyring is unusable"), "{stderr}");
-    let credentials = sandbox.izzi_home.join("credentials");
-    assert_eq!(mode_of(&credentials), 0o600);
-    let out = sandbox
-        .cmd(&["key", "print"])
-        .env_remove("IZZI_KEYRING")
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            "unix:path=/nonexistent/izzi-test-bus",
-        )
-        .output()
-        .expect("run");
-    assert_eq!(text(&out.stdout), format!("{KEY}\n"));
+    for bus in ["missing socket", "none"] {
+        let sandbox = two_tool_home();
+        let runtime_dir = tempfile::tempdir().expect("runtime dir"); // no `bus` socket in it
+        let without_keyring = |mut cmd: Command| {
+            cmd.env_remove("IZZI_KEYRING");
+            if bus == "none" {
+                cmd.env("XDG_RUNTIME_DIR", runtime_dir.path());
+            } else {
+                cmd.env(
+                    "DBUS_SESSION_BUS_ADDRESS",
+                    "unix:path=/nonexistent/izzi-test-bus",
+                );
+            }
+            cmd
+        };
+        let out =
+            without_keyring(sandbox.cmd(&["setup", "--yes", "--key", KEY, "--tools", "codex"]))
+                .stdin(Stdio::null())
+                .output()
+                .expect("run");
+        assert!(out.status.success(), "{bus}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{bus}: one notice: {stderr}");
+        assert!(
+            stderr.contains("the OS keyring is unusable"),
+            "{bus}: {stderr}"
+        );
+        assert_eq!(
+            stderr.contains("no D-Bus session bus"),
+            bus == "none",
+            "{bus}: {stderr}"
+        );
+        let credentials = sandbox.izzi_home.join("credentials");
+        assert_eq!(mode_of(&credentials), 0o600);
+        let out = without_keyring(sandbox.cmd(&["key", "print"]))
+            .output()
+            .expect("run");
+        assert_eq!(text(&out.stdout), format!("{KEY}\n"), "{bus}");
+    }
 }
 
 #[cfg(unix)]

@@ -141,14 +141,23 @@ impl Gateway {
         Self::spawn(shell, home_with(config), &[], "izzi=debug,info")
     }
 
-    fn spawn(mut command: Command, home: tempfile::TempDir, args: &[&str], filter: &str) -> Self {
+    /// Starts `izzi serve --port 0` through `command` (the binary, or a shell that runs it).
+    /// The key store is the file unless `command` already sets or removes `IZZI_KEYRING`.
+    pub(crate) fn spawn(
+        mut command: Command,
+        home: tempfile::TempDir,
+        args: &[&str],
+        filter: &str,
+    ) -> Self {
         let log = std::fs::File::create(home.path().join("izzi.log")).expect("log file");
+        if !command.get_envs().any(|(name, _)| name == "IZZI_KEYRING") {
+            command.env("IZZI_KEYRING", "file");
+        }
         let child = command
             .args(["serve", "--port", "0"])
             .args(args)
             .env("IZZI_HOME", home.path())
             .env("HOME", home.path())
-            .env("IZZI_KEYRING", "file")
             .env("IZZI_LOG", filter)
             .stdout(Stdio::null())
             .stderr(log)
@@ -194,6 +203,17 @@ impl Gateway {
         open_file_limits(&pid.to_string())
             .expect("Max open files")
             .0
+    }
+
+    /// The names of the gateway's threads (Linux: `/proc/PID/task/*/comm`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn thread_names(&self) -> std::collections::BTreeSet<String> {
+        let pid = self.child.as_ref().expect("running").id();
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .expect("proc tasks")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
     }
 
     /// The gateway's resident memory in KiB (Linux: `/proc/PID/status`).
