@@ -48,8 +48,8 @@ impl Store for Keyring {
 /// Outside macOS and Windows the keyring is the Secret Service on the D-Bus session bus, which
 /// zbus finds at `DBUS_SESSION_BUS_ADDRESS`, else at the socket `bus` in `XDG_RUNTIME_DIR` (or
 /// `/run/user/UID`). With neither (headless machines, containers, CI) there is nothing to ask,
-/// and asking anyway would start zbus's runtime threads for the rest of the process's life: a
-/// gateway kept two more threads and 2 MB more RSS for a keyring that was never there.
+/// and asking anyway would start zbus's runtime threads (`async-io`, `blocking-1`), which a
+/// gateway then kept for the rest of its life.
 #[cfg(all(unix, not(target_os = "macos")))]
 fn session_bus() -> Result<()> {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
