@@ -52,20 +52,18 @@ impl Store for Keyring {
 /// gateway then kept for the rest of its life.
 #[cfg(all(unix, not(target_os = "macos")))]
 fn session_bus() -> Result<()> {
-    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+    // The same lookup as zbus's `Address::session`, string for string.
+    if std::env::var("DBUS_SESSION_BUS_ADDRESS").is_ok() {
         return Ok(());
     }
-    let dir = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(
-        || format!("/run/user/{}", rustix::process::geteuid().as_raw()).into(),
-        std::path::PathBuf::from,
-    );
-    let socket = dir.join("bus");
-    if socket.exists() {
+    let dir = std::env::var("XDG_RUNTIME_DIR")
+        .unwrap_or_else(|_| format!("/run/user/{}", rustix::process::geteuid().as_raw()));
+    let socket = format!("{dir}/bus");
+    if std::path::Path::new(&socket).exists() {
         Ok(())
     } else {
         Err(anyhow!(
-            "no D-Bus session bus (`DBUS_SESSION_BUS_ADDRESS` is unset and `{}` does not exist)",
-            socket.display()
+            "no D-Bus session bus (`DBUS_SESSION_BUS_ADDRESS` is unset and `{socket}` does not exist)"
         ))
     }
 }
