@@ -20,6 +20,7 @@ mod setup;
 mod store;
 mod tokens;
 mod translate;
+mod wire;
 
 use std::process::ExitCode;
 

@@ -23,10 +23,11 @@ use super::ledger::{Answered, Finished, Ledger, Output};
 use super::limits::{Admission, Refusal};
 use super::routing::Route;
 use super::upstream::{self, Forwarded};
-use crate::catalog::Model;
+use crate::catalog::{Model, Pricing};
 use crate::config::Server;
 use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind, Usage, sse};
+use crate::store::Outcome;
 use crate::tokens::Count;
 use crate::translate::{self, Target};
 
@@ -54,6 +55,14 @@ async fn handle(
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
     let route = route(&state, &shape.model)?;
+    let priced_only = client.credits.is_some() || client.budget.is_some();
+    if priced_only && route.model.pricing == Pricing::Unpriced {
+        super::metrics::refused("unpriced_model");
+        return Err(ApiError::invalid(format!(
+            "The model `{}` has no price, and this key has credits or a budget, so izzi cannot charge for it. Add a `[[models]]` entry for it with `input_per_mtok` and `output_per_mtok` (or set `[default_price]`) in config.toml.",
+            shape.model
+        )));
+    }
     let forwarded = Forwarded::from_headers(&parts.headers);
     let outgoing = Outgoing {
         format,
@@ -62,6 +71,7 @@ async fn handle(
         client_model: &shape.model,
         stream: shape.stream,
         forwarded: &forwarded,
+        priced_only,
     };
     // A request the provider cannot carry is a shape error: refused before it counts.
     let prepared = dispatch::prepare(&outgoing, &route)?;
@@ -80,9 +90,9 @@ async fn handle(
     );
     let sent = match dispatch::send(&state, &outgoing, route, prepared).await {
         Ok(sent) => sent,
-        Err(err) => {
-            life.failed(err.status);
-            return Ok(rate.attach(err.into_response()));
+        Err(failure) => {
+            life.failed(failure.error.status, failure.outcome);
+            return Ok(rate.attach(failure.error.into_response()));
         }
     };
     life.model = Arc::clone(&sent.route.model);
@@ -95,8 +105,7 @@ async fn handle(
             Err(err) => return Ok(rate.attach(err.into_response())),
         },
         Answer::Stream { first, rest } => {
-            let keepalive_s = state.config.server.keepalive_s;
-            relay_stream(format, kind, &target, first, rest, life, keepalive_s)
+            relay_stream(format, kind, &target, first, rest, life, &state.config.server)
         }
     };
     response.headers_mut().extend(sent.headers);
@@ -104,9 +113,10 @@ async fn handle(
 }
 
 /// The limits step. A key with a balance or a budget holds the request's worst-case cost: its
-/// input plus the most output it asks for, at the model's prices. The input is first bounded by
-/// the body's length (a prompt has no more tokens than bytes), which costs nothing; only when
-/// that bound is refused for money is the prompt tokenized for a tighter hold.
+/// input plus the most output it asks for, every input token at the dearest input price (a
+/// cache write). The input is first bounded without tokenizing ([`crate::tokens::input_bound`]:
+/// bytes, images at their largest, the context window), which costs nothing; only when that
+/// bound is refused for money is the prompt tokenized for a tighter hold.
 async fn admit(
     state: &AppState,
     client: &Client,
@@ -124,17 +134,16 @@ async fn admit(
         Some(asked) => asked,
         None => most,
     };
-    let hold = |input_tokens: u64| {
-        model.cost(&Usage {
-            input_tokens,
-            output_tokens: output,
-            ..Usage::default()
-        })
-    };
-    match state.limits.admit(client, hold(bytes.len() as u64)).await {
+    // A one-hour cache write costs twice the input price; only a body that asks for one pays it.
+    let hour_cache = memchr::memmem::find(bytes, b"\"1h\"").is_some();
+    let hold = |input_tokens: u64| model.worst_cost(input_tokens, output, hour_cache);
+    let bound = crate::tokens::input_bound(model, bytes);
+    match state.limits.admit(client, hold(bound)).await {
         Err(refusal) if refusal.is_money() => match count_locally(model, bytes).await {
-            Some(counted) => state.limits.admit(client, hold(counted.tokens)).await,
-            None => Err(refusal),
+            Some(counted) if counted.tokens < bound => {
+                state.limits.admit(client, hold(counted.tokens)).await
+            }
+            _ => Err(refusal),
         },
         decided => decided,
     }
@@ -260,7 +269,7 @@ fn whole(
     life.output = Some(Output::Body(answer.clone()));
     let (out, usage) = translate::response(format, kind, &answer, target).map_err(|e| {
         let err = ApiError::upstream(format!("The upstream answer could not be read: {e}"));
-        life.failed(err.status);
+        life.failed(err.status, Outcome::UpstreamInvalid);
         err
     })?;
     life.usage = usage;
@@ -287,7 +296,7 @@ fn relay_stream(
     first: Option<Bytes>,
     upstream: ByteStream,
     mut life: Life,
-    keepalive_s: u64,
+    server: &Server,
 ) -> Response {
     life.status = StatusCode::OK;
     life.outcome = Outcome::Completed;
@@ -295,13 +304,13 @@ fn relay_stream(
     let relay = Relay {
         upstream,
         first,
-        parser: sse::Parser::default(),
+        parser: sse::Parser::new(server.max_upstream_event_bytes),
         translator: translate::stream(format, kind, target),
         passthrough: format.native_kind() == Some(kind),
         relayed: 0,
         held: BytesMut::new(),
         keepalive: keepalive(format),
-        keepalive_after: Duration::from_secs(keepalive_s),
+        keepalive_after: Duration::from_secs(server.keepalive_s),
         ended: false,
         life,
     };
@@ -366,7 +375,8 @@ impl Relay {
                 Some(Ok(bytes)) => {
                     self.parser.push(&bytes);
                     if let Err(err) = self.feed(&mut out) {
-                        self.fail(&mut out, "upstream_error", &err.to_string());
+                        let message = format!("The upstream stream could not be read: {err}.");
+                        self.fail(&mut out, "upstream_error", &message, Outcome::UpstreamInvalid);
                     } else if self.passthrough {
                         self.life.reported(self.translator.usage());
                         let whole = self.whole_events(bytes);
@@ -379,7 +389,8 @@ impl Relay {
                 }
                 Some(Err(err)) => {
                     let message = upstream::connection_error(&self.life.provider, &err).message;
-                    self.fail(&mut out, "connection_error", &message);
+                    let outcome = upstream::transport_outcome(&err);
+                    self.fail(&mut out, "connection_error", &message, outcome);
                 }
                 None => {
                     if let Some(event) = self.parser.finish() {
@@ -409,7 +420,7 @@ impl Relay {
         None
     }
 
-    fn feed(&mut self, out: &mut BytesMut) -> Result<(), sse::LineTooLong> {
+    fn feed(&mut self, out: &mut BytesMut) -> Result<(), sse::EventTooLarge> {
         while let Some(event) = self.parser.next_event()? {
             if let Some(Output::Events(seen)) = &mut self.life.output {
                 *seen += 1;
@@ -436,11 +447,11 @@ impl Relay {
         self.held.split_to(ready).freeze()
     }
 
-    fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str) {
+    fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str, outcome: Outcome) {
         // What is held is part of an event: the client's stream ends at the last whole one.
         self.held = BytesMut::new();
         self.translator.end(out, Some((kind, message)));
-        self.life.outcome = Outcome::UpstreamFailed;
+        self.life.outcome = outcome;
         self.ended = true;
     }
 }
@@ -451,29 +462,6 @@ impl Drop for Relay {
             // The client went away before the upstream finished; dropping the upstream stream
             // closes its connection, which cancels the generation.
             self.life.outcome = Outcome::ClientGone;
-        }
-    }
-}
-
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Completed,
-    /// The upstream stream stopped before its final event.
-    UpstreamCut,
-    /// The upstream failed (error status, transport error, unreadable answer).
-    UpstreamFailed,
-    /// The client disconnected mid-stream.
-    ClientGone,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::UpstreamCut => "upstream_cut",
-            Outcome::UpstreamFailed => "upstream_failed",
-            Outcome::ClientGone => "client_gone",
         }
     }
 }
@@ -536,9 +524,9 @@ impl Life {
     }
 
     /// The request failed with `status` (the upstream's error, mapped, or an unreadable answer).
-    fn failed(&mut self, status: StatusCode) {
+    fn failed(&mut self, status: StatusCode, outcome: Outcome) {
         self.status = status;
-        self.outcome = Outcome::UpstreamFailed;
+        self.outcome = outcome;
     }
 
     /// What a stream's upstream has reported so far. Once it reported anything, the request
@@ -584,13 +572,20 @@ impl Drop for Life {
             model: Arc::clone(&self.model),
             provider: std::mem::take(&mut self.provider),
             status: self.status.as_u16(),
-            outcome: self.outcome.as_str(),
+            outcome: self.outcome,
             stream: self.stream,
             usage: self.usage,
             latency,
             ttft: self.ttft,
-            answered: self.output.take().map(|output| Answered {
-                request: self.request.clone(),
+            // The provider bills what it read: an answer's request, and the prompt of a client
+            // that left while the provider worked on it.
+            answered: match (self.output.take(), self.outcome) {
+                (None, Outcome::ClientGone) => Some(None),
+                (None, _) => None,
+                (output, _) => Some(output),
+            }
+            .map(|output| Answered {
+                request: std::mem::take(&mut self.request),
                 output,
             }),
         });

@@ -43,6 +43,7 @@
 //!
 //! Counting a non-empty input never gives 0: a request carries at least the reply priming.
 
+mod bound;
 mod media;
 mod request;
 
@@ -52,6 +53,7 @@ use std::cell::OnceCell;
 use tiktoken_rs::CoreBPE;
 
 use crate::catalog::Model;
+pub(crate) use bound::input_bound;
 use media::{Family, Image};
 pub(crate) use request::{MAX_OUTPUT_FIELDS, Shape, max_output};
 
