@@ -16,20 +16,15 @@ const BUILTIN: &str = include_str!("models.toml");
 
 wire_enum! {
     /// Where a model's prices come from.
+    #[derive(Default)]
     Pricing {
         /// The model's own prices: the built-in catalog or a `[[models]]` entry.
+        #[default]
         Listed = "listed",
         /// `[default_price]` from config: the model has no prices of its own.
         Default = "default",
         /// No price is known: it costs nothing, so keys with money limits are refused it.
         Unpriced = "unpriced",
-    }
-}
-
-
-impl Default for Pricing {
-    fn default() -> Self {
-        Self::Listed
     }
 }
 
@@ -368,6 +363,69 @@ mod tests {
         };
         // 3.00 input + 1.50 output + 0.30 cache read
         assert_eq!(sonnet.cost(&usage).normalize().to_string(), "4.8");
+    }
+
+    #[test]
+    fn one_hour_cache_writes_cost_twice_the_input_and_holds_take_the_dearest_input() {
+        let catalog = Catalog::load(&[]).unwrap();
+        let sonnet = catalog.get("sonnet").unwrap();
+        let usage = Usage {
+            cache_write_tokens: 1_000_000,
+            cache_write_1h_tokens: 400_000,
+            ..Usage::default()
+        };
+        // 600k five-minute writes at $3.75/M, 400k one-hour writes at $6/M.
+        assert_eq!(sonnet.cost(&usage).normalize().to_string(), "4.65");
+        // A hold prices input as a cache write; at the one-hour rate only when asked.
+        assert_eq!(
+            sonnet
+                .worst_cost(1_000_000, 0, false)
+                .normalize()
+                .to_string(),
+            "3.75"
+        );
+        assert_eq!(
+            sonnet
+                .worst_cost(1_000_000, 0, true)
+                .normalize()
+                .to_string(),
+            "6"
+        );
+        let gpt = catalog.get("gpt-4.1").unwrap();
+        assert_eq!(
+            gpt.worst_cost(1_000_000, 1_000_000, false)
+                .normalize()
+                .to_string(),
+            "10"
+        );
+    }
+
+    #[test]
+    fn models_without_prices_are_unpriced_until_a_default_prices_them() {
+        let overrides = [ModelOverride {
+            id: "mine".into(),
+            provider: Some("openai".into()),
+            ..Default::default()
+        }];
+        let catalog = Catalog::load(&overrides).unwrap();
+        assert_eq!(catalog.get("mine").unwrap().pricing, Pricing::Unpriced);
+        assert_eq!(catalog.get("sonnet").unwrap().pricing, Pricing::Listed);
+        let default = DefaultPrice {
+            input_per_mtok: Decimal::ONE,
+            output_per_mtok: Decimal::TWO,
+        };
+        let catalog = catalog.with_default_price(Some(default));
+        let mine = catalog.get("mine").unwrap();
+        assert_eq!(
+            (mine.pricing, mine.input_per_mtok, mine.output_per_mtok),
+            (Pricing::Default, Decimal::ONE, Decimal::TWO)
+        );
+        assert_eq!(
+            catalog.get("sonnet").unwrap().input_per_mtok,
+            Decimal::from(3)
+        );
+        let glob = Model::uncatalogued("x-1", "openai", None);
+        assert_eq!((glob.pricing, glob.catalogued), (Pricing::Unpriced, false));
     }
 
     #[test]

@@ -135,7 +135,11 @@ impl ModelHandles {
 impl Recorder {
     /// Records one ended request; `catalogued`: its model is in the catalog or config.
     pub(crate) fn finished(&mut self, row: &Row, catalogued: bool) {
-        let label = if catalogued { row.model.as_str() } else { OTHER };
+        let label = if catalogued {
+            row.model.as_str()
+        } else {
+            OTHER
+        };
         let model = match self.models.get_mut(label) {
             Some(handles) => handles,
             None => self

@@ -104,9 +104,15 @@ async fn handle(
             Ok(response) => response,
             Err(err) => return Ok(rate.attach(err.into_response())),
         },
-        Answer::Stream { first, rest } => {
-            relay_stream(format, kind, &target, first, rest, life, &state.config.server)
-        }
+        Answer::Stream { first, rest } => relay_stream(
+            format,
+            kind,
+            &target,
+            first,
+            rest,
+            life,
+            &state.config.server,
+        ),
     };
     response.headers_mut().extend(sent.headers);
     Ok(rate.attach(response))
@@ -376,7 +382,12 @@ impl Relay {
                     self.parser.push(&bytes);
                     if let Err(err) = self.feed(&mut out) {
                         let message = format!("The upstream stream could not be read: {err}.");
-                        self.fail(&mut out, "upstream_error", &message, Outcome::UpstreamInvalid);
+                        self.fail(
+                            &mut out,
+                            "upstream_error",
+                            &message,
+                            Outcome::UpstreamInvalid,
+                        );
                     } else if self.passthrough {
                         self.life.reported(self.translator.usage());
                         let whole = self.whole_events(bytes);

@@ -226,7 +226,6 @@ fn glob_set<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet> {
     Ok(builder.build()?)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -129,7 +129,10 @@ pub(crate) async fn read_capped(
             "The upstream provider `{provider}` answered with more than {cap} bytes (`server.max_upstream_body_bytes`)."
         ))
     };
-    if response.content_length().is_some_and(|len| len > cap as u64) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > cap as u64)
+    {
         return Err(too_large());
     }
     let body = axum::http::Response::<reqwest::Body>::from(response).into_body();

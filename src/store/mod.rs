@@ -697,7 +697,6 @@ impl Store {
                         output_tokens: count(r.get(10)?),
                         cache_read_tokens: count(r.get(11)?),
                         cache_write_tokens: count(r.get(12)?),
-                        cache_write_1h_tokens: 0,
                         // Only the cost, already computed, depends on the one-hour writes.
                         ..Usage::default()
                     },

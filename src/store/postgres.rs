@@ -333,12 +333,13 @@ impl Postgres {
                 cache_read_tokens: count(r.get(5)),
                 cache_write_tokens: count(r.get(6)),
                 cost_usd: decimal(r.get(7))?,
-                ..Counts::of(count(r.get(2)), Outcome::parse(r.get(8))?, Pricing::parse(r.get(9))?)
+                ..Counts::of(
+                    count(r.get(2)),
+                    Outcome::parse(r.get(8))?,
+                    Pricing::parse(r.get(9))?,
+                )
             };
-            lines
-                .entry((r.get(0), r.get(1)))
-                .or_default()
-                .add(&counts);
+            lines.entry((r.get(0), r.get(1))).or_default().add(&counts);
         }
         Ok(lines
             .into_iter()

@@ -8,6 +8,7 @@ mod hostile;
 mod ledger;
 mod limits;
 mod models_cli;
+mod money;
 mod privacy;
 mod setup;
 #[cfg(unix)]
