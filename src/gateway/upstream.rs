@@ -102,17 +102,20 @@ pub(crate) fn transport_outcome(err: &reqwest::Error) -> Outcome {
     }
 }
 
-/// Whether a rustls error is in `err`'s chain (TLS errors travel inside `io::Error`s).
+/// Whether a rustls error is in `err`'s chain. TLS errors travel inside `io::Error`s, nested
+/// ones too, whose `source` skips the error they wrap: those are walked through `get_ref`.
 fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(e) = next {
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref);
-        if e.is::<rustls::Error>() || inner.is_some_and(|i| i.is::<rustls::Error>()) {
+        if e.is::<rustls::Error>() {
             return true;
         }
-        next = e.source();
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
