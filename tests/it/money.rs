@@ -95,6 +95,14 @@ async fn an_unpriced_model_never_runs_free_for_a_key_with_money_limits() {
         metrics.contains("izzi_refusals_total{reason=\"unpriced_model\"} 3"),
         "{metrics}"
     );
+    // A name a client invents never becomes a series of its own.
+    assert!(!metrics.contains("gpt-9-unknown"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "izzi_requests_total{model=\"other\",status=\"200\",outcome=\"completed\"} 1"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
