@@ -75,9 +75,28 @@ pub(crate) fn is_set(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| !v.is_empty())
 }
 
-/// The `IZZI_TEST_PAUSE_AFTER_FILE` count, if set.
+/// The `IZZI_TEST_PAUSE_AFTER_FILE` count, if set. Only test builds (debug assertions on) read
+/// it: a release binary never pauses.
+#[cfg(debug_assertions)]
 pub(crate) fn pause_after_file() -> Option<usize> {
     std::env::var(IZZI_TEST_PAUSE_AFTER_FILE)
         .ok()
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(debug_assertions))]
+pub(crate) fn pause_after_file() -> Option<usize> {
+    None
+}
+
+/// Whether `DBUS_SESSION_BUS_ADDRESS` is set (to anything valid as UTF-8), as zbus reads it.
+#[cfg(all(unix, not(target_os = "macos")))]
+pub(crate) fn session_bus_address_set() -> bool {
+    std::env::var("DBUS_SESSION_BUS_ADDRESS").is_ok()
+}
+
+/// `XDG_RUNTIME_DIR`, as zbus reads it (set, even empty, and valid UTF-8).
+#[cfg(all(unix, not(target_os = "macos")))]
+pub(crate) fn xdg_runtime_dir() -> Option<String> {
+    std::env::var("XDG_RUNTIME_DIR").ok()
 }
