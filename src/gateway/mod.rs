@@ -2,13 +2,17 @@
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
 mod auth;
+mod count;
 mod dispatch;
 mod errors;
 mod ledger;
+mod life;
 mod limits;
 mod metrics;
 mod models;
 mod proxy;
+mod relay;
+mod request;
 mod routing;
 mod server;
 mod upstream;
@@ -23,7 +27,7 @@ use crate::config::Config;
 
 pub(crate) use auth::hash as hash_key;
 #[cfg(feature = "fuzzing")]
-pub(crate) use proxy::check_shape;
+pub(crate) use request::check_shape;
 /// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
 pub(crate) use routing::HOSTED_BASE;
 #[cfg(feature = "fuzzing")]

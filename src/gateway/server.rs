@@ -17,7 +17,7 @@ use tower::ServiceExt as _;
 
 use super::AppState;
 use super::errors::ApiError;
-use super::{auth, metrics, models, proxy};
+use super::{auth, count, metrics, models, proxy};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -35,7 +35,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
             "/responses",
             post(|s: State<Arc<AppState>>, r: Request| proxy::inference(s, Format::Responses, r)),
         )
-        .route("/messages/count_tokens", post(proxy::count_tokens))
+        .route("/messages/count_tokens", post(count::count_tokens))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::one))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -55,7 +55,7 @@ use tiktoken_rs::CoreBPE;
 use crate::catalog::Model;
 pub(crate) use bound::input_bound;
 use media::{Family, Image};
-pub(crate) use request::{MAX_OUTPUT_FIELDS, Shape, max_output};
+pub(crate) use request::{Shape, max_output, max_output_of};
 
 /// A local count of a request's input tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
