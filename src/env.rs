@@ -58,6 +58,15 @@ pub(crate) const IZZI_SETUP_OS: &str = "IZZI_SETUP_OS";
 /// test can show that an interrupted run leaves no half-written file.
 pub(crate) const IZZI_TEST_PAUSE_AFTER_FILE: &str = "IZZI_TEST_PAUSE_AFTER_FILE";
 
+/// `DOMAIN\user` on Windows (`USERDOMAIN`, `USERNAME`): whose logon starts `izzi service`.
+pub(crate) fn windows_user() -> String {
+    let name = std::env::var("USERNAME").unwrap_or_default();
+    match std::env::var("USERDOMAIN") {
+        Ok(domain) if !domain.is_empty() => format!("{domain}\\{name}"),
+        _ => name,
+    }
+}
+
 /// A path from an environment variable, if set and non-empty.
 pub(crate) fn path_var(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
