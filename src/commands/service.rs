@@ -57,20 +57,22 @@ pub(crate) fn install(args: &ServiceInstallArgs, by_setup: bool, run: &dyn Runne
         })
         .transpose()?;
     let manager = Manager::native();
+    let spec = Spec {
+        binary,
+        config,
+        port: args.port,
+        izzi_home: izzi_home.clone(),
+        keyring_file: crate::env::keyring_forced_file(),
+    };
+    // A config that does not load would leave a service restarting forever.
+    let address = spec.address()?;
     let record = Record {
         manager,
         file: manager.definition_path(&crate::env::home_dir()?, &izzi_home),
-        spec: Spec {
-            binary,
-            config,
-            port: args.port,
-            izzi_home: izzi_home.clone(),
-            keyring_file: crate::env::keyring_forced_file(),
-        },
+        spec,
+        address,
         by_setup,
     };
-    // A config that does not load would leave a service restarting forever.
-    let address = record.address()?;
     if let Err(why) = manager.available(run) {
         bail!(
             "{why}; izzi cannot be installed as a service here, so run the gateway in the foreground (or under your own supervisor): {}",
@@ -118,23 +120,20 @@ pub(crate) fn installed_by_setup() -> Result<bool> {
 }
 
 fn remove(record: &Record, izzi_home: &Path, run: &dyn Runner) -> Result<()> {
-    let address = record.address().ok();
+    let address = record.address();
     if let Err(err) = record.manager.disable(run) {
         // Not registered (removed by hand, or never started): the files still go.
         tracing::debug!(error = format!("{err:#}"), "disabling the service");
     }
     record.remove(izzi_home)?;
     record.manager.forget(run)?;
-    if let Some(address) = address {
-        wait_until_down(address)?;
-    }
-    Ok(())
+    wait_until_down(address)
 }
 
 fn installed() -> Result<(Record, SocketAddr)> {
     let record = Record::load(&crate::env::izzi_home()?)?
         .ok_or_else(|| anyhow!("the izzi service is not installed; run `izzi service install`"))?;
-    let address = record.address()?;
+    let address = record.address();
     Ok((record, address))
 }
 
@@ -177,7 +176,7 @@ struct Status {
 fn status(json: bool, run: &dyn Runner) -> Result<()> {
     let record = Record::load(&crate::env::izzi_home()?)?;
     let (manager, address) = match &record {
-        Some(record) => (record.manager, record.address()?),
+        Some(record) => (record.manager, record.address()),
         None => (Manager::native(), default_address()?),
     };
     let health = block_on(probe::health(address))?;
@@ -255,7 +254,7 @@ impl Summary {
                 pid: None,
             });
         };
-        let address = record.address()?;
+        let address = record.address();
         let health = block_on(probe::health(address))?;
         Ok(Self {
             installed: true,
@@ -342,7 +341,7 @@ fn reload(run: &dyn Runner) -> Result<()> {
     let izzi_home = crate::env::izzi_home()?;
     let record = Record::load(&izzi_home)?;
     let address = match &record {
-        Some(record) => record.address()?,
+        Some(record) => record.address(),
         None => default_address()?,
     };
     let before = block_on(probe::health(address))?.ok_or_else(|| {
@@ -395,7 +394,9 @@ fn reload(run: &dyn Runner) -> Result<()> {
             };
         }
         if Instant::now() > deadline {
-            bail!("the gateway on {address} did not report a reload within 5 seconds; see `izzi service logs`");
+            bail!(
+                "the gateway on {address} did not report a reload within 5 seconds; see `izzi service logs`"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -446,6 +447,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    super::install_tls_provider();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

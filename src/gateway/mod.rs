@@ -120,7 +120,10 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let listener = match tokio::net::TcpListener::bind(SocketAddr::new(host, port)).await {
         Ok(listener) => listener,
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
-            bail!("{}", crate::service::probe::holder(SocketAddr::new(host, port)).await)
+            bail!(
+                "{}",
+                crate::service::probe::holder(SocketAddr::new(host, port)).await
+            )
         }
         Err(err) => return Err(err).with_context(|| format!("cannot listen on {host}:{port}")),
     };

@@ -143,12 +143,18 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     [
         ("server.host", o.host != n.host),
         ("server.port", o.port != n.port),
-        ("server.max_connections", o.max_connections != n.max_connections),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
         (
             "server.header_read_timeout_s",
             o.header_read_timeout_s != n.header_read_timeout_s,
         ),
-        ("server.shutdown_grace_s", o.shutdown_grace_s != n.shutdown_grace_s),
+        (
+            "server.shutdown_grace_s",
+            o.shutdown_grace_s != n.shutdown_grace_s,
+        ),
         ("security", old.security != new.security),
         ("state", old.state != new.state),
     ]

@@ -98,7 +98,10 @@ pub(crate) async fn run(
         // Each request takes the state current when it arrives and keeps it to its end.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(remote));
-            live.load().app.clone().oneshot(request.map(axum::body::Body::new))
+            live.load()
+                .app
+                .clone()
+                .oneshot(request.map(axum::body::Body::new))
         });
         let watcher = graceful.watcher();
         tokio::spawn(async move {

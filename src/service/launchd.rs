@@ -16,14 +16,22 @@ pub(super) fn plist_path(home: &Path) -> PathBuf {
 
 /// The property list.
 pub(super) fn plist(spec: &Spec) -> String {
-    let mut args = format!("\t\t<string>{}</string>\n", xml(&spec.binary.display().to_string()));
+    let mut args = format!(
+        "\t\t<string>{}</string>\n",
+        xml(&spec.binary.display().to_string())
+    );
     for arg in spec.args(true) {
         args.push_str(&format!("\t\t<string>{}</string>\n", xml(&arg)));
     }
     let env: String = spec
         .env()
         .iter()
-        .map(|(name, value)| format!("\t\t<key>{name}</key>\n\t\t<string>{}</string>\n", xml(value)))
+        .map(|(name, value)| {
+            format!(
+                "\t\t<key>{name}</key>\n\t\t<string>{}</string>\n",
+                xml(value)
+            )
+        })
         .collect();
     let logs = spec.log_dir();
     format!(

@@ -140,7 +140,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        assert_eq!(names, ["izzi.log", "izzi.log.1", "izzi.log.2", "izzi.log.3"]);
+        assert_eq!(
+            names,
+            ["izzi.log", "izzi.log.1", "izzi.log.2", "izzi.log.3"]
+        );
         // One 60-byte line per file: each file stays under the limit, the newest is current.
         let (lines, len) = tail(dir.path(), 5).unwrap();
         assert_eq!(lines, [format!("{:0>59}", 9)]);
@@ -152,8 +155,12 @@ mod tests {
     #[test]
     fn reopening_appends() {
         let dir = tempfile::tempdir().unwrap();
-        (&Rotating::open(dir.path()).unwrap()).write_all(b"one\n").unwrap();
-        (&Rotating::open(dir.path()).unwrap()).write_all(b"two\n").unwrap();
+        (&Rotating::open(dir.path()).unwrap())
+            .write_all(b"one\n")
+            .unwrap();
+        (&Rotating::open(dir.path()).unwrap())
+            .write_all(b"two\n")
+            .unwrap();
         assert_eq!(tail(dir.path(), 10).unwrap().0, ["one", "two"]);
         assert_eq!(tail(dir.path(), 1).unwrap().0, ["two"]);
     }

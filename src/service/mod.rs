@@ -50,14 +50,20 @@ impl Spec {
 
     /// The environment the daemon gets.
     fn env(&self) -> Vec<(&'static str, String)> {
-        let mut env = vec![(
-            crate::env::IZZI_HOME,
-            self.izzi_home.display().to_string(),
-        )];
+        let mut env = vec![(crate::env::IZZI_HOME, self.izzi_home.display().to_string())];
         if self.keyring_file {
             env.push((crate::env::IZZI_KEYRING, "file".to_owned()));
         }
         env
+    }
+
+    /// The address the gateway will listen on: the config's `server`, with `--port`.
+    pub(crate) fn address(&self) -> Result<SocketAddr> {
+        let (config, _) = crate::config::Config::load(self.config.as_deref())?;
+        Ok(SocketAddr::new(
+            probe::reachable(config.server.host),
+            self.port.unwrap_or(config.server.port),
+        ))
     }
 
     /// Where the daemon's log files go when the manager keeps no journal.
@@ -282,6 +288,8 @@ pub(crate) struct Record {
     /// The definition file written.
     pub(crate) file: PathBuf,
     pub(crate) spec: Spec,
+    /// Where it listened when installed, for when its config no longer loads.
+    pub(crate) address: SocketAddr,
     /// `izzi setup --local` installed it, so `izzi setup --undo` removes it.
     #[serde(default)]
     pub(crate) by_setup: bool,
@@ -328,13 +336,10 @@ impl Record {
         Ok(())
     }
 
-    /// The address the service listens on: its config's `server`, with the port it was given.
-    pub(crate) fn address(&self) -> Result<SocketAddr> {
-        let (config, _) = crate::config::Config::load(self.spec.config.as_deref())?;
-        Ok(SocketAddr::new(
-            probe::reachable(config.server.host),
-            self.spec.port.unwrap_or(config.server.port),
-        ))
+    /// The address the service listens on: its config's `server` with the port it was given,
+    /// or, while the config does not load (being edited), the address it had when installed.
+    pub(crate) fn address(&self) -> SocketAddr {
+        self.spec.address().unwrap_or(self.address)
     }
 }
 

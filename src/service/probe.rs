@@ -77,17 +77,19 @@ pub(crate) async fn holder(addr: SocketAddr) -> String {
 #[cfg(target_os = "linux")]
 fn listener(port: u16) -> Option<(u32, String)> {
     const LISTEN: &str = "0A";
-    let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|table| {
-        let text = fs_err::read_to_string(table).ok()?;
-        text.lines().skip(1).find_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields.get(1)?.rsplit(':').next()?;
-            let listening = fields.get(3) == Some(&LISTEN);
-            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
-                .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
-                .flatten()
-        })
-    })?;
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = fs_err::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port = fields.get(1)?.rsplit(':').next()?;
+                let listening = fields.get(3) == Some(&LISTEN);
+                (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                    .then(|| fields.get(9).map(|i| format!("socket:[{i}]")))
+                    .flatten()
+            })
+        })?;
     fs_err::read_dir("/proc").ok()?.flatten().find_map(|entry| {
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
         let holds = fs_err::read_dir(entry.path().join("fd"))

@@ -54,7 +54,9 @@ pub(super) fn quote(word: &str) -> String {
         .replace('$', "$$");
     if !escaped.is_empty()
         && escaped == word
-        && !word.chars().any(|c| c.is_whitespace() || c == '\'' || c == ';')
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == ';')
     {
         escaped
     } else {
@@ -111,7 +113,10 @@ pub(super) fn control(run: &dyn Runner, action: Action) -> anyhow::Result<()> {
 pub(super) fn activity(run: &dyn Runner) -> Activity {
     let args = ["--user", "is-active", UNIT].map(str::to_owned);
     // `is-active` prints the state and fails for every state but `active`.
-    match run.run("systemctl", &args).map(|r| r.stdout.trim().to_owned()) {
+    match run
+        .run("systemctl", &args)
+        .map(|r| r.stdout.trim().to_owned())
+    {
         Ok(state) => match state.as_str() {
             "active" | "reloading" => Activity::Running,
             "activating" => Activity::Starting,

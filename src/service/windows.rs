@@ -94,7 +94,11 @@ fn windows_arg(arg: &str) -> String {
 
 pub(super) fn enable(run: &dyn Runner, definition: &Path) -> anyhow::Result<()> {
     let definition = definition.display().to_string();
-    run_checked(run, "schtasks", &["/Create", "/TN", TASK, "/XML", &definition, "/F"])?;
+    run_checked(
+        run,
+        "schtasks",
+        &["/Create", "/TN", TASK, "/XML", &definition, "/F"],
+    )?;
     run_checked(run, "schtasks", &["/Run", "/TN", TASK])?;
     Ok(())
 }
@@ -145,6 +149,9 @@ mod tests {
 
     #[test]
     fn the_task_is_utf16_with_a_byte_order_mark() {
-        assert_eq!(encode("<a/>"), [0xFF, 0xFE, b'<', 0, b'a', 0, b'/', 0, b'>', 0]);
+        assert_eq!(
+            encode("<a/>"),
+            [0xFF, 0xFE, b'<', 0, b'a', 0, b'/', 0, b'>', 0]
+        );
     }
 }

@@ -9,6 +9,10 @@ mod ledger;
 mod limits;
 mod models_cli;
 mod privacy;
+#[cfg(unix)]
+mod reload;
+#[cfg(target_os = "linux")]
+mod service;
 mod setup;
 #[cfg(unix)]
 mod setup_tty;
