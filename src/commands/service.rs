@@ -82,10 +82,10 @@ pub(crate) fn install(args: &ServiceInstallArgs, by_setup: bool, run: &dyn Runne
     if let Some(old) = Record::load(&izzi_home)? {
         remove(&old, &izzi_home, run)?;
     }
-    if let Err(err) = std::net::TcpListener::bind(address) {
-        if err.kind() == std::io::ErrorKind::AddrInUse {
-            bail!("{}", block_on(probe::holder(address))?);
-        }
+    if let Err(err) = std::net::TcpListener::bind(address)
+        && err.kind() == std::io::ErrorKind::AddrInUse
+    {
+        bail!("{}", block_on(probe::holder(address))?);
     }
     record.write(&izzi_home)?;
     manager.enable(run, &record.file)?;
@@ -317,22 +317,17 @@ fn logs(follow: bool, lines: usize) -> Result<()> {
     for line in tail {
         output::line(line);
     }
-    while follow {
-        std::thread::sleep(Duration::from_millis(250));
-        let path = logfile::current(&dir);
-        let bytes = fs_err::read(&path).unwrap_or_default();
-        let len = bytes.len() as u64;
-        // A shorter file was rotated: it is all new.
-        let from = if len < seen { 0 } else { seen };
-        let fresh = String::from_utf8_lossy(&bytes[usize::try_from(from).unwrap_or(0)..]);
-        if let Some(end) = fresh.rfind('\n') {
-            for line in fresh[..end].lines() {
-                output::line(line);
-            }
-            seen = from + end as u64 + 1;
-        }
+    if !follow {
+        return Ok(());
     }
-    Ok(())
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let (fresh, next) = logfile::since(&dir, seen)?;
+        for line in fresh {
+            output::line(line);
+        }
+        seen = next;
+    }
 }
 
 /// Signals the gateway on the service's address (or the config's, without a service) to

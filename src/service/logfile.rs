@@ -124,6 +124,30 @@ pub(crate) fn tail(dir: &Path, n: usize) -> Result<(Vec<String>, u64)> {
     ))
 }
 
+/// The whole lines written to the current log file in `dir` after byte `seen` (from its start
+/// when it is shorter: it was rotated), and the offset to ask from next.
+pub(crate) fn since(dir: &Path, seen: u64) -> Result<(Vec<String>, u64)> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = match fs_err::File::open(current(dir)) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(err) => return Err(err.into()),
+    };
+    let len = file.metadata()?.len();
+    let from = if len < seen { 0 } else { seen };
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else {
+        return Ok((Vec::new(), from));
+    };
+    let text = String::from_utf8_lossy(&bytes[..end]);
+    Ok((
+        text.lines().map(str::to_owned).collect(),
+        from + end as u64 + 1,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +187,14 @@ mod tests {
             .unwrap();
         assert_eq!(tail(dir.path(), 10).unwrap().0, ["one", "two"]);
         assert_eq!(tail(dir.path(), 1).unwrap().0, ["two"]);
+        let (lines, seen) = since(dir.path(), 4).unwrap();
+        assert_eq!((lines, seen), (vec!["two".to_owned()], 8));
+        // A half-written line waits for its end.
+        (&Rotating::open(dir.path()).unwrap())
+            .write_all(b"thr")
+            .unwrap();
+        assert_eq!(since(dir.path(), 8).unwrap(), (vec![], 8));
+        // A shorter file was rotated: read from its start.
+        assert_eq!(since(dir.path(), 100).unwrap().0, ["one", "two"]);
     }
 }

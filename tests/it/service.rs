@@ -304,6 +304,10 @@ async fn install_serves_restarts_after_kill_9_reloads_and_uninstall_leaves_nothi
 }
 
 /// `systemd-analyze verify`, where systemd is installed (`.ci/run` installs it).
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped check says so in the test's output"
+)]
 fn verify_unit(unit: &Path) {
     let Ok(out) = Command::new("systemd-analyze")
         .args(["verify"])
@@ -429,16 +433,19 @@ async fn a_second_gateway_on_a_taken_port_names_what_holds_it() {
     let health = first.get_text("/health").await;
     let health: Value = serde_json::from_str(&health).expect("health JSON");
     let addr = first.url.trim_start_matches("http://").to_owned();
-    let port = addr.rsplit(':').next().expect("port");
-    let out = Command::new(izzi_bin())
-        .args(["serve", "--port", port])
-        .env("IZZI_HOME", first.home.path())
-        .env("HOME", first.home.path())
-        .env("IZZI_KEYRING", "file")
-        .output()
-        .expect("second serve");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    // `izzi serve` on `port` beside the first gateway: it must fail; its stderr.
+    let serve_on = |port: &str| {
+        let out = Command::new(izzi_bin())
+            .args(["serve", "--port", port])
+            .env("IZZI_HOME", first.home.path())
+            .env("HOME", first.home.path())
+            .env("IZZI_KEYRING", "file")
+            .output()
+            .expect("serve");
+        assert_eq!(out.status.code(), Some(1));
+        text(&out.stderr)
+    };
+    let stderr = serve_on(addr.rsplit(':').next().expect("port"));
     assert!(
         stderr.contains(&format!(
             "izzi {}, pid {}, already serves on {addr}",
@@ -450,16 +457,7 @@ async fn a_second_gateway_on_a_taken_port_names_what_holds_it() {
 
     // Another program: named where the system says who listens.
     let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = other.local_addr().expect("addr").port().to_string();
-    let out = Command::new(izzi_bin())
-        .args(["serve", "--port", &port])
-        .env("IZZI_HOME", first.home.path())
-        .env("HOME", first.home.path())
-        .env("IZZI_KEYRING", "file")
-        .output()
-        .expect("third serve");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    let stderr = serve_on(&other.local_addr().expect("addr").port().to_string());
     assert!(stderr.contains("is already in use by"), "{stderr}");
     #[cfg(target_os = "linux")]
     assert!(
