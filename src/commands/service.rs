@@ -344,13 +344,14 @@ fn reload(run: &dyn Runner) -> Result<()> {
     })?;
     #[cfg(unix)]
     {
-        let _ = run;
+        let _ = (run, record);
         let pid = i32::try_from(before.pid)
             .ok()
             .and_then(rustix::process::Pid::from_raw)
             .ok_or_else(|| anyhow!("the gateway reports an impossible pid {}", before.pid))?;
         rustix::process::kill_process(pid, rustix::process::Signal::HUP)
             .with_context(|| format!("cannot signal the gateway (pid {})", before.pid))?;
+        wait_for_reload(address, &before)
     }
     #[cfg(not(unix))]
     {
@@ -361,32 +362,35 @@ fn reload(run: &dyn Runner) -> Result<()> {
         record.manager.control(run, Action::Restart)?;
         wait_until_up(address, Some(before.pid))?;
         output::line("The izzi service restarted with the new config.");
-        return Ok(());
+        Ok(())
     }
+}
+
+/// Waits until the gateway counts one more reload than `before`, and reports how it went.
+#[cfg(unix)]
+fn wait_for_reload(address: SocketAddr, before: &Health) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(now) = block_on(probe::health(address))?
             && now.config.reloads > before.config.reloads
         {
-            return match now.config.error {
-                Some(error) => Err(anyhow!(
+            if let Some(error) = now.config.error {
+                bail!(
                     "the config was not reloaded; the gateway keeps serving with its previous config: {error}"
+                );
+            }
+            match now.config.path {
+                Some(path) => output::line(format_args!(
+                    "The gateway (pid {}) reloaded `{}`.",
+                    now.pid,
+                    path.display()
                 )),
-                None => {
-                    match now.config.path {
-                        Some(path) => output::line(format_args!(
-                            "The gateway (pid {}) reloaded `{}`.",
-                            now.pid,
-                            path.display()
-                        )),
-                        None => output::line(format_args!(
-                            "The gateway (pid {}) reloaded: no config file, the defaults.",
-                            now.pid
-                        )),
-                    }
-                    Ok(())
-                }
-            };
+                None => output::line(format_args!(
+                    "The gateway (pid {}) reloaded: no config file, the defaults.",
+                    now.pid
+                )),
+            }
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(

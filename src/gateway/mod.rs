@@ -54,7 +54,7 @@ pub(crate) struct ServeOptions {
     pub(crate) port: Option<u16>,
 }
 
-/// Loads config, binds, and serves until SIGINT or SIGTERM.
+/// Loads config, binds, and serves until SIGINT or SIGTERM; SIGHUP reloads the config.
 pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let (config, path) = Config::load(options.config.as_deref())?;
     let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
@@ -128,6 +128,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         Err(err) => return Err(err).with_context(|| format!("cannot listen on {host}:{port}")),
     };
     let local = listener.local_addr()?;
+    let hangups = reload::Hangups::watch();
     match &path {
         Some(path) => tracing::info!(config = %path.display(), "config loaded"),
         None => tracing::info!("no config file: using the embedded defaults"),
@@ -139,5 +140,5 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         host,
         stored_key,
     };
-    server::run(listener, state, grace, source).await
+    server::run(listener, state, grace, source, hangups).await
 }

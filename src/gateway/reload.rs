@@ -24,6 +24,41 @@ pub(crate) struct Source {
     pub(crate) stored_key: Option<String>,
 }
 
+/// SIGHUPs, watched from when this is made: before the gateway says it listens, so a reload
+/// asked for at once is never taken by the default action, which ends the process.
+pub(crate) struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    pub(crate) fn watch() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signal = signal(SignalKind::hangup())
+                .inspect_err(|err| {
+                    tracing::warn!(error = %err, "cannot watch for SIGHUP; the config reloads only at restart");
+                })
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next SIGHUP; never, where there are none.
+    pub(crate) async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
 /// This process, for `/health`: its start, its config file, its reloads.
 #[derive(Debug)]
 pub(crate) struct Process {

@@ -18,7 +18,7 @@ use tower::ServiceExt as _;
 
 use super::AppState;
 use super::errors::ApiError;
-use super::reload::Source;
+use super::reload::{Hangups, Source};
 use super::{auth, metrics, models, proxy};
 use crate::protocol::Format;
 
@@ -57,7 +57,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish for at most `grace` and
-/// waits for the ledger to commit their rows.
+/// waits for the ledger to commit their rows. Each SIGHUP reloads the config (`reload`).
 ///
 /// Connections are served by hyper directly (not `axum::serve`) for what a gateway facing
 /// hostile clients needs: a header read timeout against slow senders, a cap on open
@@ -67,13 +67,14 @@ pub(crate) async fn run(
     state: Arc<AppState>,
     grace: Duration,
     source: Source,
+    hangups: Hangups,
 ) -> anyhow::Result<()> {
     let server = state.config.server.clone();
     raise_open_file_limit(server.max_connections);
     let header_timeout = Duration::from_secs(server.header_read_timeout_s);
     let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     let live = Arc::new(ArcSwap::from_pointee(Live::new(state)));
-    let reloader = tokio::spawn(reload_on_hangup(Arc::clone(&live), source));
+    let reloader = tokio::spawn(reload_on_hangup(Arc::clone(&live), source, hangups));
     let graceful = GracefulShutdown::new();
     let mut signal = std::pin::pin!(shutdown_signal());
     loop {
@@ -167,23 +168,14 @@ impl Live {
 }
 
 /// Reloads the config on every SIGHUP; a reload that fails leaves `live` as it was.
-async fn reload_on_hangup(live: Arc<ArcSwap<Live>>, source: Source) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot watch for SIGHUP; the config reloads only at restart");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            let current = live.load_full();
-            if let Some(state) = super::reload::reload(&current.state, &source).await {
-                live.store(Arc::new(Live::new(Arc::new(state))));
-            }
+async fn reload_on_hangup(live: Arc<ArcSwap<Live>>, source: Source, mut hangups: Hangups) {
+    loop {
+        hangups.next().await;
+        let current = live.load_full();
+        if let Some(state) = super::reload::reload(&current.state, &source).await {
+            live.store(Arc::new(Live::new(Arc::new(state))));
         }
     }
-    #[cfg(not(unix))]
-    drop((live, source));
 }
 
 /// Raises the soft limit on open files to the hard one. A stream holds two descriptors (the
