@@ -83,7 +83,7 @@ pub(crate) struct SetupArgs {
     pub(crate) undo: bool,
     /// With `--local`: do not install the gateway as a service [default: asked on a terminal,
     /// installed with `--yes`].
-    #[arg(long, conflicts_with = "undo")]
+    #[arg(long, requires = "local")]
     pub(crate) no_service: bool,
 }
 

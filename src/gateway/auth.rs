@@ -471,6 +471,22 @@ mod tests {
     }
 
     #[test]
+    fn a_reloaded_config_replaces_its_keys_and_keeps_the_databases() {
+        let keys = Keys::new(
+            &[config_key("ci", "izzi-ci-0000000000")],
+            None,
+            &[stored("db", "izzi-db-1", false)],
+        );
+        keys.set_config(&[config_key("ci2", "izzi-ci2-000000000")]);
+        assert!(keys.find("izzi-ci-0000000000").is_none());
+        assert_eq!(keys.find("izzi-ci2-000000000").unwrap().name, "ci2");
+        assert_eq!(keys.find("izzi-db-1").unwrap().name, "db");
+        // The next re-read of the database keeps the reloaded config's keys.
+        keys.reload(&[stored("db", "izzi-db-1", false)]);
+        assert!(keys.find("izzi-ci2-000000000").is_some());
+    }
+
+    #[test]
     fn a_created_key_retires_the_personal_key() {
         let keys = Keys::new(&[], Some("stored"), &[]);
         assert!(!keys.has_client_keys());

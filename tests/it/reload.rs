@@ -106,6 +106,32 @@ async fn sighup_reloads_keys_and_providers_under_load_and_a_broken_file_changes_
     let mut slow = slow.bytes_stream();
     let first = slow.next().await.expect("first chunk").expect("chunk");
 
+    // A request whose body is still arriving: it came under the old config and stays on it.
+    let (rest_tx, rest_rx) = tokio::sync::oneshot::channel::<()>();
+    let body = serde_json::to_vec(&json!({
+        "model": "gpt-4.1",
+        "messages": [{"role": "user", "content": "arrived before the reload"}],
+    }))
+    .expect("body");
+    let (head, tail) = body.split_at(body.len() / 2);
+    let (head, tail) = (head.to_vec(), tail.to_vec());
+    let parts = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(
+        futures_util::stream::once(async move {
+            let _ = rest_rx.await;
+            Ok(tail)
+        }),
+    );
+    let arriving = tokio::spawn(
+        http()
+            .post(format!("{}/v1/chat/completions", gateway.url))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(parts))
+            .send(),
+    );
+    // Its head is in when the mock has seen nothing more and the gateway holds the connection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // The new config: one more key, and the OpenAI provider moved to where nothing listens.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_url = format!("http://{}/v1", dead.local_addr().expect("addr"));
@@ -142,6 +168,13 @@ async fn sighup_reloads_keys_and_providers_under_load_and_a_broken_file_changes_
         body.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
     }
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let _ = rest_tx.send(());
+    let arrived = arriving.await.expect("task").expect("request sent");
+    assert_eq!(
+        arrived.status(),
+        200,
+        "the request in flight moved to the new provider"
+    );
     // New requests take the new provider: nothing listens there.
     let moved = gateway
         .post(
