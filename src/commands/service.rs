@@ -56,7 +56,7 @@ pub(crate) fn install(args: &ServiceInstallArgs, by_setup: bool, run: &dyn Runne
                 .with_context(|| format!("the config file `{}` cannot be read", p.display()))
         })
         .transpose()?;
-    let manager = Manager::native();
+    let manager = Manager::native()?;
     let spec = Spec {
         binary,
         config,
@@ -177,7 +177,7 @@ fn status(json: bool, run: &dyn Runner) -> Result<()> {
     let record = Record::load(&crate::env::izzi_home()?)?;
     let (manager, address) = match &record {
         Some(record) => (record.manager, record.address()),
-        None => (Manager::native(), default_address()?),
+        None => (Manager::native()?, default_address()?),
     };
     let health = block_on(probe::health(address))?;
     let status = Status {
@@ -301,7 +301,10 @@ fn uptime(seconds: u64) -> String {
 
 fn logs(follow: bool, lines: usize) -> Result<()> {
     let izzi_home = crate::env::izzi_home()?;
-    let manager = Record::load(&izzi_home)?.map_or_else(Manager::native, |r| r.manager);
+    let manager = match Record::load(&izzi_home)? {
+        Some(record) => record.manager,
+        None => Manager::native()?,
+    };
     if let Some((program, args)) = manager.journal(lines, follow) {
         let status = std::process::Command::new(&program)
             .args(&args)

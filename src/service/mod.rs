@@ -121,15 +121,23 @@ pub(crate) enum Activity {
 }
 
 impl Manager {
-    /// This platform's manager.
-    pub(crate) fn native() -> Self {
-        if cfg!(target_os = "macos") {
+    /// This platform's manager, or the one `IZZI_SERVICE_MANAGER` names.
+    pub(crate) fn native() -> Result<Self> {
+        if let Some(name) = crate::env::service_manager() {
+            return serde_json::from_value(serde_json::Value::String(name.clone())).map_err(|_| {
+                anyhow::anyhow!(
+                    "`{}` is `{name}`, not one of systemd, launchd, task-scheduler",
+                    crate::env::IZZI_SERVICE_MANAGER
+                )
+            });
+        }
+        Ok(if cfg!(target_os = "macos") {
             Self::Launchd
         } else if cfg!(windows) {
             Self::TaskScheduler
         } else {
             Self::Systemd
-        }
+        })
     }
 
     pub(crate) fn name(self) -> &'static str {

@@ -1,6 +1,6 @@
-//! `izzi service` against a fake `systemctl --user` (tests/fixtures/service/bin) that records
-//! its calls and really runs the unit's `ExecStart` under a supervisor honouring
-//! `Restart=on-failure`; and the second-instance message of `izzi serve`.
+//! `izzi service` against a fake `systemctl --user` and `launchctl` (tests/fixtures/service/bin)
+//! that record their calls and really run the registered command under a supervisor honouring
+//! `Restart=on-failure` / `KeepAlive`; and the second-instance message of `izzi serve`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,6 +22,8 @@ struct Sandbox {
     state: PathBuf,
     path: String,
     port: u16,
+    /// `IZZI_SERVICE_MANAGER`, when not this OS's.
+    manager: Option<&'static str>,
 }
 
 impl Sandbox {
@@ -45,6 +47,7 @@ impl Sandbox {
             state,
             path,
             port: free_port(),
+            manager: None,
         }
     }
 
@@ -58,6 +61,10 @@ impl Sandbox {
             .env("FAKE_SYSTEMD", &self.state)
             .env("PATH", &self.path)
             .env_remove("XDG_CONFIG_HOME");
+        match self.manager {
+            Some(manager) => command.env("IZZI_SERVICE_MANAGER", manager),
+            None => command.env_remove("IZZI_SERVICE_MANAGER"),
+        };
         command
     }
 
@@ -301,6 +308,73 @@ async fn install_serves_restarts_after_kill_9_reloads_and_uninstall_leaves_nothi
         (&status["installed"], &status["running"]),
         (&json!(false), &json!(false))
     );
+}
+
+#[tokio::test]
+async fn a_launch_agent_keeps_the_gateway_alive_logs_to_a_file_and_uninstalls_clean() {
+    let mock = Mock::start();
+    let mut sandbox = Sandbox::new(&mock_config(&mock, ""));
+    sandbox.manager = Some("launchd");
+    let port = sandbox.port.to_string();
+    let out = sandbox.run(&["service", "install", "--port", &port]);
+    assert!(out.status.success(), "install: {}", text(&out.stderr));
+    let plist = sandbox
+        .home
+        .join("Library/LaunchAgents/com.izziapi.izzi.plist");
+    let uid = text(&Command::new("id").arg("-u").output().expect("id").stdout);
+    let calls = sandbox.calls();
+    assert!(
+        calls.contains(&format!(
+            "launchctl bootstrap gui/{} {}",
+            uid.trim(),
+            plist.display()
+        )),
+        "{calls}"
+    );
+    let written = std::fs::read_to_string(&plist).expect("plist");
+    assert!(written.contains("<string>--log-dir</string>"), "{written}");
+    assert_eq!(models_status(&sandbox.url(), KEY).await, 200);
+    let out = sandbox.run(&["service", "status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["manager"], "launchd");
+    assert_eq!(status["state"], "running");
+    let first = status["health"]["pid"].as_u64().expect("pid");
+
+    // KeepAlive: killed, it runs again.
+    Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()
+        .expect("kill");
+    sandbox.wait_for_new_pid(first).await;
+
+    // Stopped, it stays stopped (a graceful exit is a successful one); started, it serves.
+    let out = sandbox.run(&["service", "stop"]);
+    assert!(out.status.success(), "stop: {}", text(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(sandbox.health().await.is_none(), "restarted after stop");
+    let out = sandbox.run(&["service", "start"]);
+    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    assert_eq!(models_status(&sandbox.url(), KEY).await, 200);
+
+    // No journal: the gateway's own log file, plain lines.
+    let out = sandbox.run(&["service", "logs", "-n", "500"]);
+    assert!(out.status.success(), "logs: {}", text(&out.stderr));
+    let logs = text(&out.stdout);
+    assert!(logs.contains("config loaded"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs}");
+    assert!(sandbox.izzi_home.join("logs/izzi.log").exists());
+
+    let out = sandbox.run(&["service", "uninstall"]);
+    assert!(out.status.success(), "uninstall: {}", text(&out.stderr));
+    assert!(sandbox.health().await.is_none(), "still serving");
+    assert!(
+        sandbox.calls().contains("launchctl bootout gui/"),
+        "{}",
+        sandbox.calls()
+    );
+    let left = files_under(&sandbox.home.join("Library"));
+    assert!(left.is_empty(), "uninstall left {left:?}");
+    assert!(!sandbox.izzi_home.join("service.json").exists());
 }
 
 /// `systemd-analyze verify`, where systemd is installed (`.ci/run` installs it).
