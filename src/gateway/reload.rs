@@ -137,19 +137,19 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
     } else {
         upstream::client(&config.server)?
     };
-    let restart = needs_restart(&current.config, &config);
-    if !restart.is_empty() {
-        tracing::warn!(
-            settings = restart.join(", "),
-            "these settings take effect at the next restart"
-        );
-    }
     current.keys.set_config(&config.keys);
     if !source.host.is_loopback() && !current.keys.has_client_keys() {
         current.keys.set_config(&current.config.keys);
         bail!(
             "the new config has no client keys, and the gateway listens on {}, beyond loopback",
             source.host
+        );
+    }
+    let restart = needs_restart(&current.config, &config);
+    if !restart.is_empty() {
+        tracing::warn!(
+            settings = restart.join(", "),
+            "these settings take effect at the next restart"
         );
     }
     let state = AppState {
@@ -196,4 +196,26 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_start_time_settings_need_a_restart() {
+        let old = Config::parse("").unwrap();
+        let same = Config::parse(
+            "[server]\nmax_body_bytes = 10\n[[keys]]\nname = \"a\"\nkey = \"izzi-a-0000\"\n",
+        )
+        .unwrap();
+        assert!(needs_restart(&old, &same).is_empty());
+        assert!(same_upstream_settings(&old, &same));
+        let moved = Config::parse(
+            "[server]\nport = 9000\nconnect_timeout_s = 3\n[security]\nip_block_window_s = 5\n",
+        )
+        .unwrap();
+        assert_eq!(needs_restart(&old, &moved), ["server.port", "security"]);
+        assert!(!same_upstream_settings(&old, &moved));
+    }
 }
