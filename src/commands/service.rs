@@ -89,7 +89,7 @@ pub(crate) fn install(args: &ServiceInstallArgs, by_setup: bool, run: &dyn Runne
     }
     record.write(&izzi_home)?;
     manager.enable(run, &record.file)?;
-    let health = wait_until_up(address, None)?;
+    let health = wait_until_up(&record, address, None, run)?;
     output::line(format_args!(
         "The izzi service is installed ({}, `{}`) and serves on http://{address} (pid {}); it starts at every login and restarts after a crash.",
         manager.name(),
@@ -148,7 +148,7 @@ fn control(action: Action, run: &dyn Runner) -> Result<()> {
         }
         Action::Start | Action::Restart => {
             let old = before.filter(|_| action == Action::Restart).map(|h| h.pid);
-            let health = wait_until_up(address, old)?;
+            let health = wait_until_up(&record, address, old, run)?;
             output::line(format_args!(
                 "The izzi service serves on http://{address} (pid {}).",
                 health.pid
@@ -363,7 +363,7 @@ fn reload(run: &dyn Runner) -> Result<()> {
             anyhow!("only the service reloads here; restart `izzi serve` to read the config")
         })?;
         record.manager.control(run, Action::Restart)?;
-        wait_until_up(address, Some(before.pid))?;
+        wait_until_up(&record, address, Some(before.pid), run)?;
         output::line("The izzi service restarted with the new config.");
         Ok(())
     }
@@ -413,8 +413,14 @@ fn default_address() -> Result<SocketAddr> {
     ))
 }
 
-/// Waits until a gateway answers on `address` (one other than pid `old`, on a restart).
-fn wait_until_up(address: SocketAddr, old: Option<u32>) -> Result<Health> {
+/// Waits until a gateway answers on `address` (one other than pid `old`, on a restart); if none
+/// does in time, says what the manager and the last log lines say.
+fn wait_until_up(
+    record: &Record,
+    address: SocketAddr,
+    old: Option<u32>,
+    run: &dyn Runner,
+) -> Result<Health> {
     let deadline = Instant::now() + START_WAIT;
     loop {
         if let Some(health) = block_on(probe::health(address))?
@@ -424,11 +430,34 @@ fn wait_until_up(address: SocketAddr, old: Option<u32>) -> Result<Health> {
         }
         if Instant::now() > deadline {
             bail!(
-                "the service did not answer on http://{address} within {} seconds; see why with `izzi service logs`",
-                START_WAIT.as_secs()
+                "the service did not answer on http://{address} within {} seconds; {} says it is {}; its last log lines:\n{}\nsee more with `izzi service logs`",
+                START_WAIT.as_secs(),
+                record.manager.name(),
+                activity_text(record.manager.activity(run)),
+                recent_logs(record, run)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The service's last log lines, from the journal or its log file.
+fn recent_logs(record: &Record, run: &dyn Runner) -> String {
+    const LINES: usize = 10;
+    let lines = match record.manager.journal(LINES, false) {
+        Some((program, args)) => run
+            .run(&program, &args)
+            .map(|ran| ran.stdout.lines().map(str::to_owned).collect()),
+        None => logfile::tail(&record.spec.log_dir(), LINES).map(|(lines, _)| lines),
+    };
+    match lines {
+        Ok(lines) if !lines.is_empty() => lines
+            .iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Ok(_) => "  (none)".to_owned(),
+        Err(err) => format!("  (cannot read them: {err:#})"),
     }
 }
 

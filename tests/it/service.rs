@@ -377,6 +377,35 @@ async fn a_launch_agent_keeps_the_gateway_alive_logs_to_a_file_and_uninstalls_cl
     assert!(!sandbox.izzi_home.join("service.json").exists());
 }
 
+#[tokio::test]
+async fn a_service_that_cannot_start_is_reported_with_its_last_log_lines() {
+    let mock = Mock::start();
+    // An address of no interface here (TEST-NET-1): the gateway cannot listen, and exits 1.
+    let sandbox = Sandbox::new(&format!(
+        "{}\n[server]\nhost = \"192.0.2.1\"\n",
+        mock_config(&mock, "")
+    ));
+    let port = sandbox.port.to_string();
+    let out = sandbox.run(&["service", "install", "--port", &port]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("did not answer on http://192.0.2.1:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("its last log lines"), "{stderr}");
+    assert!(stderr.contains("cannot listen on 192.0.2.1"), "{stderr}");
+    // Restart=on-failure kept trying.
+    assert!(
+        sandbox.calls().matches("exited 1").count() > 1,
+        "{}",
+        sandbox.calls()
+    );
+    let out = sandbox.run(&["service", "uninstall"]);
+    assert!(out.status.success(), "uninstall: {}", text(&out.stderr));
+    assert!(!sandbox.unit().exists());
+}
+
 /// `systemd-analyze verify`, where systemd is installed (`.ci/run` installs it).
 #[expect(
     clippy::print_stderr,
