@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use crate::support::{Gateway, KEY, Mock, http, izzi_bin, mock_config};
 
-fn fake_bin() -> PathBuf {
+/// The fake managers' folder, to put first on `PATH`.
+pub(crate) fn fake_bin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/service/bin")
 }
 
@@ -122,17 +123,24 @@ impl Sandbox {
 }
 
 impl Drop for Sandbox {
-    /// Whatever a failed test left running.
     fn drop(&mut self) {
-        for file in ["supervisor.pid", "main.pid"] {
-            if let Ok(pid) = std::fs::read_to_string(self.state.join(file)) {
-                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-            }
+        stop_fakes(&self.state);
+    }
+}
+
+/// Kills whatever the fake managers keeping state in `state` left running (a failed test).
+pub(crate) fn stop_fakes(state: &Path) {
+    for file in ["supervisor.pid", "main.pid"] {
+        if let Ok(pid) = std::fs::read_to_string(state.join(file)) {
+            let _ = Command::new("kill")
+                .args(["-9", pid.trim()])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
