@@ -148,8 +148,11 @@ pub(crate) enum ServiceCommand {
         #[arg(long, short = 'n', value_name = "N", default_value_t = 50)]
         lines: usize,
     },
-    /// Re-read the config (keys, limits, providers, models) without a restart; requests in
-    /// flight finish on the old one. An invalid file changes nothing and the error is shown.
+    /// Re-read the config without a restart (as `kill -HUP PID` does).
+    ///
+    /// Keys, limits, providers and models change for new requests; requests in flight finish on
+    /// the old config. An invalid file changes nothing, and its error (file, line, field) is
+    /// shown. `host`, `port`, `[security]` and `[state]` change at the next restart.
     Reload,
 }
 

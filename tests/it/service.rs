@@ -235,6 +235,13 @@ async fn install_serves_restarts_after_kill_9_reloads_and_uninstall_leaves_nothi
     assert_eq!(status["address"], sandbox.url());
     assert_eq!(status["health"]["version"], env!("CARGO_PKG_VERSION"));
     let first = status["health"]["pid"].as_u64().expect("pid");
+    let out = sandbox.run(&["service", "status"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("Service: installed (systemd (user unit)"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("pid {first}, up ")), "{said}");
 
     // Killed with SIGKILL, the gateway is started again (Restart=on-failure).
     let killed = Command::new("kill")
@@ -363,6 +370,37 @@ async fn a_launch_agent_keeps_the_gateway_alive_logs_to_a_file_and_uninstalls_cl
     let out = sandbox.run(&["service", "start"]);
     assert!(out.status.success(), "start: {}", text(&out.stderr));
     assert_eq!(models_status(&sandbox.url(), KEY).await, 200);
+
+    // `logs -f` prints what comes: the line of a reload.
+    let mut follow = sandbox
+        .command(&izzi_bin(), &["service", "logs", "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    // It has read the file's end by then (`-n 0`: what comes after it).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = sandbox.run(&["service", "reload"]);
+    assert!(out.status.success(), "reload: {}", text(&out.stderr));
+    let followed = std::thread::spawn({
+        let stdout = follow.stdout.take().expect("stdout");
+        move || {
+            use std::io::BufRead as _;
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("config reloaded"))
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !followed.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        followed.join().expect("reader").is_some(),
+        "`logs -f` did not print the reload"
+    );
 
     // No journal: the gateway's own log file, plain lines.
     let out = sandbox.run(&["service", "logs", "-n", "500"]);
