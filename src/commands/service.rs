@@ -343,7 +343,7 @@ fn reload(run: &dyn Runner) -> Result<()> {
         None => default_address()?,
     };
     let before = block_on(probe::health(address))?.ok_or_else(|| {
-        anyhow!("no izzi gateway answers on {address}; start it with `izzi service start`")
+        anyhow!("no izzi gateway answers on {address}; start one with `izzi service start` or `izzi serve`")
     })?;
     #[cfg(unix)]
     {

@@ -216,10 +216,28 @@ async fn sighup_reloads_keys_and_providers_under_load_and_a_broken_file_changes_
     let log = gateway.log();
     assert!(log.contains("config not reloaded"), "{log}");
 
+    // The message quotes the line at fault, but never a key on it.
+    let leaked = "izzi-never-in-the-log-0000";
+    std::fs::write(
+        &config_path,
+        format!("{new_config}\n[[keys]]\nname = \"fourth\"\nkey = \"{leaked}\" plan = \"pro\"\n"),
+    )
+    .expect("write config");
+    hangup(pid);
+    let health = reloaded(&gateway, 3).await;
+    let error = health["config"]["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(error.contains("line"), "{error}");
+    assert!(!error.contains(leaked), "{error}");
+    assert!(!gateway.log().contains(leaked), "the key was logged");
+    assert_eq!(gateway.get("/v1/models", leaked).await.status(), 401);
+
     // Back to a good file: reloaded again, the error cleared.
     std::fs::write(&config_path, &new_config).expect("write config");
     hangup(pid);
-    let health = reloaded(&gateway, 3).await;
+    let health = reloaded(&gateway, 4).await;
     assert_eq!(health["config"]["error"], Value::Null, "{health}");
 
     stop.store(true, Ordering::Relaxed);
