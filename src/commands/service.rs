@@ -21,7 +21,7 @@ const STOP_WAIT: Duration = Duration::from_secs(40);
 pub(crate) fn run(command: ServiceCommand) -> Result<()> {
     let run = System;
     match command {
-        ServiceCommand::Install(args) => install(&args, false, &run).map(|_| ()),
+        ServiceCommand::Install(args) => install(&args, false, &run),
         ServiceCommand::Uninstall => {
             if !uninstall(&run)? {
                 output::line("The izzi service is not installed.");
@@ -122,8 +122,10 @@ pub(crate) fn installed_by_setup() -> Result<bool> {
 fn remove(record: &Record, izzi_home: &Path, run: &dyn Runner) -> Result<()> {
     let address = record.address();
     if let Err(err) = record.manager.disable(run) {
-        // Not registered (removed by hand, or never started): the files still go.
-        tracing::debug!(error = format!("{err:#}"), "disabling the service");
+        // Unregistered by hand, or the manager is gone: the files go all the same.
+        output::notice(format_args!(
+            "note: {err:#}; removing the service's files anyway"
+        ));
     }
     record.remove(izzi_home)?;
     record.manager.forget(run)?;
