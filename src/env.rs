@@ -54,15 +54,32 @@ pub(crate) const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
 /// `IZZI_SETUP_OS=linux|macos|windows`: look for tool configs in that platform's layout under
 /// `HOME` (tests check every layout on one machine).
 pub(crate) const IZZI_SETUP_OS: &str = "IZZI_SETUP_OS";
+/// `IZZI_SERVICE_MANAGER=systemd|launchd|task-scheduler`: the service manager `izzi service`
+/// uses instead of this OS's (tests drive each one's commands against a fake on one machine).
+pub(crate) const IZZI_SERVICE_MANAGER: &str = "IZZI_SERVICE_MANAGER";
 /// `IZZI_TEST_PAUSE_AFTER_FILE=N`: setup stops after writing N files and waits to be killed, so a
 /// test can show that an interrupted run leaves no half-written file.
 pub(crate) const IZZI_TEST_PAUSE_AFTER_FILE: &str = "IZZI_TEST_PAUSE_AFTER_FILE";
+
+/// `DOMAIN\user` on Windows (`USERDOMAIN`, `USERNAME`): whose logon starts `izzi service`.
+pub(crate) fn windows_user() -> String {
+    let name = std::env::var("USERNAME").unwrap_or_default();
+    match std::env::var("USERDOMAIN") {
+        Ok(domain) if !domain.is_empty() => format!("{domain}\\{name}"),
+        _ => name,
+    }
+}
 
 /// A path from an environment variable, if set and non-empty.
 pub(crate) fn path_var(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+}
+
+/// The `IZZI_SERVICE_MANAGER` override, if set.
+pub(crate) fn service_manager() -> Option<String> {
+    var(IZZI_SERVICE_MANAGER)
 }
 
 /// `PATH`, where setup looks for tools' binaries.

@@ -16,6 +16,7 @@ mod gateway;
 mod output;
 mod protocol;
 mod secrets;
+mod service;
 mod setup;
 mod store;
 mod tokens;

@@ -36,7 +36,7 @@ pub(crate) struct Config {
 /// `[state]`: where limits and the ledger live. With neither URL, limits are kept in this
 /// process and the ledger in `izzi.db`; several instances share them through Redis and
 /// PostgreSQL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct State {
     /// `redis://HOST:PORT[/DB]`: RPM, daily quota, concurrency, holds and spend, shared.
@@ -133,7 +133,7 @@ impl Default for Server {
 }
 
 /// `[security]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Security {
     /// Failed authentications from one IP inside the window that block it.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -17,6 +18,7 @@ use tower::ServiceExt as _;
 
 use super::AppState;
 use super::errors::ApiError;
+use super::reload::{Hangups, Source};
 use super::{auth, count, metrics, models, proxy};
 use crate::protocol::Format;
 
@@ -55,7 +57,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish for at most `grace` and
-/// waits for the ledger to commit their rows.
+/// waits for the ledger to commit their rows. Each SIGHUP reloads the config (`reload`).
 ///
 /// Connections are served by hyper directly (not `axum::serve`) for what a gateway facing
 /// hostile clients needs: a header read timeout against slow senders, a cap on open
@@ -64,12 +66,15 @@ pub(crate) async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     grace: Duration,
+    source: Source,
+    hangups: Hangups,
 ) -> anyhow::Result<()> {
-    let server = &state.config.server;
+    let server = state.config.server.clone();
     raise_open_file_limit(server.max_connections);
     let header_timeout = Duration::from_secs(server.header_read_timeout_s);
     let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
-    let app = app(Arc::clone(&state));
+    let live = Arc::new(ArcSwap::from_pointee(Live::new(state)));
+    let reloader = tokio::spawn(reload_on_hangup(Arc::clone(&live), source, hangups));
     let graceful = GracefulShutdown::new();
     let mut signal = std::pin::pin!(shutdown_signal());
     loop {
@@ -90,10 +95,14 @@ pub(crate) async fn run(
             () = &mut signal => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let live = Arc::clone(&live);
+        // Each request takes the state current when it arrives and keeps it to its end.
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(remote));
-            app.clone().oneshot(request.map(axum::body::Body::new))
+            live.load()
+                .app
+                .clone()
+                .oneshot(request.map(axum::body::Body::new))
         });
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -123,6 +132,8 @@ pub(crate) async fn run(
         });
     }
     drop(listener);
+    reloader.abort();
+    let state = Arc::clone(&live.load().state);
     tracing::info!(
         grace_s = grace.as_secs(),
         "shutting down: finishing in-flight requests"
@@ -139,6 +150,32 @@ pub(crate) async fn run(
     state.limits.flush().await;
     tracing::info!("usage ledger flushed");
     Ok(())
+}
+
+/// The state new requests get, and the routes built on it.
+struct Live {
+    state: Arc<AppState>,
+    app: Router,
+}
+
+impl Live {
+    fn new(state: Arc<AppState>) -> Self {
+        Self {
+            app: app(Arc::clone(&state)),
+            state,
+        }
+    }
+}
+
+/// Reloads the config on every SIGHUP; a reload that fails leaves `live` as it was.
+async fn reload_on_hangup(live: Arc<ArcSwap<Live>>, source: Source, mut hangups: Hangups) {
+    loop {
+        hangups.next().await;
+        let current = live.load_full();
+        if let Some(state) = super::reload::reload(&current.state, &source).await {
+            live.store(Arc::new(Live::new(Arc::new(state))));
+        }
+    }
 }
 
 /// Raises the soft limit on open files to the hard one. A stream holds two descriptors (the
@@ -233,14 +270,19 @@ async fn shutdown_signal() {
 }
 
 /// `GET /health`: `"status": "ok"`, or `"degraded"` while the ledger cannot write `izzi.db`
-/// (locked, disk full) and holds rows in memory. Degraded is still 200: requests are being
+/// (locked, disk full) and holds rows in memory; also what `izzi service status` and a second
+/// `izzi serve` on the same port show: version, pid, uptime, the config file and its reloads. Degraded is still 200: requests are being
 /// served, and a supervisor that restarts on a failing check would lose the rows waiting.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let ledger = state.ledger.health();
     let status = if ledger.degraded() { "degraded" } else { "ok" };
     axum::Json(serde_json::json!({
         "status": status,
+        "service": "izzi",
         "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "uptime_s": state.process.uptime_s(),
+        "config": state.process.reloads(),
         "ledger": ledger,
     }))
     .into_response()

@@ -10,6 +10,10 @@ mod limits;
 mod models_cli;
 mod money;
 mod privacy;
+#[cfg(unix)]
+mod reload;
+#[cfg(target_os = "linux")]
+mod service;
 mod setup;
 #[cfg(unix)]
 mod setup_tty;
