@@ -324,7 +324,7 @@ pub(crate) async fn layer(
     if let Some(ip) = ip
         && let Some(left) = state.ip_block.blocked(ip, now)
     {
-        super::metrics::refused("ip_blocked");
+        super::metrics::refused(super::metrics::Reason::IpBlocked);
         let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         return ApiError::with_status(
             StatusCode::FORBIDDEN,
@@ -350,7 +350,7 @@ pub(crate) async fn layer(
     let client = match found {
         Ok(client) => client,
         Err(err) => {
-            super::metrics::refused("authentication");
+            super::metrics::refused(super::metrics::Reason::Authentication);
             return err.into_response();
         }
     };
