@@ -48,6 +48,23 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Print the shell completion script for SHELL.
+    ///
+    /// bash: `izzi completions bash > ~/.local/share/bash-completion/completions/izzi`;
+    /// zsh: `izzi completions zsh > ~/.zfunc/_izzi` (with `~/.zfunc` in `fpath`);
+    /// fish: `izzi completions fish > ~/.config/fish/completions/izzi.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (izzi.1, izzi-serve.1, …) into DIR (for packagers).
+    #[command(hide = true)]
+    Man {
+        /// The directory to write into; it is created if missing.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +206,11 @@ pub(crate) struct CountTokensArgs {
     /// terminal].
     #[arg(value_name = "FILE")]
     pub(crate) file: Option<PathBuf>,
+}
+
+/// The clap definition, for completions and man pages.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// Parses `std::env::args`.

@@ -1,9 +1,11 @@
 //! One module per subcommand: arguments in, typed settings, domain calls. The only layer that
 //! prompts.
 
+mod completions;
 mod count_tokens;
 mod key;
 mod keys;
+mod man;
 mod models;
 mod serve;
 mod setup;
@@ -25,6 +27,11 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Key { command } => key::run(&command),
         Command::Models(args) => models::run(&args),
         Command::CountTokens(args) => count_tokens::run(&args),
+        Command::Completions { shell } => {
+            completions::run(shell);
+            Ok(())
+        }
+        Command::Man { dir } => man::run(&dir),
     }
 }
 

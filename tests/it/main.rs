@@ -13,4 +13,5 @@ mod setup;
 #[cfg(unix)]
 mod setup_tty;
 mod shared_state;
+mod shell;
 mod support;
