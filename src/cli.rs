@@ -48,6 +48,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Check `config.toml` without starting the gateway; print its JSON Schema.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print the shell completion script for SHELL.
     ///
     /// bash: `izzi completions bash > ~/.local/share/bash-completion/completions/izzi`;
@@ -117,6 +122,20 @@ pub(crate) struct ServeArgs {
     /// Port to listen on; 0 picks a free one [default: the config's `server.port`, else 8745].
     #[arg(long, value_name = "N")]
     pub(crate) port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Check the config as `izzi serve` would, without starting it, and print the effective
+    /// config (defaults filled in; API keys, client keys and URL passwords masked).
+    Check {
+        /// Config file [default: $IZZI_HOME/config.toml; without it, the embedded defaults].
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of `config.toml` (as published in docs/config.schema.json), for
+    /// editors such as Taplo and VS Code's Even Better TOML.
+    Schema,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! prompts.
 
 mod completions;
+mod config;
 mod count_tokens;
 mod key;
 mod keys;
@@ -27,6 +28,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Key { command } => key::run(&command),
         Command::Models(args) => models::run(&args),
         Command::CountTokens(args) => count_tokens::run(&args),
+        Command::Config { command } => config::run(command),
         Command::Completions { shell } => {
             completions::run(shell);
             Ok(())

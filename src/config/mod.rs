@@ -6,14 +6,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod masked;
 
 use crate::catalog::ModelOverride;
 use crate::protocol::Kind;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "izzi config.toml")]
 pub(crate) struct Config {
     #[serde(default)]
     pub(crate) server: Server,
@@ -32,7 +36,7 @@ pub(crate) struct Config {
 /// `[state]`: where limits and the ledger live. With neither URL, limits are kept in this
 /// process and the ledger in `izzi.db`; several instances share them through Redis and
 /// PostgreSQL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct State {
     /// `redis://HOST:PORT[/DB]`: RPM, daily quota, concurrency, holds and spend, shared.
@@ -60,7 +64,7 @@ impl Default for State {
 }
 
 /// `[state].sync`: SQLite's `synchronous` for `izzi.db` (write-ahead log either way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Synchronous {
     /// Committed rows survive a killed process and a restart; an OS crash or power loss can
@@ -71,7 +75,7 @@ pub(crate) enum Synchronous {
 }
 
 /// `[state].on_unavailable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum OnUnavailable {
     /// Refuse with 503 `server_error`: limits and money are never unenforced.
@@ -81,7 +85,7 @@ pub(crate) enum OnUnavailable {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Server {
     pub(crate) host: IpAddr,
@@ -123,7 +127,7 @@ impl Default for Server {
 }
 
 /// `[security]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Security {
     /// Failed authentications from one IP inside the window that block it.
@@ -144,7 +148,7 @@ impl Default for Security {
 }
 
 /// One `[[providers]]` entry: an upstream API and the models it serves.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Provider {
     pub(crate) name: String,
@@ -166,7 +170,9 @@ pub(crate) struct Provider {
 pub(crate) const DEFAULT_MAX_RETRIES: u32 = 2;
 
 /// Plans, with the seed's limits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Plan {
     Free,
@@ -215,7 +221,7 @@ impl Plan {
 }
 
 /// One static `[[keys]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClientKey {
     pub(crate) name: String,
@@ -223,8 +229,10 @@ pub(crate) struct ClientKey {
     #[serde(default)]
     pub(crate) plan: Plan,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) monthly_budget_usd: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) credits_usd: Option<Decimal>,
     pub(crate) rpm: Option<u32>,
     pub(crate) concurrent: Option<u32>,
@@ -250,6 +258,14 @@ impl Config {
         let config = Self::parse(&text)
             .with_context(|| format!("the config file `{}` is invalid", path.display()))?;
         Ok((config, Some(path)))
+    }
+
+    /// The JSON Schema of `config.toml` (docs/config.schema.json), in draft 7, which Taplo and
+    /// VS Code read.
+    pub(crate) fn schema() -> schemars::Schema {
+        schemars::generate::SchemaSettings::draft07()
+            .into_generator()
+            .into_root_schema_for::<Config>()
     }
 
     /// Parses and checks config text.

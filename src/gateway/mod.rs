@@ -26,7 +26,7 @@ pub(crate) use auth::hash as hash_key;
 pub(crate) use proxy::check_shape;
 /// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
 pub(crate) use routing::HOSTED_BASE;
-#[cfg(feature = "fuzzing")]
+/// `izzi config check` builds one to check the catalog and providers as `serve` would.
 pub(crate) use routing::Router;
 
 /// Shared state of a running gateway.
