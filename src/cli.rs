@@ -122,6 +122,20 @@ pub(crate) struct ServeArgs {
     /// Port to listen on; 0 picks a free one [default: the config's `server.port`, else 8745].
     #[arg(long, value_name = "N")]
     pub(crate) port: Option<u16>,
+    /// How to write the log on stderr: `json` is one object per line with stable field names
+    /// [default: $IZZI_LOG_FORMAT, else text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+/// `izzi serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Lines for people (coloured on a terminal).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields at the top level.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

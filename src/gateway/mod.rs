@@ -47,6 +47,8 @@ pub(crate) struct ServeOptions {
     pub(crate) config: Option<PathBuf>,
     pub(crate) host: Option<std::net::IpAddr>,
     pub(crate) port: Option<u16>,
+    /// Whether the log is JSON lines: then the "listening" banner is one of them.
+    pub(crate) json_log: bool,
 }
 
 /// Loads config, binds, and serves until SIGINT or SIGTERM.
@@ -120,6 +122,10 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         None => tracing::info!("no config file: using the embedded defaults"),
     }
     // Tests and scripts read this line to learn the port when `--port 0` is given.
-    crate::output::notice(format_args!("izzi gateway listening on http://{local}"));
+    if options.json_log {
+        tracing::info!(url = %format_args!("http://{local}"), "izzi gateway listening");
+    } else {
+        crate::output::notice(format_args!("izzi gateway listening on http://{local}"));
+    }
     server::run(listener, state, grace).await
 }

@@ -8,6 +8,7 @@ mod gateway;
 mod hostile;
 mod ledger;
 mod limits;
+mod logs;
 mod models_cli;
 mod privacy;
 mod setup;
