@@ -39,10 +39,20 @@ pub(crate) struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct State {
-    /// `redis://HOST:PORT[/DB]`: RPM, daily quota, concurrency, holds and spend, shared.
+    /// `redis://HOST:PORT[/DB]`, or `rediss://` for TLS: RPM, daily quota, concurrency, holds
+    /// and spend, shared.
     pub(crate) redis_url: Option<String>,
-    /// `postgres://USER@HOST:PORT/DB`: client keys and the ledger, shared.
+    /// PEM file of the CA(s) that a `rediss://` server's certificate must chain to, instead of
+    /// the system's roots.
+    pub(crate) redis_ca_file: Option<PathBuf>,
+    /// `postgres://USER@HOST:PORT/DB[?sslmode=MODE]`: client keys and the ledger, shared.
+    /// `sslmode` is `disable`, `prefer`, `require`, `verify-ca` or `verify-full`; without it,
+    /// `prefer` for loopback hosts and `require` for any other.
     pub(crate) postgres_url: Option<String>,
+    /// PEM file of the CA(s) that PostgreSQL's certificate must chain to, instead of the
+    /// system's roots (`sslmode` `verify-ca` and `verify-full`; `require` then checks the
+    /// chain too).
+    pub(crate) postgres_ca_file: Option<PathBuf>,
     /// What to do with a request while Redis or PostgreSQL cannot be reached.
     pub(crate) on_unavailable: OnUnavailable,
     /// Seconds a concurrency slot outlives an instance that stopped renewing it (was killed).
@@ -55,7 +65,9 @@ impl Default for State {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_ca_file: None,
             postgres_url: None,
+            postgres_ca_file: None,
             on_unavailable: OnUnavailable::Closed,
             lease_s: 15,
             sync: Synchronous::Normal,
@@ -307,9 +319,23 @@ impl Config {
             }
         }
         if let Some(url) = &self.state.redis_url
-            && !(url.starts_with("redis://") || url.starts_with("unix://"))
+            && !["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
         {
-            bail!("`state.redis_url` must start with redis:// or unix://, not `{url}`");
+            bail!("`state.redis_url` must start with redis://, rediss:// or unix://, not `{url}`");
+        }
+        if self.state.redis_ca_file.is_some()
+            && !self
+                .state
+                .redis_url
+                .as_ref()
+                .is_some_and(|url| url.starts_with("rediss://"))
+        {
+            bail!("`state.redis_ca_file` needs a TLS `state.redis_url` (rediss://HOST:PORT)");
+        }
+        if self.state.postgres_ca_file.is_some() && self.state.postgres_url.is_none() {
+            bail!("`state.postgres_ca_file` needs `state.postgres_url`");
         }
         if let Some(url) = &self.state.postgres_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))

@@ -16,4 +16,5 @@ mod setup;
 mod setup_tty;
 mod shared_state;
 mod shell;
+mod state_tls;
 mod support;
