@@ -54,15 +54,6 @@ def write_script(path: Path, body: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def izzi_binary() -> Path:
-    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = target_dir / "debug" / "izzi"
-    if not binary.is_file():
-        subprocess.run(["cargo", "build", "--bin", "izzi"], cwd=ROOT, check=True, timeout=1800)
-    return binary
-
-
 @pytest.fixture(scope="module")
 def shipped_binary(izzi_binary, tmp_path_factory) -> Path:
     """The debug binary stripped, as the release profile strips: a third of the size to pack."""
