@@ -1,5 +1,6 @@
 //! The effective config with its secrets masked, for `izzi config check`: upstream keys
-//! (`providers[].api_key`), client keys (`keys[].key`) and passwords in `[state]` URLs.
+//! (`providers[].api_key`), client keys (`keys[].key`) and passwords in `[state]` and
+//! `[telemetry]` URLs.
 
 use reqwest::Url;
 
@@ -20,9 +21,13 @@ impl Config {
         for key in &mut config.keys {
             MASK.clone_into(&mut key.key);
         }
-        for url in [&mut config.state.redis_url, &mut config.state.postgres_url]
-            .into_iter()
-            .flatten()
+        for url in [
+            &mut config.state.redis_url,
+            &mut config.state.postgres_url,
+            &mut config.telemetry.otlp_endpoint,
+        ]
+        .into_iter()
+        .flatten()
         {
             *url = masked_url(url);
         }

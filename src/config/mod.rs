@@ -31,6 +31,18 @@ pub(crate) struct Config {
     pub(crate) keys: Vec<ClientKey>,
     #[serde(default)]
     pub(crate) state: State,
+    #[serde(default)]
+    pub(crate) telemetry: Telemetry,
+}
+
+/// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Telemetry {
+    /// The collector's OTLP/HTTP base URL (`http://HOST:4318`): one span per request goes to
+    /// `{otlp_endpoint}/v1/traces` as OTLP JSON [default: `$OTEL_EXPORTER_OTLP_ENDPOINT`, else
+    /// no export].
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 /// `[state]`: where limits and the ledger live. With neither URL, limits are kept in this
@@ -341,6 +353,11 @@ impl Config {
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             bail!("`state.postgres_url` must start with postgres:// or postgresql://");
+        }
+        if let Some(url) = &self.telemetry.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("`telemetry.otlp_endpoint` must start with http:// or https://, not `{url}`");
         }
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");

@@ -517,6 +517,7 @@ impl Writer {
         for (admission, row) in admissions.into_iter().zip(&rows) {
             admission.settle(row.cost_usd);
             self.recorder.finished(row);
+            super::telemetry::finished(row);
         }
         if !flushes.is_empty() && !self.backlog.is_empty() {
             self.retry_backlog();

@@ -11,6 +11,7 @@ mod models;
 mod proxy;
 mod routing;
 mod server;
+mod telemetry;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -100,6 +101,15 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let client = upstream::client(&config.server)?;
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
     let metrics = metrics::install()?;
+    if let Some(endpoint) = config
+        .telemetry
+        .otlp_endpoint
+        .clone()
+        .or_else(crate::env::otlp_endpoint)
+    {
+        telemetry::start(&endpoint)?;
+        tracing::info!(endpoint = %endpoint, "sending one span per request to the OTLP endpoint");
+    }
     let postgres = store.available();
     let ledger = ledger::Ledger::start(store, Arc::clone(&keys), Some(metrics.clone()))?;
     let limits = limits::Limits::new(&config.state, limiter, &ledger, postgres)?;

@@ -18,3 +18,4 @@ mod shared_state;
 mod shell;
 mod state_tls;
 mod support;
+mod telemetry;
