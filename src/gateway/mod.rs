@@ -137,5 +137,8 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     } else {
         crate::output::notice(format_args!("izzi gateway listening on http://{local}"));
     }
-    server::run(listener, state, grace).await
+    let served = server::run(listener, state, grace).await;
+    // The ledger is flushed: its last rows' spans are queued.
+    telemetry::flush().await;
+    served
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::Row;
 
@@ -25,8 +25,17 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// One POST's deadline.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long shutdown waits for the last spans to be sent.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
 /// The exporter's queue, set once when an endpoint is configured; unset, every call is a no-op.
-static SPANS: OnceLock<mpsc::Sender<Value>> = OnceLock::new();
+static SPANS: OnceLock<mpsc::Sender<Message>> = OnceLock::new();
+
+enum Message {
+    Span(Value),
+    /// Send what is queued now, then answer (shutdown, after the ledger's last rows).
+    Flush(oneshot::Sender<()>),
+}
 
 /// Where spans go: `base` is the collector's OTLP/HTTP base URL (`http://HOST:4318`), to which
 /// `/v1/traces` is added, as the OpenTelemetry SDKs do with `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -49,42 +58,80 @@ pub(crate) fn finished(row: &Row) {
     let Some(spans) = SPANS.get() else {
         return;
     };
-    if spans.try_send(span(row)).is_err() {
+    if spans.try_send(Message::Span(span(row))).is_err() {
         metrics::counter!("izzi_otlp_spans_dropped_total").increment(1);
     }
 }
 
-async fn export(client: reqwest::Client, url: reqwest::Url, mut rx: mpsc::Receiver<Value>) {
+/// Sends the spans still queued; called once the server has stopped and the ledger is flushed.
+pub(crate) async fn flush() {
+    let Some(spans) = SPANS.get() else {
+        return;
+    };
+    let (ack, done) = oneshot::channel();
+    if spans.send(Message::Flush(ack)).await.is_ok()
+        && tokio::time::timeout(FLUSH_WAIT, done).await.is_err()
+    {
+        tracing::warn!(
+            "the last spans were not sent within {} seconds",
+            FLUSH_WAIT.as_secs()
+        );
+    }
+}
+
+async fn export(client: reqwest::Client, url: reqwest::Url, mut rx: mpsc::Receiver<Message>) {
     let mut failing = false;
+    let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+        let mut flushed = None;
+        match first {
+            Message::Span(span) => batch.push(span),
+            Message::Flush(ack) => flushed = Some(ack),
+        }
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while batch.len() < BATCH {
+        while flushed.is_none() && batch.len() < BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(span)) => batch.push(span),
+                Ok(Some(Message::Span(span))) => batch.push(span),
+                Ok(Some(Message::Flush(ack))) => flushed = Some(ack),
                 Ok(None) | Err(_) => break,
             }
         }
-        let count = batch.len();
-        let sent = client
-            .post(url.clone())
-            .json(&envelope(batch))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        match sent {
-            Ok(_) if failing => {
-                failing = false;
+        if !batch.is_empty() {
+            failing = post(&client, &url, std::mem::take(&mut batch), failing).await;
+        }
+        if let Some(ack) = flushed {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// POSTs one batch; gives whether the endpoint is failing, logging when that changes.
+async fn post(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    batch: Vec<Value>,
+    failing: bool,
+) -> bool {
+    let count = batch.len();
+    let sent = client
+        .post(url.clone())
+        .json(&envelope(batch))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    match sent {
+        Ok(_) => {
+            if failing {
                 tracing::warn!("the OTLP endpoint takes spans again");
             }
-            Ok(_) => {}
-            Err(err) => {
-                metrics::counter!("izzi_otlp_spans_dropped_total").increment(count as u64);
-                if !failing {
-                    failing = true;
-                    tracing::error!(error = %err, "cannot send spans to the OTLP endpoint; they are dropped until it answers");
-                }
+            false
+        }
+        Err(err) => {
+            metrics::counter!("izzi_otlp_spans_dropped_total").increment(count as u64);
+            if !failing {
+                tracing::error!(error = %err, "cannot send spans to the OTLP endpoint; they are dropped until it answers");
             }
+            true
         }
     }
 }

@@ -172,3 +172,27 @@ async fn the_standard_variable_turns_export_on() {
     three_requests(&gw).await;
     assert_eq!(receiver.spans(3).await.len(), 3);
 }
+
+/// A span still in its batch window when the gateway is told to stop is sent before it exits.
+/// Two workers: `terminate` blocks one while the receiver answers on the other.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_queued_at_shutdown_are_sent_before_exit() {
+    let receiver = Receiver::start().await;
+    let mock = Mock::start();
+    let config = format!(
+        "{}\n[telemetry]\notlp_endpoint = \"{}\"\n",
+        mock_config(&mock, ""),
+        receiver.url
+    );
+    let mut gw = Gateway::start(&config);
+    let body = json!({"model": "sonnet", "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let response = gw.post("/v1/messages", KEY, &body).await;
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("answer");
+    assert!(gw.terminate().success());
+    // The process has exited: whatever arrived, arrived before it did.
+    let received = receiver.bodies.lock().expect("lock").len();
+    assert_eq!(received, 1, "{}", gw.log());
+}
