@@ -1,12 +1,14 @@
 //! Integration tests: the real `izzi` binary against the mock upstream, over real HTTP, and
 //! against tool config trees in temp homes.
 
+mod config_cli;
 mod count_tokens;
 mod durability;
 mod gateway;
 mod hostile;
 mod ledger;
 mod limits;
+mod logs;
 mod models_cli;
 mod money;
 mod privacy;
@@ -18,4 +20,7 @@ mod setup;
 #[cfg(unix)]
 mod setup_tty;
 mod shared_state;
+mod shell;
+mod state_tls;
 mod support;
+mod telemetry;
