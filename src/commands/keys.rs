@@ -72,18 +72,24 @@ fn create(config: &Config, args: &KeyCreateArgs) -> Result<()> {
     }
     let store = Database::open(&config.state)?;
     let key = generate();
-    store.create_key(&StoredKey {
-        name: args.name.clone(),
-        key_sha256: crate::gateway::hash_key(&key),
-        plan: args.plan,
-        rpm: args.rpm,
-        concurrent: args.concurrent,
-        daily: args.daily,
-        monthly_budget_usd: args.budget,
-        credits_usd: args.credits,
-        created_at: store::stamp(jiff::Timestamp::now()),
-        revoked_at: None,
-    })?;
+    store
+        .create_key(&StoredKey {
+            name: args.name.clone(),
+            key_sha256: crate::gateway::hash_key(&key),
+            plan: args.plan,
+            rpm: args.rpm,
+            concurrent: args.concurrent,
+            daily: args.daily,
+            monthly_budget_usd: args.budget,
+            credits_usd: args.credits,
+            created_at: store::stamp(jiff::Timestamp::now()),
+            revoked_at: None,
+        })
+        .map_err(|err| match err.downcast::<store::NameTaken>() {
+            // A name in use is the user's to change: exit code 2.
+            Ok(taken) => UsageError(taken.to_string()).into(),
+            Err(err) => err,
+        })?;
     output::line(&key);
     output::notice(format_args!(
         "created the key `{}` ({} plan); it is shown only this once, so store it now",

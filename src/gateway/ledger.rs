@@ -616,7 +616,7 @@ mod tests {
     use crate::config::{Limits, Plan};
     use crate::gateway::auth::Client;
     use crate::gateway::limits::Limiter;
-    use crate::store::Store;
+    use crate::store::{Backend as _, Store};
 
     fn model() -> Arc<Model> {
         let catalog = crate::catalog::Catalog::load(&[]).unwrap();
@@ -734,7 +734,7 @@ mod tests {
     fn rows_are_committed_before_slots_free_and_flush_waits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("izzi.db");
-        let store = Database::Sqlite(Store::open(&path).unwrap());
+        let store = Database::from(Store::open(&path).unwrap());
         let limiter = Arc::new(Limiter::default());
         let keys = Arc::new(Keys::new(&[], None, &[]));
         let ledger = Ledger::start(store, keys, None).unwrap();
@@ -783,7 +783,7 @@ mod tests {
         let limiter = Arc::new(Limiter::default());
         let keys = Arc::new(Keys::new(&[], None, &[]));
         let ledger =
-            Ledger::start(Database::Sqlite(Store::open(&path).unwrap()), keys, None).unwrap();
+            Ledger::start(Database::from(Store::open(&path).unwrap()), keys, None).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -825,7 +825,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_tx, rx) = mpsc::channel();
         let mut writer = Writer {
-            store: Database::Sqlite(Store::open(&dir.path().join("izzi.db")).unwrap()),
+            store: Database::from(Store::open(&dir.path().join("izzi.db")).unwrap()),
             keys: Arc::new(Keys::new(&[], None, &[])),
             metrics: None,
             rx,

@@ -23,8 +23,8 @@ use jiff::civil::Date;
 use rust_decimal::Decimal;
 
 use super::{
-    Account, Counts, Outcome, Pricing, Row, Store, StoredKey, UsageLine, decimal, parse_plan,
-    pg_tls, stamp,
+    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, Store, StoredKey, UsageLine,
+    decimal, parse_plan, pg_tls, stamp,
 };
 
 /// The migrations, in order; each runs once per database.
@@ -134,7 +134,7 @@ impl Postgres {
     }
 
     /// Whether PostgreSQL answered the last call; shared with the gateway's admission.
-    pub(crate) fn available(&self) -> Arc<AtomicBool> {
+    fn availability(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.available)
     }
 
@@ -196,7 +196,57 @@ impl Postgres {
         })
     }
 
-    pub(crate) fn create_key(&self, key: &StoredKey) -> Result<()> {
+    /// Copies the spill file's rows to PostgreSQL, oldest first, deleting them locally once
+    /// committed there. Returns how many moved; does nothing while PostgreSQL is unavailable.
+    pub(crate) fn copy_spill(&self) -> Result<usize> {
+        let Some(spill) = &self.spill else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        loop {
+            let batch = spill.oldest(DRAIN_BATCH)?;
+            let Some((last, _)) = batch.last() else {
+                break;
+            };
+            let last = *last;
+            let rows: Vec<Row> = batch.into_iter().map(|(_, row)| row).collect();
+            self.run(insert(self, &rows))?;
+            spill.forget(last)?;
+            moved += rows.len();
+        }
+        if moved > 0 {
+            tracing::warn!(
+                rows = moved,
+                "ledger rows from the spill file are now in PostgreSQL"
+            );
+        }
+        Ok(moved)
+    }
+
+    /// Rows waiting in the spill file.
+    pub(crate) fn spilled(&self) -> Result<usize> {
+        match &self.spill {
+            Some(spill) => spill.count(),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Backend for Postgres {
+    fn describe(&self) -> String {
+        "PostgreSQL (`state.postgres_url`)".to_owned()
+    }
+
+    fn drain(&self) -> Result<usize> {
+        self.copy_spill()?;
+        self.spilled()
+    }
+
+    fn available(&self) -> Option<Arc<AtomicBool>> {
+        Some(self.availability())
+    }
+
+    fn create_key(&self, key: &StoredKey) -> Result<()> {
         let created = self.run(async {
             let client = self.client().await?;
             let inserted = client
@@ -223,12 +273,12 @@ impl Postgres {
             Ok(inserted > 0)
         })?;
         if !created {
-            bail!(super::name_taken(&key.name));
+            bail!(NameTaken(key.name.clone()));
         }
         Ok(())
     }
 
-    pub(crate) fn revoke_key(&self, name: &str, at: Timestamp) -> Result<bool> {
+    fn revoke_key(&self, name: &str, at: Timestamp) -> Result<bool> {
         self.run(async {
             let client = self.client().await?;
             let changed = client
@@ -242,7 +292,7 @@ impl Postgres {
         })
     }
 
-    pub(crate) fn keys(&self) -> Result<Vec<StoredKey>> {
+    fn keys(&self) -> Result<Vec<StoredKey>> {
         let rows = self.run(async {
             let client = self.client().await?;
             let statement = client
@@ -283,7 +333,7 @@ impl Postgres {
             .collect()
     }
 
-    pub(crate) fn accounts(&self) -> Result<HashMap<String, Account>> {
+    fn accounts(&self) -> Result<HashMap<String, Account>> {
         let rows = self.run(async {
             let client = self.client().await?;
             Ok(client
@@ -307,7 +357,7 @@ impl Postgres {
             .collect()
     }
 
-    pub(crate) fn requests_since(&self, since: Timestamp) -> Result<HashMap<String, u32>> {
+    fn requests_since(&self, since: Timestamp) -> Result<HashMap<String, u32>> {
         let rows = self.run(async {
             let client = self.client().await?;
             Ok(client
@@ -327,7 +377,7 @@ impl Postgres {
             .collect())
     }
 
-    pub(crate) fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
+    fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
         let since = since.map(|d| format!("{d}T00:00:00Z"));
         let rows = self.run(async {
             let client = self.client().await?;
@@ -370,7 +420,7 @@ impl Postgres {
     /// Adds `rows` to the ledger and their costs to the accounts, in one transaction. When
     /// PostgreSQL cannot be reached and this store has a spill file, the rows are committed there
     /// instead, to be copied on by [`Postgres::drain`].
-    pub(crate) fn record(&mut self, rows: &[Row]) -> Result<()> {
+    fn record(&mut self, rows: &[Row]) -> Result<()> {
         // While PostgreSQL is known to be down, rows go straight to the spill: a connect attempt
         // per batch would hold every finished request's slot for the connect timeout.
         if self.spill.is_none() || self.available.load(Ordering::Relaxed) {
@@ -395,41 +445,6 @@ impl Postgres {
             "PostgreSQL is unavailable: ledger rows kept in the spill file until it returns"
         );
         Ok(())
-    }
-
-    /// Copies the spill file's rows to PostgreSQL, oldest first, deleting them locally once
-    /// committed there. Returns how many moved; does nothing while PostgreSQL is unavailable.
-    pub(crate) fn drain(&self) -> Result<usize> {
-        let Some(spill) = &self.spill else {
-            return Ok(0);
-        };
-        let mut moved = 0;
-        loop {
-            let batch = spill.oldest(DRAIN_BATCH)?;
-            let Some((last, _)) = batch.last() else {
-                break;
-            };
-            let last = *last;
-            let rows: Vec<Row> = batch.into_iter().map(|(_, row)| row).collect();
-            self.run(insert(self, &rows))?;
-            spill.forget(last)?;
-            moved += rows.len();
-        }
-        if moved > 0 {
-            tracing::warn!(
-                rows = moved,
-                "ledger rows from the spill file are now in PostgreSQL"
-            );
-        }
-        Ok(moved)
-    }
-
-    /// Rows waiting in the spill file.
-    pub(crate) fn spilled(&self) -> Result<usize> {
-        match &self.spill {
-            Some(spill) => spill.count(),
-            None => Ok(0),
-        }
     }
 }
 
