@@ -33,7 +33,6 @@ use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::auth::Keys;
-use super::limits::Admission;
 use crate::catalog::Model;
 use crate::protocol::Usage;
 use crate::store::{Database, Outcome, Row, Seed, UsageSource};
@@ -104,10 +103,35 @@ impl Health {
     }
 }
 
+/// An admitted request's reservation (the limits' `Admission`), as the ledger sees it: named by
+/// its request, and settled once the request's row is committed.
+pub(crate) trait Settle: Send + std::fmt::Debug {
+    /// The request's id: its row's.
+    fn id(&self) -> &str;
+    /// The key name it was admitted for.
+    fn key(&self) -> &str;
+    /// When it was admitted.
+    fn started(&self) -> jiff::Timestamp;
+    /// The request has ended and its row is queued: its slot frees at the commit.
+    fn ended(&mut self);
+    /// The row is committed (or parked): the hold becomes `cost` and the slot frees.
+    fn settle(self: Box<Self>, cost: rust_decimal::Decimal);
+}
+
+/// Where the shared limits read a key's recorded counts after Redis lost them: the ledger.
+pub(crate) trait SeedSource: Send + Sync {
+    /// `key`'s counts as recorded, or `None` when they cannot be read in time.
+    fn seed<'a>(
+        &'a self,
+        key: &'a str,
+        now: jiff::Timestamp,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Seed>> + Send + 'a>>;
+}
+
 /// An admitted request that has ended, as the gateway saw it.
 #[derive(Debug)]
 pub(crate) struct Finished {
-    pub(crate) admission: Admission,
+    pub(crate) admission: Box<dyn Settle>,
     pub(crate) model: Arc<Model>,
     pub(crate) provider: String,
     /// The status the client got (499 when it left before any answer).
@@ -143,7 +167,7 @@ pub(crate) enum Output {
 
 /// An ended request with its row, as the ledger thread receives it.
 struct Ended {
-    admission: Admission,
+    admission: Box<dyn Settle>,
     row: Row,
     /// The model is in the catalog or config (else metrics label it `other`).
     catalogued: bool,
@@ -340,7 +364,7 @@ impl Ledger {
 
     /// `key`'s recorded requests today and this minute, and its spend; `None` when the database
     /// cannot say in time.
-    pub(crate) async fn seed(&self, key: &str, now: jiff::Timestamp) -> Option<Seed> {
+    async fn seed_of(&self, key: &str, now: jiff::Timestamp) -> Option<Seed> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let message = Message::Seed {
             key: key.to_owned(),
@@ -354,6 +378,16 @@ impl Ledger {
     /// The ledger's state for `/health`.
     pub(crate) fn health(&self) -> HealthReport {
         self.health.report()
+    }
+}
+
+impl SeedSource for Ledger {
+    fn seed<'a>(
+        &'a self,
+        key: &'a str,
+        now: jiff::Timestamp,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Seed>> + Send + 'a>> {
+        Box::pin(self.seed_of(key, now))
     }
 }
 
@@ -511,7 +545,7 @@ impl Writer {
                 },
             }
         }
-        let (settled, rows): (Vec<(Admission, bool)>, Vec<Row>) = ended
+        let (settled, rows): (Vec<_>, Vec<Row>) = ended
             .into_iter()
             .map(|e| ((e.admission, e.catalogued), e.row))
             .unzip();
@@ -642,9 +676,11 @@ mod tests {
 
     fn finished(limiter: &Arc<Limiter>, usage: Usage, answered: Option<Answered>) -> Finished {
         Finished {
-            admission: limiter
-                .admit(&client(), Decimal::new(5, 1), jiff::Timestamp::now(), false)
-                .unwrap(),
+            admission: Box::new(
+                limiter
+                    .admit(&client(), Decimal::new(5, 1), jiff::Timestamp::now(), false)
+                    .unwrap(),
+            ),
             model: model(),
             provider: "p".into(),
             status: 200,

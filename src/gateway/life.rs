@@ -119,7 +119,7 @@ impl Drop for Life {
             return;
         };
         self.ledger.finish(Finished {
-            admission,
+            admission: Box::new(admission),
             model: Arc::clone(&self.model),
             provider: std::mem::take(&mut self.provider),
             status: self.status.as_u16(),

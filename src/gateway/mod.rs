@@ -121,7 +121,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     }
     let postgres = store.available();
     let ledger = ledger::Ledger::start(store, Arc::clone(&keys), Some(metrics.clone()))?;
-    let limits = limits::Limits::new(&config.state, limiter, &ledger, postgres)?;
+    let limits = limits::Limits::new(&config.state, limiter, Arc::new(ledger.clone()), postgres)?;
     let state = Arc::new(AppState {
         ip_block: Arc::new(auth::IpBlock::new(&config.security)),
         process: Arc::new(reload::Process::new(path.clone())),

@@ -9,6 +9,7 @@ use super::headers::RateHeaders;
 use super::limiter::Limiter;
 use super::shared;
 use crate::gateway::auth::Client;
+use crate::gateway::ledger::Settle;
 
 /// A new request id: 128 random bits in hex. Names the ledger row and the shared lease.
 pub(super) fn request_id() -> String {
@@ -128,6 +129,28 @@ impl Admission {
             Backend::Local(limiter) => limiter.settle(self, cost),
             Backend::Shared(shared) => shared.release(self, cost),
         }
+    }
+}
+
+impl Settle for Admission {
+    fn id(&self) -> &str {
+        Admission::id(self)
+    }
+
+    fn key(&self) -> &str {
+        Admission::key(self)
+    }
+
+    fn started(&self) -> Timestamp {
+        Admission::started(self)
+    }
+
+    fn ended(&mut self) {
+        Admission::ended(self);
+    }
+
+    fn settle(self: Box<Self>, cost: Decimal) {
+        Admission::settle(*self, cost);
     }
 }
 

@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 
 use super::auth::Client;
 use super::errors::ApiError;
-use super::ledger::Ledger;
+use super::ledger::SeedSource;
 use super::metrics::Reason;
 use crate::config::OnUnavailable;
 
@@ -62,7 +62,7 @@ impl Limits {
     pub(crate) fn new(
         state: &crate::config::State,
         local: Limiter,
-        ledger: &Ledger,
+        seeds: Arc<dyn SeedSource>,
         postgres: Option<Arc<AtomicBool>>,
     ) -> anyhow::Result<Self> {
         let local = Arc::new(local);
@@ -72,7 +72,7 @@ impl Limits {
                 Duration::from_secs(state.lease_s),
                 state.on_unavailable,
                 Arc::clone(&local),
-                ledger.clone(),
+                seeds,
             )?),
             None => None,
         };

@@ -31,7 +31,7 @@ use super::limiter::Limiter;
 use super::refusal::{Decision, Refused};
 use crate::config::OnUnavailable;
 use crate::gateway::auth::Client;
-use crate::gateway::ledger::Ledger;
+use crate::gateway::ledger::SeedSource;
 use crate::store::{self, DAY, MINUTE, Seed};
 
 /// Redis could not be reached (or answered nonsense) in time.
@@ -202,7 +202,7 @@ pub(crate) struct Shared {
     /// Wakes requests waiting for a slot when a release lands.
     local: Arc<Limiter>,
     /// Asked for counts when Redis lost them.
-    ledger: Ledger,
+    seeds: Arc<dyn SeedSource>,
     tasks: mpsc::UnboundedSender<Task>,
     /// Per key name, this instance's requests that ended and whose release is pending.
     ending: Mutex<HashMap<String, u32>>,
@@ -250,7 +250,7 @@ impl Shared {
         lease: Duration,
         on_unavailable: OnUnavailable,
         local: Arc<Limiter>,
-        ledger: Ledger,
+        seeds: Arc<dyn SeedSource>,
     ) -> anyhow::Result<Arc<Self>> {
         let client = client(url, ca_file)?;
         let config = ConnectionManagerConfig::new()
@@ -268,7 +268,7 @@ impl Shared {
             lease,
             on_unavailable,
             local,
-            ledger,
+            seeds,
             tasks: tx,
             ending: Mutex::new(HashMap::new()),
             skip_until: Mutex::new(None),
@@ -439,7 +439,7 @@ impl Shared {
 
     /// Seeds `key`'s counters from the ledger after Redis lost them.
     async fn reseed(&self, key: &str, now: Timestamp) -> Result<(), Unavailable> {
-        let Some(seed) = self.ledger.seed(key, now).await else {
+        let Some(seed) = self.seeds.seed(key, now).await else {
             self.failed("Redis lost its counters and the ledger could not be read to seed them");
             return Err(Unavailable);
         };
