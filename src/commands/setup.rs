@@ -88,6 +88,12 @@ pub(crate) fn run(args: SetupArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     report(&layout, &plans, &applied.written, false);
+    for (path, was) in &applied.made_private {
+        output::line(format_args!(
+            "note: `{}` now holds the key, so izzi made it private (mode 0600; it was {was:04o}); undo gives the mode back",
+            layout.show(path)
+        ));
+    }
     if args.local && !applied.written.is_empty() {
         output::line(
             "Tools now use the local gateway: start it with `izzi serve` (it forwards to the Izzi API with your key).",
