@@ -92,6 +92,11 @@ fn create(config: &Config, args: &KeyCreateArgs) -> Result<()> {
 }
 
 fn revoke(config: &Config, name: &str) -> Result<()> {
+    if name == SETUP_KEY_NAME {
+        bail!(UsageError(format!(
+            "`{SETUP_KEY_NAME}` is the key `izzi setup` stored; a gateway stops accepting it with `accept_stored_key = false` under `[security]` in the config"
+        )));
+    }
     if config.keys.iter().any(|k| k.name == name) {
         bail!(UsageError(format!(
             "`{name}` is a `[[keys]]` entry of the config; remove it there to revoke it"

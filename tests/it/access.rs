@@ -95,10 +95,13 @@ async fn the_stored_key_keeps_working_beside_created_keys_with_an_account_of_its
             .any(|l| l.starts_with("@setup") && l.contains("setup (loopback)")),
         "{table}"
     );
-    // No key may take the stored key's name.
+    // No key may take the stored key's name, and it is turned off in the config, not revoked.
     let (_, stderr, code) = izzi(home, &["keys", "create", "--name", "@setup"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("not a valid key name"), "{stderr}");
+    let (_, stderr, code) = izzi(home, &["keys", "revoke", "@setup"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("accept_stored_key = false"), "{stderr}");
 }
 
 #[tokio::test]
