@@ -43,6 +43,12 @@ pub(crate) enum Command {
     /// Show which tools are found and configured, where the key lives, and whether the endpoint
     /// answers.
     Status(StatusArgs),
+    /// Keep the gateway running in the background, as a service of your OS (a systemd user
+    /// unit, a launchd LaunchAgent, a Task Scheduler logon task), across reboots and crashes.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// The stored Izzi API key.
     Key {
         #[command(subcommand)]
@@ -71,9 +77,14 @@ pub(crate) struct SetupArgs {
     /// Print the changes as diffs and write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Restore the files setup changed (all, or those of `--tools`) and remove those it created.
+    /// Restore the files setup changed (all, or those of `--tools`) and remove those it created,
+    /// and the service it installed.
     #[arg(long, conflicts_with_all = ["key", "base_url", "local"])]
     pub(crate) undo: bool,
+    /// With `--local`: do not install the gateway as a service [default: asked on a terminal,
+    /// installed with `--yes`].
+    #[arg(long, requires = "local")]
+    pub(crate) no_service: bool,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +110,59 @@ pub(crate) struct ServeArgs {
     pub(crate) host: Option<IpAddr>,
     /// Port to listen on; 0 picks a free one [default: the config's `server.port`, else 8745].
     #[arg(long, value_name = "N")]
+    pub(crate) port: Option<u16>,
+    /// Write logs to DIR/izzi.log, rotated at 10 MiB, three kept, instead of stderr (what
+    /// `izzi service` uses where the OS keeps no journal).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) log_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServiceCommand {
+    /// Register the gateway with the OS's service manager, start it, and wait until it answers.
+    ///
+    /// Linux: `~/.config/systemd/user/izzi.service`, logging to the journal. macOS:
+    /// `~/Library/LaunchAgents/com.izziapi.izzi.plist`, logging to `$IZZI_HOME/logs`. Windows: a
+    /// task run at logon, logging to `$IZZI_HOME/logs`. Installing again replaces the service.
+    Install(ServiceInstallArgs),
+    /// Stop the service and remove everything `install` wrote.
+    Uninstall,
+    /// Start the installed service and wait until it answers.
+    Start,
+    /// Stop the service (it starts again at the next login).
+    Stop,
+    /// Stop and start the service, and wait until it answers.
+    Restart,
+    /// Whether the service is installed and running: pid, version, address, uptime, health.
+    Status {
+        /// Print JSON (stable field names) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the service's logs (the journal on Linux, `$IZZI_HOME/logs/izzi.log` elsewhere).
+    Logs {
+        /// Keep printing new lines as they come.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Lines to show.
+        #[arg(long, short = 'n', value_name = "N", default_value_t = 50)]
+        lines: usize,
+    },
+    /// Re-read the config without a restart (as `kill -HUP PID` does).
+    ///
+    /// Keys, limits, providers and models change for new requests; requests in flight finish on
+    /// the old config. An invalid file changes nothing, and its error (file, line, field) is
+    /// shown. `host`, `port`, `[security]` and `[state]` change at the next restart.
+    Reload,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServiceInstallArgs {
+    /// Config file the service uses [default: $IZZI_HOME/config.toml, used only if it exists].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+    /// Port the service listens on [default: the config's `server.port`, else 8745].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) port: Option<u16>,
 }
 

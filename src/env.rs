@@ -54,15 +54,32 @@ pub(crate) const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
 /// `IZZI_SETUP_OS=linux|macos|windows`: look for tool configs in that platform's layout under
 /// `HOME` (tests check every layout on one machine).
 pub(crate) const IZZI_SETUP_OS: &str = "IZZI_SETUP_OS";
+/// `IZZI_SERVICE_MANAGER=systemd|launchd|task-scheduler`: the service manager `izzi service`
+/// uses instead of this OS's (tests drive each one's commands against a fake on one machine).
+pub(crate) const IZZI_SERVICE_MANAGER: &str = "IZZI_SERVICE_MANAGER";
 /// `IZZI_TEST_PAUSE_AFTER_FILE=N`: setup stops after writing N files and waits to be killed, so a
 /// test can show that an interrupted run leaves no half-written file.
 pub(crate) const IZZI_TEST_PAUSE_AFTER_FILE: &str = "IZZI_TEST_PAUSE_AFTER_FILE";
+
+/// `DOMAIN\user` on Windows (`USERDOMAIN`, `USERNAME`): whose logon starts `izzi service`.
+pub(crate) fn windows_user() -> String {
+    let name = std::env::var("USERNAME").unwrap_or_default();
+    match std::env::var("USERDOMAIN") {
+        Ok(domain) if !domain.is_empty() => format!("{domain}\\{name}"),
+        _ => name,
+    }
+}
 
 /// A path from an environment variable, if set and non-empty.
 pub(crate) fn path_var(name: &str) -> Option<PathBuf> {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
+}
+
+/// The `IZZI_SERVICE_MANAGER` override, if set.
+pub(crate) fn service_manager() -> Option<String> {
+    var(IZZI_SERVICE_MANAGER)
 }
 
 /// `PATH`, where setup looks for tools' binaries.
@@ -75,9 +92,28 @@ pub(crate) fn is_set(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| !v.is_empty())
 }
 
-/// The `IZZI_TEST_PAUSE_AFTER_FILE` count, if set.
+/// The `IZZI_TEST_PAUSE_AFTER_FILE` count, if set. Only test builds (debug assertions on) read
+/// it: a release binary never pauses.
+#[cfg(debug_assertions)]
 pub(crate) fn pause_after_file() -> Option<usize> {
     std::env::var(IZZI_TEST_PAUSE_AFTER_FILE)
         .ok()
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(debug_assertions))]
+pub(crate) fn pause_after_file() -> Option<usize> {
+    None
+}
+
+/// Whether `DBUS_SESSION_BUS_ADDRESS` is set (to anything valid as UTF-8), as zbus reads it.
+#[cfg(all(unix, not(target_os = "macos")))]
+pub(crate) fn session_bus_address_set() -> bool {
+    std::env::var("DBUS_SESSION_BUS_ADDRESS").is_ok()
+}
+
+/// `XDG_RUNTIME_DIR`, as zbus reads it (set, even empty, and valid UTF-8).
+#[cfg(all(unix, not(target_os = "macos")))]
+pub(crate) fn xdg_runtime_dir() -> Option<String> {
+    std::env::var("XDG_RUNTIME_DIR").ok()
 }

@@ -16,10 +16,12 @@ mod gateway;
 mod output;
 mod protocol;
 mod secrets;
+mod service;
 mod setup;
 mod store;
 mod tokens;
 mod translate;
+mod wire;
 
 use std::process::ExitCode;
 

@@ -10,8 +10,34 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::Usage;
+use crate::wire::wire_enum;
 
 const BUILTIN: &str = include_str!("models.toml");
+
+wire_enum! {
+    /// Where a model's prices come from.
+    #[derive(Default)]
+    Pricing {
+        /// The model's own prices: the built-in catalog or a `[[models]]` entry.
+        #[default]
+        Listed = "listed",
+        /// `[default_price]` from config: the model has no prices of its own.
+        Default = "default",
+        /// No price is known: it costs nothing, so keys with money limits are refused it.
+        Unpriced = "unpriced",
+    }
+}
+
+/// `[default_price]`: what a model without prices of its own costs (one the catalog does not
+/// know, served by a provider's glob, or a `[[models]]` entry that sets no price).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DefaultPrice {
+    #[serde(with = "rust_decimal::serde::float")]
+    pub(crate) input_per_mtok: Decimal,
+    #[serde(with = "rust_decimal::serde::float")]
+    pub(crate) output_per_mtok: Decimal,
+}
 
 /// One model: what it costs, how big it is, and where it goes.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -62,6 +88,16 @@ pub(crate) struct Model {
     /// Models to try, in order, when this one's provider fails before answering.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) fallbacks: Vec<String>,
+    /// Where the prices above come from.
+    #[serde(skip)]
+    pub(crate) pricing: Pricing,
+    /// In the catalog or config, rather than only matched by a provider's `models` glob.
+    #[serde(skip, default = "listed")]
+    pub(crate) catalogued: bool,
+}
+
+fn listed() -> bool {
+    true
 }
 
 fn default_tokenizer() -> String {
@@ -99,9 +135,11 @@ impl Model {
     }
 
     /// The cost in USD of `usage` at this model's prices. Cache reads and writes without a
-    /// price of their own are charged as input.
+    /// price of their own are charged as input. Writes to a one-hour cache cost twice the input
+    /// price (Anthropic's rate; the listed cache-write price is the five-minute one).
     pub(crate) fn cost(&self, usage: &Usage) -> Decimal {
         let per_token = |tokens: u64, per_mtok: Decimal| Decimal::from(tokens) * per_mtok;
+        let hour_writes = usage.cache_write_1h_tokens.min(usage.cache_write_tokens);
         let total = per_token(usage.input_tokens, self.input_per_mtok)
             + per_token(usage.output_tokens, self.output_per_mtok)
             + per_token(
@@ -109,10 +147,66 @@ impl Model {
                 self.cache_read_per_mtok.unwrap_or(self.input_per_mtok),
             )
             + per_token(
-                usage.cache_write_tokens,
+                usage.cache_write_tokens - hour_writes,
                 self.cache_write_per_mtok.unwrap_or(self.input_per_mtok),
-            );
+            )
+            + per_token(hour_writes, self.input_per_mtok * Decimal::TWO);
         total / Decimal::from(1_000_000)
+    }
+
+    /// The most `input` tokens and `output` tokens can cost: every input token at the dearest
+    /// price an input token can have (a cache write; a one-hour one when `hour_cache`).
+    pub(crate) fn worst_cost(&self, input: u64, output: u64, hour_cache: bool) -> Decimal {
+        let hour = hour_cache.then_some(self.input_per_mtok * Decimal::TWO);
+        let dearest = [self.cache_write_per_mtok, self.cache_read_per_mtok, hour]
+            .into_iter()
+            .flatten()
+            .fold(self.input_per_mtok, Decimal::max);
+        (Decimal::from(input) * dearest + Decimal::from(output) * self.output_per_mtok)
+            / Decimal::from(1_000_000)
+    }
+
+    /// Gives a model without prices `default`'s.
+    fn price_by_default(&mut self, default: DefaultPrice) {
+        if self.pricing == Pricing::Unpriced {
+            self.input_per_mtok = default.input_per_mtok;
+            self.output_per_mtok = default.output_per_mtok;
+            self.pricing = Pricing::Default;
+        }
+    }
+
+    /// A model no catalog entry describes, served by a provider's glob: no prices are known
+    /// but `default`'s.
+    pub(crate) fn uncatalogued(name: &str, provider: &str, default: Option<DefaultPrice>) -> Self {
+        let mut model = Self::bare(name, provider);
+        model.catalogued = false;
+        if let Some(default) = default {
+            model.price_by_default(default);
+        }
+        model
+    }
+
+    /// A model with nothing known but its name and provider.
+    fn bare(id: &str, provider: &str) -> Self {
+        Model {
+            id: id.to_owned(),
+            display_name: id.to_owned(),
+            provider: provider.to_owned(),
+            upstream_id: None,
+            aliases: Vec::new(),
+            input_per_mtok: Decimal::ZERO,
+            output_per_mtok: Decimal::ZERO,
+            cache_read_per_mtok: None,
+            cache_write_per_mtok: None,
+            context_window: 128_000,
+            max_output: 8192,
+            tokenizer: default_tokenizer(),
+            reasoning: false,
+            created: String::new(),
+            fallbacks: Vec::new(),
+            pricing: Pricing::Unpriced,
+            catalogued: true,
+        }
     }
 
     fn apply(&mut self, o: &ModelOverride) {
@@ -146,23 +240,10 @@ impl Model {
                 o.id
             )
         };
-        let mut model = Model {
-            id: o.id.clone(),
-            display_name: o.id.clone(),
-            provider,
-            upstream_id: None,
-            aliases: Vec::new(),
-            input_per_mtok: Decimal::ZERO,
-            output_per_mtok: Decimal::ZERO,
-            cache_read_per_mtok: None,
-            cache_write_per_mtok: None,
-            context_window: 128_000,
-            max_output: 8192,
-            tokenizer: default_tokenizer(),
-            reasoning: false,
-            created: String::new(),
-            fallbacks: Vec::new(),
-        };
+        let mut model = Self::bare(&o.id, &provider);
+        if o.input_per_mtok.is_some() || o.output_per_mtok.is_some() {
+            model.pricing = Pricing::Listed;
+        }
         model.apply(o);
         Ok(model)
     }
@@ -207,6 +288,16 @@ impl Catalog {
             }
         }
         Ok(Self { models, by_name })
+    }
+
+    /// Gives every model without prices of its own `default`'s (`[default_price]`).
+    pub(crate) fn with_default_price(mut self, default: Option<DefaultPrice>) -> Self {
+        if let Some(default) = default {
+            for model in &mut self.models {
+                model.price_by_default(default);
+            }
+        }
+        self
     }
 
     /// A model by id or alias.
@@ -268,9 +359,73 @@ mod tests {
             output_tokens: 100_000,
             cache_read_tokens: 1_000_000,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         // 3.00 input + 1.50 output + 0.30 cache read
         assert_eq!(sonnet.cost(&usage).normalize().to_string(), "4.8");
+    }
+
+    #[test]
+    fn one_hour_cache_writes_cost_twice_the_input_and_holds_take_the_dearest_input() {
+        let catalog = Catalog::load(&[]).unwrap();
+        let sonnet = catalog.get("sonnet").unwrap();
+        let usage = Usage {
+            cache_write_tokens: 1_000_000,
+            cache_write_1h_tokens: 400_000,
+            ..Usage::default()
+        };
+        // 600k five-minute writes at $3.75/M, 400k one-hour writes at $6/M.
+        assert_eq!(sonnet.cost(&usage).normalize().to_string(), "4.65");
+        // A hold prices input as a cache write; at the one-hour rate only when asked.
+        assert_eq!(
+            sonnet
+                .worst_cost(1_000_000, 0, false)
+                .normalize()
+                .to_string(),
+            "3.75"
+        );
+        assert_eq!(
+            sonnet
+                .worst_cost(1_000_000, 0, true)
+                .normalize()
+                .to_string(),
+            "6"
+        );
+        let gpt = catalog.get("gpt-4.1").unwrap();
+        assert_eq!(
+            gpt.worst_cost(1_000_000, 1_000_000, false)
+                .normalize()
+                .to_string(),
+            "10"
+        );
+    }
+
+    #[test]
+    fn models_without_prices_are_unpriced_until_a_default_prices_them() {
+        let overrides = [ModelOverride {
+            id: "mine".into(),
+            provider: Some("openai".into()),
+            ..Default::default()
+        }];
+        let catalog = Catalog::load(&overrides).unwrap();
+        assert_eq!(catalog.get("mine").unwrap().pricing, Pricing::Unpriced);
+        assert_eq!(catalog.get("sonnet").unwrap().pricing, Pricing::Listed);
+        let default = DefaultPrice {
+            input_per_mtok: Decimal::ONE,
+            output_per_mtok: Decimal::TWO,
+        };
+        let catalog = catalog.with_default_price(Some(default));
+        let mine = catalog.get("mine").unwrap();
+        assert_eq!(
+            (mine.pricing, mine.input_per_mtok, mine.output_per_mtok),
+            (Pricing::Default, Decimal::ONE, Decimal::TWO)
+        );
+        assert_eq!(
+            catalog.get("sonnet").unwrap().input_per_mtok,
+            Decimal::from(3)
+        );
+        let glob = Model::uncatalogued("x-1", "openai", None);
+        assert_eq!((glob.pricing, glob.catalogued), (Pricing::Unpriced, false));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub(crate) fn run(args: &CountTokensArgs) -> Result<()> {
         _ => Prompt::plain(&input.text),
     };
     tokenize(&prompt, &models);
-    let request_max = body.as_ref().and_then(tokens::max_output);
+    let request_max = body.as_ref().and_then(tokens::max_output_of);
     let request_model = body
         .as_ref()
         .and_then(|b| b.get("model"))

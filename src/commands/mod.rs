@@ -6,6 +6,7 @@ mod key;
 mod keys;
 mod models;
 mod serve;
+mod service;
 mod setup;
 mod status;
 mod usage;
@@ -22,6 +23,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Usage(args) => usage::run(&args),
         Command::Setup(args) => setup::run(args),
         Command::Status(args) => status::run(&args),
+        Command::Service { command } => service::run(command),
         Command::Key { command } => key::run(&command),
         Command::Models(args) => models::run(&args),
         Command::CountTokens(args) => count_tokens::run(&args),

@@ -7,9 +7,10 @@ use std::path::Path;
 use anyhow::{Context as _, Result, anyhow};
 use dialoguer::theme::ColorfulTheme;
 
-use crate::cli::SetupArgs;
+use crate::cli::{ServiceInstallArgs, SetupArgs};
 use crate::output::{self, UsageError};
 use crate::secrets::{self, Secret};
+use crate::service::System;
 use crate::setup::apply::{self, UndoStep};
 use crate::setup::backup;
 use crate::setup::{self, Ctx, Detection, Edit, Files, Layout, Target, Tool, ToolPlan, tools};
@@ -94,15 +95,47 @@ pub(crate) fn run(args: SetupArgs) -> Result<()> {
             layout.show(path)
         ));
     }
-    if args.local && !applied.written.is_empty() {
-        output::line(
-            "Tools now use the local gateway: start it with `izzi serve` (it forwards to the Izzi API with your key).",
-        );
+    // Tools that izzi points at the local gateway need it running.
+    if args.local && plans.iter().any(|(_, plan)| !plan.files.is_empty()) {
+        offer_service(&args, interactive)?;
     }
     if !applied.written.is_empty() {
         output::line("Undo with `izzi setup --undo`.");
     }
     problems_result(&plans, &applied.problems)
+}
+
+/// With `--local`: installs the gateway as a service unless told not to (`--no-service`), one is
+/// installed, or the user declines (asked on a terminal; `--yes` installs).
+fn offer_service(args: &SetupArgs, interactive: bool) -> Result<()> {
+    let manual = "start it with `izzi serve`, or keep it running with `izzi service install` (it forwards to the Izzi API with your key)";
+    if args.no_service {
+        output::line(format_args!("Tools use the local gateway: {manual}."));
+        return Ok(());
+    }
+    if crate::service::Record::load(&crate::env::izzi_home()?)?.is_some() {
+        output::line("Tools use the local gateway, which runs as the izzi service.");
+        return Ok(());
+    }
+    let install = args.yes
+        || interactive
+            && dialoguer::Confirm::with_theme(&ColorfulTheme::default())
+                .with_prompt("Keep the local gateway running as a service (starts at login, restarts after a crash)?")
+                .default(true)
+                .interact()?;
+    if !install {
+        output::line(format_args!("Tools use the local gateway: {manual}."));
+        return Ok(());
+    }
+    let installed = super::service::install(
+        &ServiceInstallArgs {
+            config: None,
+            port: None,
+        },
+        true,
+        &System,
+    );
+    installed.context("the tools are set up, but the gateway service was not installed")
 }
 
 /// The API root tools get: `--local` → the local gateway, else `--base-url` or the hosted API,
@@ -322,7 +355,9 @@ fn undo(ids: &[String], dry_run: bool, interactive: bool, layout: &Layout) -> Re
     }
     let store = backup::Store::new(&crate::env::izzi_home()?);
     let steps: Vec<UndoStep> = apply::undo_plan(&store, ids)?;
-    if steps.is_empty() {
+    // The service goes with the whole setup, not with one tool's files.
+    let service = ids.is_empty() && super::service::installed_by_setup()?;
+    if steps.is_empty() && !service {
         output::line("Nothing to undo: izzi setup has not changed any file.");
         return Ok(());
     }
@@ -347,16 +382,26 @@ fn undo(ids: &[String], dry_run: bool, interactive: bool, layout: &Layout) -> Re
             };
             output::line(format_args!("would {verb} `{}`", layout.show(&step.path)));
         }
+        if service {
+            output::line("would stop and remove the izzi service");
+        }
         return Ok(());
     }
     if interactive
         && !dialoguer::Confirm::with_theme(&ColorfulTheme::default())
-            .with_prompt("Restore these files?")
+            .with_prompt(if service {
+                "Restore these files and remove the izzi service?"
+            } else {
+                "Restore these files?"
+            })
             .default(true)
             .interact()?
     {
         output::line("Nothing changed.");
         return Ok(());
+    }
+    if service {
+        super::service::uninstall(&System)?;
     }
     let done = apply::undo(&store, &steps).context("undo stopped")?;
     for (path, kept) in &done.kept {

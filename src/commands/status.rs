@@ -16,6 +16,8 @@ use crate::setup::{self, Ctx, Files, Layout, Target, backup, tools};
 struct Status {
     key: Key,
     endpoint: Endpoint,
+    /// The gateway as a service: installed or not, running or not (`izzi service status`).
+    service: super::service::Summary,
     tools: Vec<ToolStatus>,
 }
 
@@ -121,6 +123,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<()> {
     let status = Status {
         key,
         endpoint,
+        service: super::service::Summary::read()?,
         tools,
     };
     if args.json {
@@ -146,6 +149,7 @@ fn print(status: &Status, location: Option<&Location>) {
         _ => "not checked".to_owned(),
     };
     output::line(format_args!("Endpoint: {} {verdict}", e.url));
+    output::line(format_args!("Service: {}", status.service.text()));
     output::line("Tools:");
     for tool in &status.tools {
         let state = if !tool.found {

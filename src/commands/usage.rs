@@ -51,7 +51,12 @@ pub(crate) fn run(args: &UsageArgs) -> Result<()> {
             l.output_tokens.to_string(),
             l.cache_read_tokens.to_string(),
             l.cache_write_tokens.to_string(),
-            cost(l.cost_usd),
+            // Requests of a model without a price cost nothing here: say so beside the sum.
+            if l.unpriced_requests > 0 {
+                format!("{} ({} unpriced)", cost(l.cost_usd), l.unpriced_requests)
+            } else {
+                cost(l.cost_usd)
+            },
         ]
     };
     let mut rows: Vec<Vec<String>> = lines

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::ModelOverride;
+use crate::catalog::{DefaultPrice, ModelOverride};
 use crate::protocol::Kind;
 
 /// The whole configuration.
@@ -23,6 +23,10 @@ pub(crate) struct Config {
     pub(crate) providers: Vec<Provider>,
     #[serde(default)]
     pub(crate) models: Vec<ModelOverride>,
+    /// Prices for models that have none (absent: such models cost nothing, and keys with
+    /// credits or a budget are refused them).
+    #[serde(default)]
+    pub(crate) default_price: Option<DefaultPrice>,
     #[serde(default)]
     pub(crate) keys: Vec<ClientKey>,
     #[serde(default)]
@@ -32,7 +36,7 @@ pub(crate) struct Config {
 /// `[state]`: where limits and the ledger live. With neither URL, limits are kept in this
 /// process and the ledger in `izzi.db`; several instances share them through Redis and
 /// PostgreSQL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct State {
     /// `redis://HOST:PORT[/DB]`: RPM, daily quota, concurrency, holds and spend, shared.
@@ -103,6 +107,10 @@ pub(crate) struct Server {
     /// Seconds a translated stream may stay silent upstream (a model reasoning) before the
     /// client gets a keep-alive (`ping`, or an SSE comment).
     pub(crate) keepalive_s: u64,
+    /// Largest whole (non-streamed) upstream answer read; a larger one is a 502.
+    pub(crate) max_upstream_body_bytes: usize,
+    /// Largest single event of an upstream stream; a larger one ends the stream with an error.
+    pub(crate) max_upstream_event_bytes: usize,
 }
 
 impl Default for Server {
@@ -118,12 +126,14 @@ impl Default for Server {
             body_read_timeout_s: 60,
             max_connections: 4096,
             keepalive_s: 10,
+            max_upstream_body_bytes: 64 * 1024 * 1024,
+            max_upstream_event_bytes: 16 * 1024 * 1024,
         }
     }
 }
 
 /// `[security]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Security {
     /// Failed authentications from one IP inside the window that block it.
@@ -299,6 +309,11 @@ impl Config {
     fn check(&self) -> Result<()> {
         if self.server.max_body_bytes == 0 {
             bail!("`server.max_body_bytes` must be above 0");
+        }
+        if self.server.max_upstream_body_bytes == 0 || self.server.max_upstream_event_bytes == 0 {
+            bail!(
+                "`server.max_upstream_body_bytes` and `server.max_upstream_event_bytes` must be above 0"
+            );
         }
         if self.server.keepalive_s == 0 {
             bail!("`server.keepalive_s` must be above 0");

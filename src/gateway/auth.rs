@@ -13,7 +13,7 @@ mod ip_block;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -160,15 +160,23 @@ struct Snapshot {
     by_hash: HashMap<KeyHash, Arc<Client>>,
 }
 
-/// Every client key: the config's, fixed at start, the database's, swapped in whole when the
-/// ledger thread re-reads them, so lookups never wait, and the key `izzi setup` stored.
+/// Every client key: the config's (replaced when the config is reloaded) and the database's
+/// (when the ledger thread re-reads them), swapped in whole so lookups never wait, and the key
+/// `izzi setup` stored.
 #[derive(Debug)]
 pub(crate) struct Keys {
-    config: Vec<(KeyHash, Arc<Client>)>,
+    /// What the snapshot is built from; locked only while one is built, never by a lookup.
+    sources: Mutex<Sources>,
     /// The hash of the key `izzi setup` stored (never the key itself), accepted from loopback
     /// only; `None` without one or with `accept_stored_key = false`.
     setup: Option<(KeyHash, Arc<Client>)>,
     current: ArcSwap<Snapshot>,
+}
+
+#[derive(Debug, Default)]
+struct Sources {
+    config: Vec<(KeyHash, Arc<Client>)>,
+    db: Vec<StoredKey>,
 }
 
 impl Keys {
@@ -188,22 +196,36 @@ impl Keys {
             }
         }
         let keys = Self {
-            config: config_keys
-                .iter()
-                .map(|k| (hash(&k.key), Arc::new(Client::from_config(k))))
-                .collect(),
+            sources: Mutex::default(),
             setup: setup_key.map(|k| (hash(k), Arc::new(Client::setup()))),
             current: ArcSwap::default(),
         };
+        keys.set_config(config_keys);
         keys.reload(db);
         keys
     }
 
+    /// Replaces the config's keys with `config_keys` (the config was reloaded).
+    pub(crate) fn set_config(&self, config_keys: &[ClientKey]) {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources.config = config_keys
+            .iter()
+            .map(|k| (hash(&k.key), Arc::new(Client::from_config(k))))
+            .collect();
+        self.rebuild(&sources);
+    }
+
     /// Replaces the database's keys with `db` (revoked ones are dropped).
     pub(crate) fn reload(&self, db: &[StoredKey]) {
-        let mut by_hash: HashMap<KeyHash, Arc<Client>> = self.config.iter().cloned().collect();
-        for k in db {
-            let shadowed = self.config.iter().any(|(_, c)| c.name == k.name);
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        db.clone_into(&mut sources.db);
+        self.rebuild(&sources);
+    }
+
+    fn rebuild(&self, sources: &Sources) {
+        let mut by_hash: HashMap<KeyHash, Arc<Client>> = sources.config.iter().cloned().collect();
+        for k in &sources.db {
+            let shadowed = sources.config.iter().any(|(_, c)| c.name == k.name);
             if k.revoked_at.is_none() && !shadowed {
                 by_hash.insert(k.key_sha256, Arc::new(Client::from_stored(k)));
             }
@@ -435,6 +457,25 @@ mod tests {
         keys.reload(&[stored("ci", "izzi-db-2", false)]);
         assert!(keys.find("izzi-db-2", Peer::Remote).is_none());
         assert!(keys.find("izzi-ci-0000000000", Peer::Remote).is_some());
+    }
+
+    #[test]
+    fn a_reloaded_config_replaces_its_keys_and_keeps_the_databases() {
+        let keys = Keys::new(
+            &[config_key("ci", "izzi-ci-0000000000")],
+            None,
+            &[stored("db", "izzi-db-1", false)],
+        );
+        keys.set_config(&[config_key("ci2", "izzi-ci2-000000000")]);
+        assert!(keys.find("izzi-ci-0000000000", Peer::Remote).is_none());
+        assert_eq!(
+            keys.find("izzi-ci2-000000000", Peer::Remote).unwrap().name,
+            "ci2"
+        );
+        assert_eq!(keys.find("izzi-db-1", Peer::Remote).unwrap().name, "db");
+        // The next re-read of the database keeps the reloaded config's keys.
+        keys.reload(&[stored("db", "izzi-db-1", false)]);
+        assert!(keys.find("izzi-ci2-000000000", Peer::Remote).is_some());
     }
 
     /// The key `izzi setup` stored serves loopback beside every other key, is never accepted

@@ -17,6 +17,7 @@ use super::AppState;
 use super::errors::ApiError;
 use super::routing::{Provider, Route};
 use super::upstream::{self, Failure, Forwarded};
+use crate::catalog::Pricing;
 use crate::protocol::Format;
 use crate::protocol::json::{Body, without_values};
 use crate::translate::{self, Prepared, Target};
@@ -51,6 +52,8 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) client_model: &'a str,
     pub(crate) stream: bool,
     pub(crate) forwarded: &'a Forwarded,
+    /// The key has credits or a budget: a fallback without a price is never tried.
+    pub(crate) priced_only: bool,
 }
 
 /// The translation target for a route.
@@ -87,44 +90,66 @@ pub(crate) async fn send(
     out: &Outgoing<'_>,
     primary: Route,
     prepared: Prepared<'_>,
-) -> Result<Sent, ApiError> {
+) -> Result<Sent, Failure> {
     let model = Arc::clone(&primary.model);
-    let fallbacks = model.fallbacks.iter().filter_map(|m| state.router.route(m)).filter_map(|route| {
-        match prepare(out, &route) {
+    let fallbacks = model
+        .fallbacks
+        .iter()
+        .filter_map(|m| state.router.route(m))
+        .filter(|route| {
+            let free = out.priced_only && route.model.pricing == Pricing::Unpriced;
+            if free {
+                tracing::debug!(model = %route.model.id, "fallback has no price; not tried for a key with money limits");
+            }
+            !free
+        })
+        .filter_map(|route| match prepare(out, &route) {
             Ok(prepared) => Some((route, prepared)),
             Err(err) => {
                 tracing::debug!(model = %route.model.id, error = %without_values(&err.message), "fallback cannot carry this request");
                 None
             }
+        });
+    let mut failure = match attempt(state, out, primary, prepared).await {
+        Ok(sent) => return Ok(sent),
+        Err(failure) => failure,
+    };
+    for (route, prepared) in fallbacks {
+        if !failure.retryable {
+            break;
         }
-    });
-    let mut last = None;
-    for (route, prepared) in std::iter::once((primary, prepared)).chain(fallbacks) {
-        let body = match prepared.body {
-            Cow::Borrowed(_) => out.raw.clone(),
-            Cow::Owned(owned) => Bytes::from(owned),
+        tracing::warn!(fallback = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying a fallback");
+        failure = match attempt(state, out, route, prepared).await {
+            Ok(sent) => return Ok(sent),
+            Err(failure) => failure,
         };
-        let mut forwarded = out.forwarded.clone();
-        if prepared.translated {
-            // Betas name Anthropic features; a translated body carries none of them.
-            forwarded.anthropic_beta = None;
-        }
-        match with_retries(state, &route.provider, body, &forwarded, out.stream).await {
-            Ok((headers, answer)) => {
-                return Ok(Sent {
-                    route,
-                    headers,
-                    answer,
-                });
-            }
-            Err(failure) if failure.retryable => {
-                tracing::warn!(model = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying the next fallback if any");
-                last = Some(failure.error);
-            }
-            Err(failure) => return Err(failure.error),
-        }
     }
-    Err(last.unwrap_or_else(|| ApiError::internal("No provider could be tried for this model.")))
+    Err(failure)
+}
+
+/// One route, with its retries.
+async fn attempt(
+    state: &AppState,
+    out: &Outgoing<'_>,
+    route: Route,
+    prepared: Prepared<'_>,
+) -> Result<Sent, Failure> {
+    let body = match prepared.body {
+        Cow::Borrowed(_) => out.raw.clone(),
+        Cow::Owned(owned) => Bytes::from(owned),
+    };
+    let mut forwarded = out.forwarded.clone();
+    if prepared.translated {
+        // Betas name Anthropic features; a translated body carries none of them.
+        forwarded.anthropic_beta = None;
+    }
+    let (headers, answer) =
+        with_retries(state, &route.provider, body, &forwarded, out.stream).await?;
+    Ok(Sent {
+        route,
+        headers,
+        answer,
+    })
 }
 
 /// Longest `Retry-After` worth waiting for inside one request; a longer one goes to the client.
@@ -190,10 +215,12 @@ async fn once(
         Answer::Stream { first, rest }
     } else {
         Answer::Whole(
-            response
-                .bytes()
-                .await
-                .map_err(|err| Failure::transport(&provider.name, &err))?,
+            upstream::read_capped(
+                response,
+                state.config.server.max_upstream_body_bytes,
+                &provider.name,
+            )
+            .await?,
         )
     };
     Ok((headers, answer))

@@ -36,7 +36,7 @@ use super::auth::Keys;
 use super::limits::Admission;
 use crate::catalog::Model;
 use crate::protocol::Usage;
-use crate::store::{Database, Row, Seed};
+use crate::store::{Database, Outcome, Row, Seed, UsageSource};
 
 /// How often the thread re-reads the stored keys.
 const TICK: Duration = Duration::from_millis(500);
@@ -112,22 +112,24 @@ pub(crate) struct Finished {
     pub(crate) provider: String,
     /// The status the client got (499 when it left before any answer).
     pub(crate) status: u16,
-    pub(crate) outcome: &'static str,
+    pub(crate) outcome: Outcome,
     pub(crate) stream: bool,
     /// Usage the upstream reported (zeros when it reported none).
     pub(crate) usage: Usage,
     pub(crate) latency: Duration,
     pub(crate) ttft: Option<Duration>,
-    /// Set when the upstream answered and izzi may have to count what it did not report.
+    /// Set when the provider may bill the request (it answered, or the client left while it
+    /// worked) and izzi may have to count what it did not report.
     pub(crate) answered: Option<Answered>,
 }
 
-/// What izzi saw of a request the upstream answered, to count the tokens it did not report.
+/// What izzi saw of a request the provider may bill, to count the tokens it did not report.
 #[derive(Debug)]
 pub(crate) struct Answered {
     /// The client's request body.
     pub(crate) request: Bytes,
-    pub(crate) output: Output,
+    /// `None`: the client left before any answer; the provider still read the prompt.
+    pub(crate) output: Option<Output>,
 }
 
 /// The output an upstream produced, as seen by the gateway.
@@ -143,17 +145,21 @@ pub(crate) enum Output {
 struct Ended {
     admission: Admission,
     row: Row,
+    /// The model is in the catalog or config (else metrics label it `other`).
+    catalogued: bool,
 }
 
 impl Finished {
     /// What the upstream left unreported and izzi must estimate: the input (it reported
     /// nothing) and the output (none reported, or a stream that did not complete).
     fn unreported(&self) -> (bool, bool) {
-        if self.answered.is_none() {
+        let Some(answered) = &self.answered else {
             return (false, false);
-        }
+        };
         let nothing = self.usage == Usage::default();
-        let output = self.usage.output_tokens == 0 && (nothing || self.outcome != "completed");
+        let output = answered.output.is_some()
+            && self.usage.output_tokens == 0
+            && (nothing || self.outcome != Outcome::Completed);
         (nothing, output)
     }
 
@@ -166,7 +172,7 @@ impl Finished {
                 && self
                     .answered
                     .as_ref()
-                    .is_some_and(|a| matches!(a.output, Output::Body(_)))
+                    .is_some_and(|a| matches!(a.output, Some(Output::Body(_))))
     }
 
     /// The ledger row: the reported usage, or a local count where the upstream reported none
@@ -174,19 +180,20 @@ impl Finished {
     /// prices.
     fn row(&self) -> Row {
         let mut usage = self.usage;
-        let mut usage_source = "upstream";
+        let mut usage_source = UsageSource::Upstream;
         let (input, output) = self.unreported();
         if let Some(answered) = &self.answered {
             if input {
                 usage.input_tokens = count_json(&self.model, &answered.request);
-                usage_source = "estimate";
+                usage_source = UsageSource::Estimate;
             }
             if output {
                 usage.output_tokens = match &answered.output {
-                    Output::Events(events) => *events,
-                    Output::Body(body) => count_json(&self.model, body),
+                    Some(Output::Events(events)) => *events,
+                    Some(Output::Body(body)) => count_json(&self.model, body),
+                    None => 0,
                 };
-                usage_source = "estimate";
+                usage_source = UsageSource::Estimate;
             }
         }
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -201,6 +208,7 @@ impl Finished {
             stream: self.stream,
             usage,
             usage_source,
+            pricing: self.model.pricing,
             cost_usd: self.model.cost(&usage),
             latency_ms: millis(self.latency),
             ttft_ms: self.ttft.map(millis),
@@ -360,6 +368,7 @@ impl Drop for Handoff {
         };
         let ended = Ended {
             row: finished.row(),
+            catalogued: finished.model.catalogued,
             admission: finished.admission,
         };
         if let Err(mpsc::SendError(message)) = tx.send(Message::Finished(Box::new(ended))) {
@@ -502,8 +511,10 @@ impl Writer {
                 },
             }
         }
-        let (admissions, rows): (Vec<Admission>, Vec<Row>) =
-            ended.into_iter().map(|e| (e.admission, e.row)).unzip();
+        let (settled, rows): (Vec<(Admission, bool)>, Vec<Row>) = ended
+            .into_iter()
+            .map(|e| ((e.admission, e.catalogued), e.row))
+            .unzip();
         if !rows.is_empty() {
             // Behind a backlog, new rows queue after it so the ledger keeps its order.
             if self.backlog.is_empty() && self.commit(&rows) {
@@ -514,9 +525,9 @@ impl Writer {
         }
         // Committed, or parked because the database cannot be written: either way the requests
         // are settled, so a stuck database never holds slots or balances.
-        for (admission, row) in admissions.into_iter().zip(&rows) {
+        for ((admission, catalogued), row) in settled.into_iter().zip(&rows) {
             admission.settle(row.cost_usd);
-            self.recorder.finished(row);
+            self.recorder.finished(row, catalogued);
         }
         if !flushes.is_empty() && !self.backlog.is_empty() {
             self.retry_backlog();
@@ -637,7 +648,7 @@ mod tests {
             model: model(),
             provider: "p".into(),
             status: 200,
-            outcome: "completed",
+            outcome: Outcome::Completed,
             stream: true,
             usage,
             latency: Duration::from_millis(1500),
@@ -658,13 +669,13 @@ mod tests {
             request: Bytes::from_static(
                 br#"{"messages":[{"role":"user","content":"hello there"}]}"#,
             ),
-            output: Output::Events(7),
+            output: Some(Output::Events(7)),
         };
         let f = finished(&limiter, usage, Some(answered()));
         let row = f.row();
         assert_eq!(
             (row.usage_source, row.cost_usd.to_string()),
-            ("upstream", "0.003".into())
+            (UsageSource::Upstream, "0.003".into())
         );
         assert_eq!((row.latency_ms, row.ttft_ms), (1500, Some(200)));
         assert!(!f.needs_count());
@@ -672,7 +683,7 @@ mod tests {
         let f = finished(&limiter, Usage::default(), Some(answered()));
         assert!(f.needs_count(), "the input is tokenized");
         let row = f.row();
-        assert_eq!(row.usage_source, "estimate");
+        assert_eq!(row.usage_source, UsageSource::Estimate);
         assert!(row.usage.input_tokens > 0);
         assert_eq!(row.usage.output_tokens, 7);
         drop(f);
@@ -685,14 +696,14 @@ mod tests {
             },
             Some(answered()),
         );
-        f.outcome = "client_gone";
+        f.outcome = Outcome::ClientGone;
         assert!(!f.needs_count(), "the output is the events relayed");
         assert_eq!(
             (f.row().usage.input_tokens, f.row().usage.output_tokens),
             (50, 7)
         );
         f.answered = Some(Answered {
-            output: Output::Body(Bytes::from_static(b"{}")),
+            output: Some(Output::Body(Bytes::from_static(b"{}"))),
             ..answered()
         });
         assert!(f.needs_count(), "the output body is tokenized");
@@ -701,6 +712,22 @@ mod tests {
         let f = finished(&limiter, Usage::default(), None);
         assert!(!f.needs_count());
         assert_eq!(f.row().cost_usd, Decimal::ZERO);
+        drop(f);
+        // A client that left while the provider read its prompt: the prompt is billed.
+        let mut f = finished(
+            &limiter,
+            Usage::default(),
+            Some(Answered {
+                output: None,
+                ..answered()
+            }),
+        );
+        f.outcome = Outcome::ClientGone;
+        assert!(f.needs_count(), "the input is tokenized");
+        let row = f.row();
+        assert_eq!(row.usage_source, UsageSource::Estimate);
+        assert!(row.usage.input_tokens > 0 && row.usage.output_tokens == 0);
+        assert!(row.cost_usd > Decimal::ZERO);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
-use crate::store::Row;
+use crate::store::{Outcome, Pricing, Row};
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -45,6 +45,10 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(
         "izzi_cost_nanodollars_total",
         "Cost of admitted requests in billionths of a US dollar, by model."
+    );
+    metrics::describe_counter!(
+        "izzi_unpriced_requests_total",
+        "Admitted requests of a model without a price (recorded at cost 0), by model."
     );
     metrics::describe_counter!(
         "izzi_refusals_total",
@@ -85,7 +89,9 @@ pub(crate) fn refused(reason: &'static str) {
 }
 
 /// Records ended requests, once their ledger rows are committed. Owned by the ledger thread; it
-/// keeps each model's handles, so a row costs no registry lookup or label allocation.
+/// keeps each model's handles, so a row costs no registry lookup or label allocation. Models
+/// label the series only when the catalog or config knows them: any other name a client
+/// invents (served by a provider's glob) is `other`, so clients cannot grow the series.
 #[derive(Default)]
 pub(crate) struct Recorder {
     models: HashMap<String, ModelHandles>,
@@ -94,14 +100,19 @@ pub(crate) struct Recorder {
 /// One model's handles.
 struct ModelHandles {
     /// `izzi_requests_total` by status and outcome.
-    requests: HashMap<(u16, &'static str), Counter>,
+    requests: HashMap<(u16, Outcome), Counter>,
     duration: Histogram,
     /// Registered at the model's first stream, so a model never streamed shows no histogram.
     ttft: Option<Histogram>,
     /// `izzi_tokens_total` by kind, in [`TOKEN_KINDS`]' order.
     tokens: [Counter; 4],
     cost: Counter,
+    /// `izzi_unpriced_requests_total`, registered at the model's first unpriced request.
+    unpriced: Option<Counter>,
 }
+
+/// The model label of the names only a provider's glob knows.
+const OTHER: &str = "other";
 
 const TOKEN_KINDS: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
 
@@ -116,19 +127,25 @@ impl ModelHandles {
                 |kind| metrics::counter!("izzi_tokens_total", "model" => label(), "kind" => kind),
             ),
             cost: metrics::counter!("izzi_cost_nanodollars_total", "model" => label()),
+            unpriced: None,
         }
     }
 }
 
 impl Recorder {
-    /// Records one ended request.
-    pub(crate) fn finished(&mut self, row: &Row) {
-        let model = match self.models.get_mut(&row.model) {
+    /// Records one ended request; `catalogued`: its model is in the catalog or config.
+    pub(crate) fn finished(&mut self, row: &Row, catalogued: bool) {
+        let label = if catalogued {
+            row.model.as_str()
+        } else {
+            OTHER
+        };
+        let model = match self.models.get_mut(label) {
             Some(handles) => handles,
             None => self
                 .models
-                .entry(row.model.clone())
-                .or_insert_with(|| ModelHandles::new(&row.model)),
+                .entry(label.to_owned())
+                .or_insert_with(|| ModelHandles::new(label)),
         };
         model
             .requests
@@ -136,9 +153,9 @@ impl Recorder {
             .or_insert_with(|| {
                 metrics::counter!(
                     "izzi_requests_total",
-                    "model" => row.model.clone(),
+                    "model" => label.to_owned(),
                     "status" => row.status.to_string(),
-                    "outcome" => row.outcome,
+                    "outcome" => row.outcome.as_str(),
                 )
             })
             .increment(1);
@@ -152,7 +169,7 @@ impl Recorder {
             model
                 .ttft
                 .get_or_insert_with(|| {
-                    metrics::histogram!("izzi_time_to_first_byte_seconds", "model" => row.model.clone())
+                    metrics::histogram!("izzi_time_to_first_byte_seconds", "model" => label.to_owned())
                 })
                 .record(seconds(ttft));
         }
@@ -171,6 +188,14 @@ impl Recorder {
             .try_into()
             .unwrap_or(0_u64);
         model.cost.increment(nanodollars);
+        if row.pricing == Pricing::Unpriced {
+            model
+                .unpriced
+                .get_or_insert_with(|| {
+                    metrics::counter!("izzi_unpriced_requests_total", "model" => label.to_owned())
+                })
+                .increment(1);
+        }
     }
 }
 

@@ -2,13 +2,18 @@
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
 mod auth;
+mod count;
 mod dispatch;
 mod errors;
 mod ledger;
+mod life;
 mod limits;
 mod metrics;
 mod models;
 mod proxy;
+mod relay;
+mod reload;
+mod request;
 mod routing;
 mod server;
 mod upstream;
@@ -23,22 +28,26 @@ use crate::config::Config;
 
 pub(crate) use auth::hash as hash_key;
 #[cfg(feature = "fuzzing")]
-pub(crate) use proxy::check_shape;
+pub(crate) use request::check_shape;
 /// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
 pub(crate) use routing::HOSTED_BASE;
 #[cfg(feature = "fuzzing")]
 pub(crate) use routing::Router;
 
-/// Shared state of a running gateway.
+/// Shared state of a running gateway. A request sees one `AppState` from start to end: a config
+/// reload makes a new one (its own `config`, `router` and `client`) around the same keys, limits,
+/// ledger and counters, so requests in flight finish on the config they started with.
 pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) router: routing::Router,
     pub(crate) keys: Arc<auth::Keys>,
-    pub(crate) ip_block: auth::IpBlock,
-    pub(crate) limits: limits::Limits,
+    pub(crate) ip_block: Arc<auth::IpBlock>,
+    pub(crate) limits: Arc<limits::Limits>,
     pub(crate) ledger: ledger::Ledger,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub(crate) client: reqwest::Client,
+    /// Where the config came from, when it started, how its reloads went: for `/health`.
+    pub(crate) process: Arc<reload::Process>,
 }
 
 /// Where to listen and which config to use, from the command line.
@@ -49,7 +58,7 @@ pub(crate) struct ServeOptions {
     pub(crate) port: Option<u16>,
 }
 
-/// Loads config, binds, and serves until SIGINT or SIGTERM.
+/// Loads config, binds, and serves until SIGINT or SIGTERM; SIGHUP reloads the config.
 pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let (config, path) = Config::load(options.config.as_deref())?;
     let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
@@ -101,24 +110,38 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let ledger = ledger::Ledger::start(store, Arc::clone(&keys), Some(metrics.clone()))?;
     let limits = limits::Limits::new(&config.state, limiter, &ledger, postgres)?;
     let state = Arc::new(AppState {
-        ip_block: auth::IpBlock::new(&config.security),
+        ip_block: Arc::new(auth::IpBlock::new(&config.security)),
+        process: Arc::new(reload::Process::new(path.clone())),
         config,
         router,
         keys,
-        limits,
+        limits: Arc::new(limits),
         ledger,
         metrics,
         client,
     });
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, port))
-        .await
-        .with_context(|| format!("cannot listen on {host}:{port}"))?;
+    let listener = match tokio::net::TcpListener::bind(SocketAddr::new(host, port)).await {
+        Ok(listener) => listener,
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            bail!(
+                "{}",
+                crate::service::probe::holder(SocketAddr::new(host, port)).await
+            )
+        }
+        Err(err) => return Err(err).with_context(|| format!("cannot listen on {host}:{port}")),
+    };
     let local = listener.local_addr()?;
+    let hangups = reload::Hangups::watch();
     match &path {
         Some(path) => tracing::info!(config = %path.display(), "config loaded"),
         None => tracing::info!("no config file: using the embedded defaults"),
     }
     // Tests and scripts read this line to learn the port when `--port 0` is given.
     crate::output::notice(format_args!("izzi gateway listening on http://{local}"));
-    server::run(listener, state, grace).await
+    let source = reload::Source {
+        path: options.config,
+        host,
+        stored_key,
+    };
+    server::run(listener, state, grace, source, hangups).await
 }

@@ -12,7 +12,7 @@ use axum::http::header::{self, HeaderName, HeaderValue};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use reqwest::Url;
 
-use crate::catalog::{Catalog, Model};
+use crate::catalog::{Catalog, DefaultPrice, Model};
 use crate::config::{self, Config};
 use crate::protocol::Kind;
 
@@ -95,13 +95,15 @@ pub(crate) struct Router {
     catalog: Catalog,
     models: Vec<Arc<Model>>,
     providers: Vec<Arc<Provider>>,
+    /// `[default_price]`, for models only a provider's glob knows.
+    default_price: Option<DefaultPrice>,
 }
 
 impl Router {
     /// Builds the table from config. `stored_key` is the key `izzi setup` stored, used for the
     /// hosted API.
     pub(crate) fn new(config: &Config, stored_key: Option<&str>) -> Result<Self> {
-        let catalog = Catalog::load(&config.models)?;
+        let catalog = Catalog::load(&config.models)?.with_default_price(config.default_price);
         let models = catalog.models().iter().cloned().map(Arc::new).collect();
         let providers = if config.providers.is_empty() {
             vec![
@@ -131,6 +133,7 @@ impl Router {
             catalog,
             models,
             providers: providers.into_iter().map(Arc::new).collect(),
+            default_price: config.default_price,
         })
     }
 
@@ -163,7 +166,11 @@ impl Router {
         }
         let provider = self.by_glob(name)?;
         Some(Route {
-            model: Arc::new(uncatalogued(name, &provider.name)),
+            model: Arc::new(Model::uncatalogued(
+                name,
+                &provider.name,
+                self.default_price,
+            )),
             provider: Arc::clone(provider),
         })
     }
@@ -217,27 +224,6 @@ fn glob_set<'a>(globs: impl Iterator<Item = &'a str>) -> Result<GlobSet> {
             .add(Glob::new(glob).with_context(|| format!("`{glob}` is not a valid model glob"))?);
     }
     Ok(builder.build()?)
-}
-
-/// A model no catalog entry describes, served by a provider's glob: no prices are known.
-fn uncatalogued(name: &str, provider: &str) -> Model {
-    Model {
-        id: name.to_owned(),
-        display_name: name.to_owned(),
-        provider: provider.to_owned(),
-        upstream_id: None,
-        aliases: Vec::new(),
-        input_per_mtok: rust_decimal::Decimal::ZERO,
-        output_per_mtok: rust_decimal::Decimal::ZERO,
-        cache_read_per_mtok: None,
-        cache_write_per_mtok: None,
-        context_window: 128_000,
-        max_output: 8192,
-        tokenizer: "estimate".to_owned(),
-        reasoning: false,
-        created: String::new(),
-        fallbacks: Vec::new(),
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -20,7 +21,8 @@ use tower::ServiceExt as _;
 
 use super::AppState;
 use super::errors::ApiError;
-use super::{auth, metrics, models, proxy};
+use super::reload::{Hangups, Source};
+use super::{auth, count, metrics, models, proxy};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -38,7 +40,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
             "/responses",
             post(|s: State<Arc<AppState>>, r: Request| proxy::inference(s, Format::Responses, r)),
         )
-        .route("/messages/count_tokens", post(proxy::count_tokens))
+        .route("/messages/count_tokens", post(count::count_tokens))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::one))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -58,7 +60,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish for at most `grace` and
-/// waits for the ledger to commit their rows.
+/// waits for the ledger to commit their rows. Each SIGHUP reloads the config (`reload`).
 ///
 /// Connections are served by hyper directly (not `axum::serve`) for what a gateway facing
 /// hostile clients needs: a header read timeout against slow senders, the same idle cutoff for
@@ -67,12 +69,15 @@ pub(crate) async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     grace: Duration,
+    source: Source,
+    hangups: Hangups,
 ) -> anyhow::Result<()> {
-    let server = &state.config.server;
+    let server = state.config.server.clone();
     raise_open_file_limit(server.max_connections);
     let header_timeout = Duration::from_secs(server.header_read_timeout_s);
     let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
-    let app = app(Arc::clone(&state));
+    let live = Arc::new(ArcSwap::from_pointee(Live::new(state)));
+    let reloader = tokio::spawn(reload_on_hangup(Arc::clone(&live), source, hangups));
     // Shutdown is sent once; every connection holds a receiver until it ends, so the sender
     // knows when the last one has.
     let (stop, _) = watch::channel(());
@@ -95,7 +100,7 @@ pub(crate) async fn run(
             () = &mut signal => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let live = Arc::clone(&live);
         let stopped = stop.subscribe();
         tokio::spawn(async move {
             let _slot = slot;
@@ -113,7 +118,7 @@ pub(crate) async fn run(
                 let counted = in_flight.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let busy = counted.start();
-                    let call = serve(&app, remote, request);
+                    let call = serve(&live, remote, request);
                     async move {
                         let response = call.await?;
                         Ok::<_, std::convert::Infallible>(
@@ -128,7 +133,7 @@ pub(crate) async fn run(
                 drive(connection, |c| c.graceful_shutdown(), stopped, idle).await
             } else {
                 let service =
-                    hyper::service::service_fn(move |request| serve(&app, remote, request));
+                    hyper::service::service_fn(move |request| serve(&live, remote, request));
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
@@ -143,6 +148,8 @@ pub(crate) async fn run(
         });
     }
     drop(listener);
+    reloader.abort();
+    let state = Arc::clone(&live.load().state);
     tracing::info!(
         grace_s = grace.as_secs(),
         "shutting down: finishing in-flight requests"
@@ -159,14 +166,18 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// One request through the app, with the client's address for the auth layer.
+/// One request through the app, with the client's address for the auth layer. It takes the
+/// state current when it arrives and keeps it to its end.
 fn serve(
-    app: &Router,
+    live: &ArcSwap<Live>,
     remote: std::net::SocketAddr,
     mut request: hyper::Request<Incoming>,
 ) -> tower::util::Oneshot<Router, Request> {
     request.extensions_mut().insert(ConnectInfo(remote));
-    app.clone().oneshot(request.map(axum::body::Body::new))
+    live.load()
+        .app
+        .clone()
+        .oneshot(request.map(axum::body::Body::new))
 }
 
 /// Serves `connection` until it ends. When the server shuts down, or `idle()` resolves first,
@@ -267,6 +278,32 @@ impl hyper::body::Body for Counted {
     }
 }
 
+/// The state new requests get, and the routes built on it.
+struct Live {
+    state: Arc<AppState>,
+    app: Router,
+}
+
+impl Live {
+    fn new(state: Arc<AppState>) -> Self {
+        Self {
+            app: app(Arc::clone(&state)),
+            state,
+        }
+    }
+}
+
+/// Reloads the config on every SIGHUP; a reload that fails leaves `live` as it was.
+async fn reload_on_hangup(live: Arc<ArcSwap<Live>>, source: Source, mut hangups: Hangups) {
+    loop {
+        hangups.next().await;
+        let current = live.load_full();
+        if let Some(state) = super::reload::reload(&current.state, &source).await {
+            live.store(Arc::new(Live::new(Arc::new(state))));
+        }
+    }
+}
+
 /// Raises the soft limit on open files to the hard one. A stream holds two descriptors (the
 /// client's connection and the upstream's), so the common soft default of 1,024 would stop a
 /// gateway near 500 concurrent streams, with accepts failing, while the system allows far more.
@@ -359,14 +396,19 @@ async fn shutdown_signal() {
 }
 
 /// `GET /health`: `"status": "ok"`, or `"degraded"` while the ledger cannot write `izzi.db`
-/// (locked, disk full) and holds rows in memory. Degraded is still 200: requests are being
+/// (locked, disk full) and holds rows in memory; also what `izzi service status` and a second
+/// `izzi serve` on the same port show: version, pid, uptime, the config file and its reloads. Degraded is still 200: requests are being
 /// served, and a supervisor that restarts on a failing check would lose the rows waiting.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let ledger = state.ledger.health();
     let status = if ledger.degraded() { "degraded" } else { "ok" };
     axum::Json(serde_json::json!({
         "status": status,
+        "service": "izzi",
         "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "uptime_s": state.process.uptime_s(),
+        "config": state.process.reloads(),
         "ledger": ledger,
     }))
     .into_response()

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use bytes::Bytes;
+use http_body_util::BodyExt as _;
 use reqwest::Url;
 
 use super::errors::ApiError;
 use super::routing::Provider;
 use crate::config::Server;
 use crate::protocol::Kind;
+use crate::store::Outcome;
 
 /// The Anthropic API version sent when the client names none.
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -53,7 +55,8 @@ impl Forwarded {
     }
 }
 
-/// A failed upstream exchange: the client's error, and whether trying again may help.
+/// A failed upstream exchange: the client's error, whether trying again may help, and how it
+/// ended for the ledger.
 #[derive(Debug)]
 pub(crate) struct Failure {
     pub(crate) error: ApiError,
@@ -61,18 +64,98 @@ pub(crate) struct Failure {
     pub(crate) retryable: bool,
     /// The upstream's `Retry-After`, in seconds.
     pub(crate) retry_after: Option<u64>,
+    pub(crate) outcome: Outcome,
 }
 
 impl Failure {
-    /// A transport failure (connect, timeout, cut connection): retryable.
+    /// A transport failure (connect, TLS, timeout, cut connection): retryable.
     pub(crate) fn transport(provider: &str, err: &reqwest::Error) -> Self {
         Self {
             error: connection_error(provider, err),
             retryable: true,
             retry_after: None,
+            outcome: transport_outcome(err),
+        }
+    }
+
+    /// An answer izzi cannot use (unreadable, or over a cap): trying again would not help.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            error: ApiError::upstream(message),
+            retryable: false,
+            retry_after: None,
+            outcome: Outcome::UpstreamInvalid,
         }
     }
 }
+
+/// How a transport failure ended: timed out, TLS, no connection, or cut once connected.
+pub(crate) fn transport_outcome(err: &reqwest::Error) -> Outcome {
+    if err.is_timeout() {
+        Outcome::Timeout
+    } else if is_tls(err) {
+        Outcome::TlsError
+    } else if err.is_connect() {
+        Outcome::ConnectError
+    } else {
+        Outcome::UpstreamCut
+    }
+}
+
+/// Whether a rustls error is in `err`'s chain. TLS errors travel inside `io::Error`s, nested
+/// ones too, whose `source` skips the error they wrap: those are walked through `get_ref`.
+fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
+}
+
+/// Reads a whole upstream body, at most `cap` bytes (`server.max_upstream_body_bytes`): a
+/// larger one is an invalid answer, never unbounded memory.
+pub(crate) async fn read_capped(
+    response: reqwest::Response,
+    cap: usize,
+    provider: &str,
+) -> Result<Bytes, Failure> {
+    let too_large = || {
+        Failure::invalid(format!(
+            "The upstream provider `{provider}` answered with more than {cap} bytes (`server.max_upstream_body_bytes`)."
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|len| len > cap as u64)
+    {
+        return Err(too_large());
+    }
+    let body = axum::http::Response::<reqwest::Body>::from(response).into_body();
+    match http_body_util::Limited::new(body, cap).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(err) => match err.downcast_ref::<reqwest::Error>() {
+            Some(err) => Err(Failure::transport(provider, err)),
+            None => Err(Failure {
+                outcome: Outcome::UpstreamCut,
+                ..Failure::invalid(format!(
+                    "The upstream provider `{provider}` failed mid-answer: {err}"
+                ))
+            }),
+        },
+    }
+}
+
+/// Most of an error answer read for its message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Upstream response headers the client may see.
 pub(crate) fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
@@ -133,11 +216,18 @@ pub(crate) async fn send(
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = response.bytes().await.unwrap_or_default();
+    let body = read_capped(response, MAX_ERROR_BODY, &provider.name)
+        .await
+        .unwrap_or_default();
     Err(Failure {
         error: error_from_status(&provider.name, status, &body, retry_after),
         retryable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
         retry_after,
+        outcome: if status.is_client_error() {
+            Outcome::Upstream4xx
+        } else {
+            Outcome::Upstream5xx
+        },
     })
 }
 

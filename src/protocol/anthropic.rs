@@ -199,6 +199,18 @@ pub(crate) struct Usage {
     pub(crate) cache_creation_input_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cache_read_input_tokens: Option<u64>,
+    /// The cache writes by time to live (`cache_creation_input_tokens` is their sum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_creation: Option<CacheCreation>,
+}
+
+/// `usage.cache_creation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub(crate) struct CacheCreation {
+    #[serde(default)]
+    pub(crate) ephemeral_5m_input_tokens: u64,
+    #[serde(default)]
+    pub(crate) ephemeral_1h_input_tokens: u64,
 }
 
 /// One stream event (`data` of an SSE event; its `type` repeats the `event:` name).

@@ -47,6 +47,13 @@ impl<'a> Body<'a> {
         let mut de = serde_json::Deserializer::from_slice(raw);
         let fields = de.deserialize_map(Fields).map_err(invalid)?;
         de.end().map_err(invalid)?;
+        if let Some(name) = repeated(&fields) {
+            // izzi would read the first and an upstream the last: refuse rather than guess.
+            let name: String = name.chars().take(64).collect();
+            return Err(BodyError(format!(
+                "The request body has the member `{name}` more than once; send each member once."
+            )));
+        }
         Ok(Self { raw, fields })
     }
 
@@ -96,6 +103,24 @@ impl<'a> Body<'a> {
         out.push(b'}');
         Cow::Owned(out)
     }
+}
+
+/// A member name that occurs twice among `fields`, if any: compared pairwise for the usual
+/// handful of members, through a set for a body with many.
+fn repeated<'a>(fields: &'a [(Cow<'_, str>, &RawValue)]) -> Option<&'a str> {
+    const FEW: usize = 32;
+    if fields.len() <= FEW {
+        return fields
+            .iter()
+            .enumerate()
+            .find(|(i, (name, _))| fields[..*i].iter().any(|(n, _)| n == name))
+            .map(|(_, (name, _))| name.as_ref());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(fields.len());
+    fields
+        .iter()
+        .map(|(name, _)| name.as_ref())
+        .find(|name| !seen.insert(*name))
 }
 
 /// A serde error message with the strings it quotes (`invalid type: string "…"`) taken out:
@@ -162,6 +187,23 @@ mod tests {
         ] {
             assert!(Body::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_member_given_twice_is_refused_by_name() {
+        let err = Body::parse(br#"{"model":"m","max_tokens":1,"messages":[],"max_tokens":30000}"#)
+            .unwrap_err();
+        assert_eq!(
+            err.0,
+            "The request body has the member `max_tokens` more than once; send each member once."
+        );
+        let many: String = (0..100).map(|i| format!("\"f{i}\":1,")).collect();
+        let body = format!("{{{many}\"f7\":2}}");
+        assert!(Body::parse(body.as_bytes()).unwrap_err().0.contains("`f7`"));
+        let body = format!("{{{many}\"last\":2}}");
+        assert!(Body::parse(body.as_bytes()).is_ok());
+        // Nested members are the upstream's to read; only the top level is izzi's.
+        assert!(Body::parse(br#"{"a":{"b":1,"b":2}}"#).is_ok());
     }
 
     #[test]

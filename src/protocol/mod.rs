@@ -53,6 +53,14 @@ pub(crate) struct Usage {
     pub(crate) cache_read_tokens: u64,
     /// Input tokens written to the prompt cache.
     pub(crate) cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those written to a one-hour cache (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`), which cost more.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) cache_write_1h_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Usage {

@@ -16,8 +16,10 @@ pub(crate) struct Event {
 }
 
 /// Incremental SSE parser.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Parser {
+    /// Largest event (its unended line plus the data gathered so far) buffered.
+    max_event: usize,
     buf: BytesMut,
     /// A `\r` ended the last line; a `\n` first in the next chunk belongs to it.
     skip_lf: bool,
@@ -30,22 +32,42 @@ pub(crate) struct Parser {
     boundary: u64,
 }
 
-/// Lines longer than this without an end are an upstream fault, not something to buffer forever.
-const MAX_LINE: usize = 16 * 1024 * 1024;
+/// The default largest event: anything bigger is an upstream fault, not something to buffer.
+const MAX_EVENT: usize = 16 * 1024 * 1024;
 
-/// An upstream stream the parser refuses.
+/// An upstream stream the parser refuses: one event larger than the limit.
 #[derive(Debug, thiserror::Error)]
-#[error("the upstream sent an event line longer than {MAX_LINE} bytes")]
-pub(crate) struct LineTooLong;
+#[error("the upstream sent an event larger than {0} bytes (`server.max_upstream_event_bytes`)")]
+pub(crate) struct EventTooLarge(pub(crate) usize);
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self::new(MAX_EVENT)
+    }
+}
 
 impl Parser {
+    /// A parser that refuses events larger than `max_event` bytes.
+    pub(crate) fn new(max_event: usize) -> Self {
+        Self {
+            max_event,
+            buf: BytesMut::new(),
+            skip_lf: false,
+            event: None,
+            data: String::new(),
+            has_data: false,
+            taken: 0,
+            boundary: 0,
+        }
+    }
+
     /// Adds bytes read from the stream.
     pub(crate) fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
     }
 
     /// The next complete event, if the bytes pushed so far hold one.
-    pub(crate) fn next_event(&mut self) -> Result<Option<Event>, LineTooLong> {
+    pub(crate) fn next_event(&mut self) -> Result<Option<Event>, EventTooLarge> {
         loop {
             if self.skip_lf && !self.buf.is_empty() {
                 if self.buf[0] == b'\n' {
@@ -55,8 +77,8 @@ impl Parser {
                 self.skip_lf = false;
             }
             let Some(end) = memchr::memchr2(b'\n', b'\r', &self.buf) else {
-                if self.buf.len() > MAX_LINE {
-                    return Err(LineTooLong);
+                if self.buf.len() + self.data.len() > self.max_event {
+                    return Err(EventTooLarge(self.max_event));
                 }
                 return Ok(None);
             };
@@ -70,6 +92,9 @@ impl Parser {
             }
             if let Some(event) = self.take_line(&line[..end]) {
                 return Ok(Some(event));
+            }
+            if self.data.len() > self.max_event {
+                return Err(EventTooLarge(self.max_event));
             }
         }
     }
@@ -211,6 +236,24 @@ mod tests {
                 assert!(!held.windows(2).any(ends_event), "split at {i}: {held:?}");
             }
             assert_eq!(parser.whole_events_len(), STREAM.len() as u64);
+        }
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_refused_however_it_is_split_into_lines() {
+        // One line without an end.
+        let mut parser = Parser::new(16);
+        parser.push(b"data: 0123456789abcdefg");
+        assert!(parser.next_event().is_err());
+        // Many short data lines of one event, each under the limit.
+        let mut parser = Parser::new(16);
+        parser.push(b"data: 01234567\ndata: 01234567\ndata: 01234567\n");
+        assert!(parser.next_event().is_err());
+        // Events under the limit pass, however many.
+        let mut parser = Parser::new(16);
+        parser.push(&b"data: 0123456789\n\n".repeat(100));
+        for _ in 0..100 {
+            assert!(parser.next_event().unwrap().is_some());
         }
     }
 

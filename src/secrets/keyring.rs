@@ -53,11 +53,11 @@ impl Store for Keyring {
 #[cfg(all(unix, not(target_os = "macos")))]
 fn session_bus() -> Result<()> {
     // The same lookup as zbus's `Address::session`, string for string.
-    if std::env::var("DBUS_SESSION_BUS_ADDRESS").is_ok() {
+    if crate::env::session_bus_address_set() {
         return Ok(());
     }
-    let dir = std::env::var("XDG_RUNTIME_DIR")
-        .unwrap_or_else(|_| format!("/run/user/{}", rustix::process::geteuid().as_raw()));
+    let dir = crate::env::xdg_runtime_dir()
+        .unwrap_or_else(|| format!("/run/user/{}", rustix::process::geteuid().as_raw()));
     let socket = format!("{dir}/bus");
     if std::path::Path::new(&socket).exists() {
         Ok(())

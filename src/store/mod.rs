@@ -22,14 +22,16 @@ use crate::config::{Plan, State, Synchronous};
 use crate::protocol::Usage;
 
 mod postgres;
+mod row;
 
 pub(crate) use postgres::Postgres;
+pub(crate) use row::{Counts, Outcome, Pricing, Row, UsageLine, UsageSource};
 
 /// The database file's name inside `IZZI_HOME`.
 const FILE: &str = "izzi.db";
 
 /// Bumped with each schema change; `open` migrates older files.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// The gateway connection's page cache: a negative `cache_size` is in KiB.
 const GATEWAY_CACHE_KIB: i64 = -512;
 
@@ -70,13 +72,16 @@ CREATE TABLE IF NOT EXISTS ledger (
     usage_source TEXT NOT NULL,
     cost_usd TEXT NOT NULL,
     latency_ms INTEGER NOT NULL,
-    ttft_ms INTEGER
+    ttft_ms INTEGER,
+    pricing TEXT NOT NULL DEFAULT 'listed'
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ledger_started_at ON ledger (started_at);
 ";
 
 /// Schema 1 to 2: rows carry the request's id, so a row copied to PostgreSQL twice is kept once.
 const SCHEMA_1_TO_2: &str = "ALTER TABLE ledger ADD COLUMN request_id TEXT;";
+/// Schema 2 to 3: rows say where their prices came from (older rows had a catalog price).
+const SCHEMA_2_TO_3: &str = "ALTER TABLE ledger ADD COLUMN pricing TEXT NOT NULL DEFAULT 'listed';";
 
 /// Seconds in the minute and in the UTC day, the windows of the rate limits.
 pub(crate) const MINUTE: i64 = 60;
@@ -322,62 +327,6 @@ impl Account {
     }
 }
 
-/// One ledger row: an admitted request, written when it ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Row {
-    /// Random and unique: the request's id (and its concurrency lease's).
-    pub(crate) request_id: String,
-    pub(crate) started_at: Timestamp,
-    pub(crate) key_name: String,
-    pub(crate) model: String,
-    pub(crate) provider: String,
-    /// The status the client got (499 when it left before any answer).
-    pub(crate) status: u16,
-    /// `completed`, `upstream_cut`, `upstream_failed` or `client_gone`.
-    pub(crate) outcome: &'static str,
-    pub(crate) stream: bool,
-    pub(crate) usage: Usage,
-    /// `upstream` when the provider reported the usage, `estimate` when izzi counted it.
-    pub(crate) usage_source: &'static str,
-    pub(crate) cost_usd: Decimal,
-    pub(crate) latency_ms: u64,
-    /// Time to the first byte of a stream.
-    pub(crate) ttft_ms: Option<u64>,
-}
-
-/// Requests, tokens and cost of one key on one model (`izzi usage`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct UsageLine {
-    pub(crate) key: String,
-    pub(crate) model: String,
-    #[serde(flatten)]
-    pub(crate) counts: Counts,
-}
-
-/// Requests, tokens and cost, summed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Counts {
-    pub(crate) requests: u64,
-    pub(crate) input_tokens: u64,
-    pub(crate) output_tokens: u64,
-    pub(crate) cache_read_tokens: u64,
-    pub(crate) cache_write_tokens: u64,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub(crate) cost_usd: Decimal,
-}
-
-impl Counts {
-    /// Adds `other` to these.
-    pub(crate) fn add(&mut self, other: &Counts) {
-        self.requests += other.requests;
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cache_read_tokens += other.cache_read_tokens;
-        self.cache_write_tokens += other.cache_write_tokens;
-        self.cost_usd += other.cost_usd;
-    }
-}
-
 /// An open `izzi.db`.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -425,6 +374,9 @@ impl Store {
         }
         if version == 1 {
             self.conn.execute_batch(SCHEMA_1_TO_2)?;
+        }
+        if (1..=2).contains(&version) {
+            self.conn.execute_batch(SCHEMA_2_TO_3)?;
         }
         if version < SCHEMA_VERSION {
             self.conn.execute_batch(SCHEMA)?;
@@ -601,8 +553,9 @@ impl Store {
                 "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome, stream,
                                      input_tokens, output_tokens, cache_read_tokens,
                                      cache_write_tokens, usage_source, cost_usd, latency_ms,
-                                     ttft_ms, request_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                     ttft_ms, request_id, pricing)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17)",
             )?;
             let mut read = tx.prepare_cached(
                 "SELECT spent_usd, month, month_spent_usd FROM accounts WHERE key_name = ?1",
@@ -614,17 +567,18 @@ impl Store {
                     row.model,
                     row.provider,
                     row.status,
-                    row.outcome,
+                    row.outcome.as_str(),
                     row.stream,
                     int(row.usage.input_tokens),
                     int(row.usage.output_tokens),
                     int(row.usage.cache_read_tokens),
                     int(row.usage.cache_write_tokens),
-                    row.usage_source,
+                    row.usage_source.as_str(),
                     row.cost_usd.to_string(),
                     int(row.latency_ms),
                     row.ttft_ms.map(int),
                     row.request_id,
+                    row.pricing.as_str(),
                 ])?;
                 if !accounts.contains_key(row.key_name.as_str()) {
                     let stored = read
@@ -675,7 +629,7 @@ impl Store {
         let since = since.map_or_else(String::new, |d| d.to_string());
         let mut stmt = self.conn.prepare_cached(
             "SELECT key_name, model, input_tokens, output_tokens, cache_read_tokens,
-                    cache_write_tokens, cost_usd
+                    cache_write_tokens, cost_usd, outcome, pricing
              FROM ledger WHERE started_at >= ?1 AND (?2 IS NULL OR key_name = ?2)",
         )?;
         let mut rows = stmt.query(params![since, key])?;
@@ -691,13 +645,15 @@ impl Store {
                     model,
                     ..UsageLine::default()
                 });
+            let outcome = Outcome::parse(&r.get::<_, String>(7)?)?;
+            let pricing = Pricing::parse(&r.get::<_, String>(8)?)?;
             line.counts.add(&Counts {
-                requests: 1,
                 input_tokens: count(r.get(2)?),
                 output_tokens: count(r.get(3)?),
                 cache_read_tokens: count(r.get(4)?),
                 cache_write_tokens: count(r.get(5)?),
                 cost_usd: decimal(&r.get::<_, String>(6)?)?,
+                ..Counts::of(1, outcome, pricing)
             });
         }
         let mut lines: Vec<UsageLine> = lines.into_values().collect();
@@ -710,7 +666,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, request_id, started_at, key_name, model, provider, status, outcome, stream,
                     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                    usage_source, cost_usd, latency_ms, ttft_ms
+                    usage_source, cost_usd, latency_ms, ttft_ms, pricing
              FROM ledger ORDER BY id LIMIT ?1",
         )?;
         let mut rows = stmt.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
@@ -734,15 +690,18 @@ impl Store {
                     model: r.get(4)?,
                     provider: r.get(5)?,
                     status: r.get(6)?,
-                    outcome: known(&outcome, OUTCOMES)?,
+                    outcome: Outcome::parse(&outcome)?,
                     stream: r.get(8)?,
                     usage: Usage {
                         input_tokens: count(r.get(9)?),
                         output_tokens: count(r.get(10)?),
                         cache_read_tokens: count(r.get(11)?),
                         cache_write_tokens: count(r.get(12)?),
+                        // Only the cost, already computed, depends on the one-hour writes.
+                        ..Usage::default()
                     },
-                    usage_source: known(&source, USAGE_SOURCES)?,
+                    usage_source: UsageSource::parse(&source)?,
+                    pricing: Pricing::parse(&r.get::<_, String>(17)?)?,
                     cost_usd: decimal(&r.get::<_, String>(14)?)?,
                     latency_ms: count(r.get(15)?),
                     ttft_ms: r.get::<_, Option<i64>>(16)?.map(count),
@@ -771,24 +730,6 @@ impl Store {
         )?;
         Ok(())
     }
-}
-
-/// The values of [`Row::outcome`] and [`Row::usage_source`].
-const OUTCOMES: &[&str] = &[
-    "completed",
-    "upstream_cut",
-    "upstream_failed",
-    "client_gone",
-];
-const USAGE_SOURCES: &[&str] = &["upstream", "estimate"];
-
-/// `text` as the static string it was written from.
-fn known(text: &str, values: &[&'static str]) -> Result<&'static str> {
-    values
-        .iter()
-        .find(|v| **v == text)
-        .copied()
-        .with_context(|| format!("`{text}` in the database is not a value izzi writes"))
 }
 
 /// The error for a key name in use.
@@ -834,15 +775,17 @@ mod tests {
             model: "gpt-4.1".into(),
             provider: "openai".into(),
             status: 200,
-            outcome: "completed",
+            outcome: Outcome::Completed,
             stream: false,
             usage: Usage {
                 input_tokens: 10,
                 output_tokens: 5,
                 cache_read_tokens: 2,
                 cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
             },
-            usage_source: "upstream",
+            usage_source: UsageSource::Upstream,
+            pricing: Pricing::Listed,
             cost_usd: cost.parse().unwrap(),
             latency_ms: 12,
             ttft_ms: None,
@@ -992,8 +935,11 @@ mod tests {
         let path = dir.path().join("izzi.db");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(&SCHEMA.replace("    request_id TEXT,\n", ""))
-                .unwrap();
+            let schema_1 = SCHEMA.replace("    request_id TEXT,\n", "").replace(
+                "    ttft_ms INTEGER,\n    pricing TEXT NOT NULL DEFAULT 'listed'\n",
+                "    ttft_ms INTEGER\n",
+            );
+            conn.execute_batch(&schema_1).unwrap();
             conn.execute(
                 "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome,
                      stream, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,

@@ -22,10 +22,15 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rust_decimal::Decimal;
 
-use super::{Account, Counts, Row, Store, StoredKey, UsageLine, decimal, parse_plan, stamp};
+use super::{
+    Account, Counts, Outcome, Pricing, Row, Store, StoredKey, UsageLine, decimal, parse_plan, stamp,
+};
 
 /// The migrations, in order; each runs once per database.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_pricing.sql")),
+];
 
 /// Any one call, connecting included, fails after this long; a gateway's ledger thread must not
 /// hang on a PostgreSQL that stopped answering.
@@ -310,32 +315,36 @@ impl Postgres {
                 .query(
                     "SELECT key_name, model, count(*), sum(input_tokens)::bigint,
                             sum(output_tokens)::bigint, sum(cache_read_tokens)::bigint,
-                            sum(cache_write_tokens)::bigint, sum(cost_usd)::text
+                            sum(cache_write_tokens)::bigint, sum(cost_usd)::text, outcome, pricing
                      FROM ledger
                      WHERE ($1::text IS NULL OR started_at >= $1::text::timestamptz)
                        AND ($2::text IS NULL OR key_name = $2)
-                     GROUP BY key_name, model ORDER BY key_name, model",
+                     GROUP BY key_name, model, outcome, pricing",
                     &[&since, &key],
                 )
                 .await?)
         })?;
         let count = |v: i64| u64::try_from(v).unwrap_or(0);
-        rows.iter()
-            .map(|r| {
-                Ok(UsageLine {
-                    key: r.get(0),
-                    model: r.get(1),
-                    counts: Counts {
-                        requests: count(r.get(2)),
-                        input_tokens: count(r.get(3)),
-                        output_tokens: count(r.get(4)),
-                        cache_read_tokens: count(r.get(5)),
-                        cache_write_tokens: count(r.get(6)),
-                        cost_usd: decimal(r.get(7))?,
-                    },
-                })
-            })
-            .collect()
+        let mut lines: BTreeMap<(String, String), Counts> = BTreeMap::new();
+        for r in &rows {
+            let counts = Counts {
+                input_tokens: count(r.get(3)),
+                output_tokens: count(r.get(4)),
+                cache_read_tokens: count(r.get(5)),
+                cache_write_tokens: count(r.get(6)),
+                cost_usd: decimal(r.get(7))?,
+                ..Counts::of(
+                    count(r.get(2)),
+                    Outcome::parse(r.get(8))?,
+                    Pricing::parse(r.get(9))?,
+                )
+            };
+            lines.entry((r.get(0), r.get(1))).or_default().add(&counts);
+        }
+        Ok(lines
+            .into_iter()
+            .map(|((key, model), counts)| UsageLine { key, model, counts })
+            .collect())
     }
 
     /// Adds `rows` to the ledger and their costs to the accounts, in one transaction. When
@@ -459,12 +468,14 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
         .query(
             "INSERT INTO ledger (request_id, started_at, key_name, model, provider, status, outcome,
                                  stream, input_tokens, output_tokens, cache_read_tokens,
-                                 cache_write_tokens, usage_source, cost_usd, latency_ms, ttft_ms)
-             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t
+                                 cache_write_tokens, usage_source, cost_usd, latency_ms, ttft_ms,
+                                 pricing)
+             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t, pr
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
                          $7::text[], $8::bool[], $9::int8[], $10::int8[], $11::int8[],
-                         $12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[])
-                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t)
+                         $12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[],
+                         $17::text[])
+                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t, pr)
              ON CONFLICT (request_id) DO NOTHING
              RETURNING key_name, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM'), cost_usd::text",
             &[
@@ -474,19 +485,20 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
                 &col(&|r| r.model.clone()),
                 &col(&|r| r.provider.clone()),
                 &rows.iter().map(|r| i32::from(r.status)).collect::<Vec<i32>>(),
-                &col(&|r| r.outcome.to_owned()),
+                &col(&|r| r.outcome.as_str().to_owned()),
                 &rows.iter().map(|r| r.stream).collect::<Vec<bool>>(),
                 &int(&|r| r.usage.input_tokens),
                 &int(&|r| r.usage.output_tokens),
                 &int(&|r| r.usage.cache_read_tokens),
                 &int(&|r| r.usage.cache_write_tokens),
-                &col(&|r| r.usage_source.to_owned()),
+                &col(&|r| r.usage_source.as_str().to_owned()),
                 &col(&|r| r.cost_usd.to_string()),
                 &int(&|r| r.latency_ms),
                 &rows
                     .iter()
                     .map(|r| r.ttft_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
                     .collect::<Vec<Option<i64>>>(),
+                &col(&|r| r.pricing.as_str().to_owned()),
             ],
         )
         .await?;

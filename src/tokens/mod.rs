@@ -43,6 +43,7 @@
 //!
 //! Counting a non-empty input never gives 0: a request carries at least the reply priming.
 
+mod bound;
 mod media;
 mod request;
 
@@ -52,8 +53,9 @@ use std::cell::OnceCell;
 use tiktoken_rs::CoreBPE;
 
 use crate::catalog::Model;
+pub(crate) use bound::input_bound;
 use media::{Family, Image};
-pub(crate) use request::{MAX_OUTPUT_FIELDS, Shape, max_output};
+pub(crate) use request::{Shape, max_output, max_output_of};
 
 /// A local count of a request's input tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

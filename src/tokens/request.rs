@@ -88,14 +88,17 @@ impl Shape {
 }
 
 /// The members that set a request's output limit, in the three formats.
-pub(crate) const MAX_OUTPUT_FIELDS: [&str; 3] =
-    ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+const MAX_OUTPUT_FIELDS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
 
-/// The output limit a request sets.
-pub(crate) fn max_output(body: &Value) -> Option<u64> {
-    MAX_OUTPUT_FIELDS
-        .iter()
-        .find_map(|k| body.get(k).and_then(Value::as_u64))
+/// The output limit a request sets: the first of its limit members that `member` reads as a
+/// count. One rule for a parsed body ([`max_output_of`]) and the gateway's raw top level.
+pub(crate) fn max_output(member: impl Fn(&str) -> Option<u64>) -> Option<u64> {
+    MAX_OUTPUT_FIELDS.into_iter().find_map(member)
+}
+
+/// [`max_output`] of a parsed body.
+pub(crate) fn max_output_of(body: &Value) -> Option<u64> {
+    max_output(|name| body.get(name).and_then(Value::as_u64))
 }
 
 impl<'a> Prompt<'a> {
@@ -393,9 +396,9 @@ mod tests {
             Some(Shape::Responses)
         );
         assert_eq!(Shape::detect(&json!({"prompt": "hi"})), None);
-        assert_eq!(max_output(&anthropic), Some(5));
-        assert_eq!(max_output(&json!({"max_output_tokens": 7})), Some(7));
-        assert_eq!(max_output(&chat), None);
+        assert_eq!(max_output_of(&anthropic), Some(5));
+        assert_eq!(max_output_of(&json!({"max_output_tokens": 7})), Some(7));
+        assert_eq!(max_output_of(&chat), None);
     }
 
     /// The same conversation in the three formats counts the same for an OpenAI model.

@@ -543,6 +543,7 @@ pub(crate) fn usage(usage: &oa::Usage) -> an::Usage {
         output_tokens: usage.completion_tokens,
         cache_creation_input_tokens: Some(write),
         cache_read_input_tokens: Some(read),
+        cache_creation: None,
     }
 }
 
@@ -725,6 +726,7 @@ impl Stream {
                 output_tokens: 0,
                 cache_creation_input_tokens: zero,
                 cache_read_input_tokens: zero,
+                cache_creation: None,
             },
         };
         Self::write(out, &an::StreamEvent::MessageStart { message });

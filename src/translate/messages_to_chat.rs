@@ -789,6 +789,9 @@ pub(crate) fn merge_usage(total: &mut an::Usage, delta: &an::Usage) {
             *mine = theirs;
         }
     }
+    if delta.cache_creation.is_some() {
+        total.cache_creation = delta.cache_creation;
+    }
 }
 
 fn content(text: &str) -> oa::Delta {

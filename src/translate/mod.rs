@@ -202,6 +202,9 @@ fn from_anthropic(usage: &anthropic::Usage) -> Usage {
         output_tokens: usage.output_tokens,
         cache_read_tokens: usage.cache_read_input_tokens.unwrap_or(0),
         cache_write_tokens: usage.cache_creation_input_tokens.unwrap_or(0),
+        cache_write_1h_tokens: usage
+            .cache_creation
+            .map_or(0, |c| c.ephemeral_1h_input_tokens),
     }
 }
 

@@ -606,7 +606,8 @@ fn pitfall_usage_arithmetic() {
             input_tokens: 10,
             output_tokens: 42,
             cache_read_tokens: 100,
-            cache_write_tokens: 20
+            cache_write_tokens: 20,
+            cache_write_1h_tokens: 0
         }
     );
     let chat_usage = &events
@@ -637,7 +638,8 @@ fn pitfall_usage_arithmetic() {
             input_tokens: 30,
             output_tokens: 7,
             cache_read_tokens: 100,
-            cache_write_tokens: 0
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0
         }
     );
     let delta = events
@@ -970,7 +972,8 @@ fn observers_read_usage_and_completion() {
             input_tokens: 10,
             output_tokens: 12,
             cache_read_tokens: 7,
-            cache_write_tokens: 3
+            cache_write_tokens: 3,
+            cache_write_1h_tokens: 0
         }
     );
 
@@ -991,7 +994,8 @@ fn observers_read_usage_and_completion() {
             input_tokens: 10,
             output_tokens: 5,
             cache_read_tokens: 40,
-            cache_write_tokens: 0
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0
         }
     );
 

@@ -17,20 +17,22 @@ use crate::support::{Gateway, KEY, Mock, http, izzi_bin, mock_config};
 
 /// One ledger row, read straight from `izzi.db`.
 #[derive(Debug, Clone)]
-struct Row {
-    key: String,
-    model: String,
-    status: u16,
-    outcome: String,
-    stream: bool,
-    input_tokens: u64,
-    output_tokens: u64,
-    cost: Decimal,
-    latency_ms: u64,
-    ttft_ms: Option<u64>,
+pub(crate) struct Row {
+    pub(crate) key: String,
+    pub(crate) model: String,
+    pub(crate) status: u16,
+    pub(crate) outcome: String,
+    pub(crate) stream: bool,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) cost: Decimal,
+    pub(crate) latency_ms: u64,
+    pub(crate) ttft_ms: Option<u64>,
+    pub(crate) usage_source: String,
+    pub(crate) pricing: String,
 }
 
-fn rows(home: &Path) -> Vec<Row> {
+pub(crate) fn rows(home: &Path) -> Vec<Row> {
     let db = rusqlite::Connection::open_with_flags(
         home.join("izzi.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -39,7 +41,8 @@ fn rows(home: &Path) -> Vec<Row> {
     let mut stmt = db
         .prepare(
             "SELECT key_name, model, status, outcome, stream, input_tokens + cache_read_tokens
-                    + cache_write_tokens, output_tokens, cost_usd, latency_ms, ttft_ms
+                    + cache_write_tokens, output_tokens, cost_usd, latency_ms, ttft_ms,
+                    usage_source, pricing
              FROM ledger ORDER BY id",
         )
         .expect("ledger query");
@@ -57,6 +60,8 @@ fn rows(home: &Path) -> Vec<Row> {
             ttft_ms: r
                 .get::<_, Option<i64>>(9)?
                 .map(|v| v.try_into().expect("a ttft")),
+            usage_source: r.get(10)?,
+            pricing: r.get(11)?,
         })
     })
     .expect("ledger rows")
@@ -65,7 +70,7 @@ fn rows(home: &Path) -> Vec<Row> {
 }
 
 /// Waits until the ledger holds at least `n` rows.
-async fn wait_rows(home: &Path, n: usize) -> Vec<Row> {
+pub(crate) async fn wait_rows(home: &Path, n: usize) -> Vec<Row> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rows = rows(home);
@@ -574,50 +579,44 @@ upstream_idle_timeout_s = 1
     // (model, text, stream) → the status the client gets and the row's outcome.
     let cases: [(&str, &str, bool, u16, &str); 13] = [
         ("sonnet", "hi", true, 200, "completed"),
-        ("sonnet", "mock:status=500", false, 502, "upstream_failed"),
+        ("sonnet", "mock:status=500", false, 502, "upstream_5xx"),
         (
             "gpt-4.1",
             "mock:status=503 mock:text",
             false,
             502,
-            "upstream_failed",
+            "upstream_5xx",
         ),
         (
             "gpt-4.1",
             "mock:status=502 mock:html",
             true,
             502,
-            "upstream_failed",
+            "upstream_5xx",
         ),
         (
             "sonnet",
             "mock:status=429 mock:retry_after=3",
             false,
             429,
-            "upstream_failed",
+            "upstream_4xx",
         ),
-        ("gpt-4.1", "mock:status=429", true, 429, "upstream_failed"),
+        ("gpt-4.1", "mock:status=429", true, 429, "upstream_4xx"),
         // Cut mid-body, ended without the final events, stalled past the idle timeout.
         (
             "sonnet",
             "mock:drop_after=4 mock:chunk_delay_ms=20",
             true,
             200,
-            "upstream_failed",
+            "upstream_cut",
         ),
         ("gpt-4.1", "mock:end_after=3", true, 200, "upstream_cut"),
         ("sonnet", "mock:end_after=4", true, 200, "upstream_cut"),
-        ("sonnet", "mock:pause_ms=3000", true, 200, "upstream_failed"),
+        ("sonnet", "mock:pause_ms=3000", true, 200, "timeout"),
         // No answer in time, no listener, no TLS.
-        (
-            "gpt-4.1",
-            "mock:delay_ms=3000",
-            false,
-            502,
-            "upstream_failed",
-        ),
-        ("gpt-dead", "hi", false, 502, "upstream_failed"),
-        ("gpt-tls", "hi", true, 502, "upstream_failed"),
+        ("gpt-4.1", "mock:delay_ms=3000", false, 502, "timeout"),
+        ("gpt-dead", "hi", false, 502, "connect_error"),
+        ("gpt-tls", "hi", true, 502, "tls_error"),
     ];
     for (i, (model, text, stream, status, outcome)) in cases.into_iter().enumerate() {
         let response = send(&gw, KEY, &body(model, text, stream)).await;
@@ -644,5 +643,32 @@ upstream_idle_timeout_s = 1
         if status != 200 {
             assert_eq!(row.cost, Decimal::ZERO, "{model} {text}: {row:?}");
         }
+    }
+    // `izzi usage --json` and `/metrics` say how requests ended.
+    let report = json_of(home, &["usage", "--json"]);
+    let outcomes = &report["total"]["outcomes"];
+    for (outcome, n) in [
+        ("completed", 1),
+        ("upstream_5xx", 3),
+        ("upstream_4xx", 2),
+        ("upstream_cut", 3),
+        ("timeout", 2),
+        ("connect_error", 1),
+        ("tls_error", 1),
+    ] {
+        assert_eq!(outcomes[outcome], n, "{outcome}: {report}");
+    }
+    let metrics = gw.get_text("/metrics").await;
+    for outcome in [
+        "upstream_5xx",
+        "upstream_cut",
+        "timeout",
+        "connect_error",
+        "tls_error",
+    ] {
+        assert!(
+            metrics.contains(&format!("outcome=\"{outcome}\"")),
+            "{outcome}: {metrics}"
+        );
     }
 }

@@ -9,7 +9,12 @@ mod hostile;
 mod ledger;
 mod limits;
 mod models_cli;
+mod money;
 mod privacy;
+#[cfg(unix)]
+mod reload;
+#[cfg(target_os = "linux")]
+mod service;
 mod setup;
 #[cfg(unix)]
 mod setup_tty;

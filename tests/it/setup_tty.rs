@@ -160,3 +160,85 @@ fn prompts_for_the_key_the_tools_and_confirmation() {
     assert!(screen.contains("Nothing changed."), "{screen}");
     assert!(tree(&sandbox.home) == snapshot);
 }
+
+/// Kills the service a failed test left running.
+#[cfg(target_os = "linux")]
+struct Fakes(PathBuf);
+
+#[cfg(target_os = "linux")]
+impl Drop for Fakes {
+    fn drop(&mut self) {
+        crate::service::stop_fakes(&self.0);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn setup_local_on_a_terminal_offers_the_service_and_undo_removes_it() {
+    let sandbox: Sandbox = two_tool_home();
+    std::fs::create_dir_all(&sandbox.izzi_home).expect("izzi home");
+    let port = crate::service::free_port();
+    std::fs::write(
+        sandbox.izzi_home.join("config.toml"),
+        format!("[server]\nport = {port}\n"),
+    )
+    .expect("config");
+    let state = sandbox.home.join("fake-systemd");
+    let _fakes = Fakes(state.clone());
+    let env: Vec<String> = sandbox
+        .env()
+        .into_iter()
+        .map(|(k, v)| match k {
+            // The fake `systemctl` first; the shell tools it runs last.
+            "PATH" => format!(
+                "PATH={}",
+                quote(&format!(
+                    "{}:{v}:/usr/bin:/bin",
+                    crate::service::fake_bin().display()
+                ))
+            ),
+            _ => format!("{k}={}", quote(&v)),
+        })
+        .chain([format!(
+            "FAKE_SYSTEMD={}",
+            quote(&state.display().to_string())
+        )])
+        .collect();
+    let run = |args: &str, socket: &str| {
+        let command = format!(
+            "env -i TERM=xterm-256color {} {} {args}; echo EXIT=$?; sleep 600",
+            env.join(" "),
+            quote(&izzi_bin().display().to_string())
+        );
+        Tmux::start(&sandbox.bin.join(socket), &command)
+    };
+    let unit = sandbox.home.join(".config/systemd/user/izzi.service");
+
+    let tmux = run(
+        &format!("setup --local --tools claude-code --key {KEY}"),
+        "tmux.sock",
+    );
+    tmux.wait_for("Apply these changes?");
+    tmux.keys(&["y"]);
+    tmux.wait_for("Keep the local gateway running as a service");
+    tmux.keys(&["y"]);
+    let screen = tmux.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        screen.contains(&format!("serves on http://127.0.0.1:{port}")),
+        "{screen}"
+    );
+    assert!(unit.exists());
+    drop(tmux);
+
+    let tmux = run("setup --undo", "tmux2.sock");
+    tmux.wait_for("Restore these files and remove the izzi service?");
+    tmux.keys(&["y"]);
+    let screen = tmux.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        screen.contains("The izzi service is stopped and removed"),
+        "{screen}"
+    );
+    assert!(!unit.exists());
+}

@@ -15,7 +15,9 @@
 //!   events, then end the body cleanly, without the final ones; `mock:half_after=N` stream N
 //!   events and the first half of the next, then cut the connection.
 //! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
-//!   `mock:thinking` reason first; `mock:cache` report cached input tokens.
+//!   `mock:thinking` reason first; `mock:cache` report cached input tokens (`mock:cache_1h`:
+//!   and split the cache writes into five-minute and one-hour ones, as Anthropic does);
+//!   `mock:word_bytes=N` makes each added word N bytes long (one big stream event per word).
 //!
 //! `GET /_mock/requests` lists what was received (path, headers, body); `DELETE` clears it.
 //! Run: `mock-upstream [--port N]`; it prints `mock upstream listening on http://ADDR`.
@@ -63,6 +65,8 @@ struct Directives {
     tools: bool,
     thinking: bool,
     cache: bool,
+    cache_1h: bool,
+    word_bytes: usize,
     fail_first: u64,
     fail_status: Option<u16>,
     id: String,
@@ -94,6 +98,11 @@ impl Directives {
                 "tools" => d.tools = true,
                 "thinking" => d.thinking = true,
                 "cache" => d.cache = true,
+                "cache_1h" => {
+                    d.cache = true;
+                    d.cache_1h = true;
+                }
+                "word_bytes" => d.word_bytes = usize::try_from(num).unwrap_or(0),
                 "fail_first" => d.fail_first = num,
                 "fail_status" => d.fail_status = u16::try_from(num).ok(),
                 "id" => value.clone_into(&mut d.id),
@@ -230,6 +239,8 @@ struct Plan {
     input_tokens: u64,
     cached: u64,
     cache_write: u64,
+    /// Of `cache_write`, the writes to a one-hour cache (the rest are five-minute ones).
+    cache_write_1h: Option<u64>,
     include_usage: bool,
 }
 
@@ -238,7 +249,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
         .iter()
         .map(|w| (*w).to_owned())
         .collect();
-    words.extend((0..d.words).map(|i| format!("w{i}")));
+    words.extend((0..d.words).map(|i| format!("w{i:0>width$}", width = d.word_bytes)));
     let limit = request
         .get("max_tokens")
         .or_else(|| request.get("max_completion_tokens"))
@@ -281,6 +292,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
         input_tokens: (body_len / 4) as u64 + 1,
         cached: if d.cache { 100 } else { 0 },
         cache_write: if d.cache { 50 } else { 0 },
+        cache_write_1h: d.cache_1h.then_some(30),
         include_usage: request
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
@@ -317,8 +329,13 @@ impl Plan {
         }
     }
     fn anthropic_usage(&self) -> Value {
-        json!({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens(),
-               "cache_read_input_tokens": self.cached, "cache_creation_input_tokens": self.cache_write})
+        let mut usage = json!({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens(),
+               "cache_read_input_tokens": self.cached, "cache_creation_input_tokens": self.cache_write});
+        if let Some(hour) = self.cache_write_1h {
+            usage["cache_creation"] = json!({"ephemeral_5m_input_tokens": self.cache_write - hour,
+                                             "ephemeral_1h_input_tokens": hour});
+        }
+        usage
     }
     fn openai_usage(&self) -> Value {
         let prompt = self.input_tokens + self.cached + self.cache_write;
