@@ -15,6 +15,7 @@ use crate::wire::wire_enum;
 const BUILTIN: &str = include_str!("models.toml");
 
 wire_enum! {
+    stored
     /// Where a model's prices come from.
     #[derive(Default)]
     Pricing {

@@ -271,7 +271,7 @@ impl Keys {
 
 /// The 403 for a blocked address, `left` before the block lapses.
 fn ip_blocked(left: Duration) -> ApiError {
-    super::metrics::refused("ip_blocked");
+    super::metrics::refused(super::metrics::Reason::IpBlocked);
     let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
     ApiError::with_status(
         StatusCode::FORBIDDEN,
@@ -317,7 +317,7 @@ pub(crate) fn authenticate(
     match (found, blocked) {
         (Err(_), Some(left)) => Err(ip_blocked(left)),
         (Err(err), None) => {
-            super::metrics::refused("authentication");
+            super::metrics::refused(super::metrics::Reason::Authentication);
             Err(err)
         }
         (Ok(client), _) => Ok(client),

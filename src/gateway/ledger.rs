@@ -753,14 +753,14 @@ mod tests {
             .unwrap();
         drop(next);
         assert!(
-            limiter
+            !limiter
                 .admit(
                     &client(),
                     Decimal::new(81, 2),
                     jiff::Timestamp::now(),
                     false
                 )
-                .is_err()
+                .is_admitted()
         );
         let reader = Store::open(&path).unwrap();
         assert_eq!(reader.usage(Some("k"), None).unwrap()[0].counts.requests, 1);

@@ -16,6 +16,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
 use crate::store::{Outcome, Pricing, Row};
+use crate::wire::wire_enum;
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -83,9 +84,26 @@ pub(crate) async fn render(State(state): State<Arc<AppState>>) -> Response {
     response
 }
 
-/// Counts a refusal (`ip_blocked`, `authentication`, `insufficient_balance`, ...).
-pub(crate) fn refused(reason: &'static str) {
-    metrics::counter!("izzi_refusals_total", "reason" => reason).increment(1);
+wire_enum! {
+    /// Why a request was refused: the `reason` label of `izzi_refusals_total`.
+    Reason {
+        IpBlocked = "ip_blocked",
+        Authentication = "authentication",
+        /// A key with money limits asked for a model without a price.
+        UnpricedModel = "unpriced_model",
+        InsufficientBalance = "insufficient_balance",
+        BudgetExceeded = "budget_exceeded",
+        QuotaExceeded = "quota_exceeded",
+        Rpm = "rpm",
+        Concurrency = "concurrency",
+        /// Redis or PostgreSQL could not be reached (fail closed).
+        StateUnavailable = "state_unavailable",
+    }
+}
+
+/// Counts a refusal.
+pub(crate) fn refused(reason: Reason) {
+    metrics::counter!("izzi_refusals_total", "reason" => reason.as_str()).increment(1);
 }
 
 /// Records ended requests, once their ledger rows are committed. Owned by the ledger thread; it

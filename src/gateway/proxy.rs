@@ -56,7 +56,7 @@ async fn handle(
     let route = route(&state, &shape.model)?;
     let priced_only = client.credits.is_some() || client.budget.is_some();
     if priced_only && route.model.pricing == Pricing::Unpriced {
-        super::metrics::refused("unpriced_model");
+        super::metrics::refused(super::metrics::Reason::UnpricedModel);
         return Err(ApiError::invalid(format!(
             "The model `{}` has no price, and this key has credits or a budget, so izzi cannot charge for it. Add a `[[models]]` entry for it with `input_per_mtok` and `output_per_mtok` (or set `[default_price]`) in config.toml.",
             shape.model

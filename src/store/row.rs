@@ -12,6 +12,7 @@ use crate::protocol::Usage;
 use crate::wire::wire_enum;
 
 wire_enum! {
+    stored
     /// How a request ended.
     Outcome {
         /// The upstream answered in full.
@@ -39,6 +40,7 @@ wire_enum! {
 }
 
 wire_enum! {
+    stored
     /// Where a row's token counts came from.
     UsageSource {
         /// The provider reported them.

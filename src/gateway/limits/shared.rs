@@ -24,7 +24,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rust_decimal::Decimal;
 use tokio::sync::mpsc;
 
-use super::{Admission, Backend, Limiter, RateHeaders, Refusal, Refused, request_id};
+use super::admission::{Admission, Backend, request_id};
+use super::headers::RateHeaders;
+use super::limiter::Limiter;
+use super::refusal::{Decision, Refused};
 use crate::config::OnUnavailable;
 use crate::gateway::auth::Client;
 use crate::gateway::ledger::Ledger;
@@ -328,7 +331,7 @@ impl Shared {
         client: &Client,
         hold: Decimal,
         may_wait: bool,
-    ) -> Result<Result<Admission, Refusal>, Unavailable> {
+    ) -> Result<Decision, Unavailable> {
         if self.skipping() {
             return Err(Unavailable);
         }
@@ -377,16 +380,14 @@ impl Shared {
                         key: client.name.clone(),
                         hold: hold_nanos,
                     });
-                    return Ok(Ok(Admission {
-                        backend: Backend::Shared(Arc::clone(self)),
+                    return Ok(Decision::Admitted(Admission::with_id(
+                        Backend::Shared(Arc::clone(self)),
                         id,
-                        key: client.name.clone(),
+                        client,
                         hold,
-                        started: now,
+                        now,
                         headers,
-                        ended: false,
-                        settled: false,
-                    }));
+                    )));
                 }
                 1 => Refused::Balance {
                     balance: usd(amount),
@@ -403,12 +404,14 @@ impl Shared {
                 4 => Refused::Rpm {
                     wait: (minute + 1) * MINUTE - secs,
                 },
+                _ if may_wait && self.ending_of(&client.name) > 0 => {
+                    return Ok(Decision::RetrySoon);
+                }
                 _ => Refused::Concurrency {
                     limit: client.limits.concurrent,
-                    brief: may_wait && self.ending_of(&client.name) > 0,
                 },
             };
-            return Ok(Err(refused.refusal(headers)));
+            return Ok(Decision::Refused(refused.refusal(headers)));
         }
         self.failed("the counters were lost again right after seeding");
         Err(Unavailable)
@@ -488,11 +491,11 @@ impl Shared {
     /// Queues the release of an admission's lease, with its cost (none: a row never written).
     pub(crate) fn release(&self, admission: &Admission, cost: Option<Decimal>) {
         let _ = self.tasks.send(Task::Release(Release {
-            id: admission.id.clone(),
-            key: admission.key.clone(),
+            id: admission.id().to_owned(),
+            key: admission.key().to_owned(),
             cost: cost.map_or(0, nanos_up),
-            month: store::month(admission.started),
-            ended: admission.ended,
+            month: store::month(admission.started()),
+            ended: admission.has_ended(),
             told: false,
         }));
     }
