@@ -54,6 +54,28 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Check `config.toml` without starting the gateway; print its JSON Schema.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the shell completion script for SHELL.
+    ///
+    /// bash: `izzi completions bash > ~/.local/share/bash-completion/completions/izzi`;
+    /// zsh: `izzi completions zsh > ~/.zfunc/_izzi` (with `~/.zfunc` in `fpath`);
+    /// fish: `izzi completions fish > ~/.config/fish/completions/izzi.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (izzi.1, izzi-serve.1, …) into DIR (for packagers).
+    #[command(hide = true)]
+    Man {
+        /// The directory to write into; it is created if missing.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +137,20 @@ pub(crate) struct ServeArgs {
     /// `izzi service` uses where the OS keeps no journal).
     #[arg(long, value_name = "DIR")]
     pub(crate) log_dir: Option<PathBuf>,
+    /// How to write the log on stderr: `json` is one object per line with stable field names
+    /// [default: $IZZI_LOG_FORMAT, else text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+/// `izzi serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Lines for people (coloured on a terminal).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields at the top level.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +200,20 @@ pub(crate) struct ServiceInstallArgs {
     /// Port the service listens on [default: the config's `server.port`, else 8745].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Check the config as `izzi serve` would, without starting it, and print the effective
+    /// config (defaults filled in; API keys, client keys and URL passwords masked).
+    Check {
+        /// Config file [default: $IZZI_HOME/config.toml; without it, the embedded defaults].
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of `config.toml` (as published in docs/config.schema.json), for
+    /// editors such as Taplo and VS Code's Even Better TOML.
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +304,11 @@ pub(crate) struct CountTokensArgs {
     /// terminal].
     #[arg(value_name = "FILE")]
     pub(crate) file: Option<PathBuf>,
+}
+
+/// The clap definition, for completions and man pages.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// Parses `std::env::args`.

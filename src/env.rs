@@ -11,6 +11,18 @@ pub(crate) const IZZI_KEYRING: &str = "IZZI_KEYRING";
 /// `IZZI_LOG`: tracing filter for `izzi serve` (e.g. `debug`, `izzi=trace`).
 pub(crate) const IZZI_LOG: &str = "IZZI_LOG";
 
+/// `IZZI_LOG_FORMAT=text|json`: how `izzi serve` writes its log, when `--log-format` is not given.
+pub(crate) const IZZI_LOG_FORMAT: &str = "IZZI_LOG_FORMAT";
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`: the OpenTelemetry collector's OTLP/HTTP base URL, used when
+/// config sets no `[telemetry] otlp_endpoint`.
+pub(crate) const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, if set and non-empty.
+pub(crate) fn otlp_endpoint() -> Option<String> {
+    var(OTEL_EXPORTER_OTLP_ENDPOINT)
+}
+
 /// The directory izzi writes to: `$IZZI_HOME`, else the platform data dir plus `izzi`.
 pub(crate) fn izzi_home() -> Result<PathBuf> {
     if let Some(home) = std::env::var_os(IZZI_HOME).filter(|v| !v.is_empty()) {
@@ -39,6 +51,11 @@ pub(crate) fn var(name: &str) -> Option<String> {
 /// The tracing filter directive for the gateway, from `IZZI_LOG`.
 pub(crate) fn log_filter() -> String {
     std::env::var(IZZI_LOG).unwrap_or_else(|_| "info".to_owned())
+}
+
+/// `IZZI_LOG_FORMAT`, if set and non-empty.
+pub(crate) fn log_format() -> Option<String> {
+    var(IZZI_LOG_FORMAT)
 }
 
 /// Variables that move AI tools' config folders, honoured by `izzi setup` (research/tools.md):

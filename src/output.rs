@@ -19,6 +19,11 @@ pub(crate) fn line(text: impl Display) {
     write_stdout(format_args!("{text}\n"));
 }
 
+/// Writes `data` to stdout as it is (a generated script).
+pub(crate) fn bytes(data: &[u8]) {
+    write_stdout(format_args!("{}", String::from_utf8_lossy(data)));
+}
+
 /// Writes `value` as pretty JSON and a newline to stdout.
 pub(crate) fn json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {

@@ -31,12 +31,16 @@ wire_enum! {
 
 /// `[default_price]`: what a model without prices of its own costs (one the catalog does not
 /// know, served by a provider's glob, or a `[[models]]` entry that sets no price).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DefaultPrice {
+    /// USD per million input tokens.
     #[serde(with = "rust_decimal::serde::float")]
+    #[schemars(with = "f64")]
     pub(crate) input_per_mtok: Decimal,
+    /// USD per million output tokens.
     #[serde(with = "rust_decimal::serde::float")]
+    #[schemars(with = "f64")]
     pub(crate) output_per_mtok: Decimal,
 }
 
@@ -106,7 +110,7 @@ fn default_tokenizer() -> String {
 }
 
 /// A config `[[models]]` entry: `id` plus whichever fields it sets.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ModelOverride {
     pub(crate) id: String,
@@ -115,12 +119,16 @@ pub(crate) struct ModelOverride {
     pub(crate) upstream_id: Option<String>,
     pub(crate) aliases: Option<Vec<String>>,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) input_per_mtok: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) output_per_mtok: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) cache_read_per_mtok: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) cache_write_per_mtok: Option<Decimal>,
     pub(crate) context_window: Option<u64>,
     pub(crate) max_output: Option<u32>,

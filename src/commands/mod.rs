@@ -1,9 +1,12 @@
 //! One module per subcommand: arguments in, typed settings, domain calls. The only layer that
 //! prompts.
 
+mod completions;
+mod config;
 mod count_tokens;
 mod key;
 mod keys;
+mod man;
 mod models;
 mod serve;
 mod service;
@@ -27,6 +30,12 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Key { command } => key::run(&command),
         Command::Models(args) => models::run(&args),
         Command::CountTokens(args) => count_tokens::run(&args),
+        Command::Config { command } => config::run(command),
+        Command::Completions { shell } => {
+            completions::run(shell);
+            Ok(())
+        }
+        Command::Man { dir } => man::run(&dir),
     }
 }
 

@@ -6,14 +6,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod masked;
 
 use crate::catalog::{DefaultPrice, ModelOverride};
 use crate::protocol::Kind;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "izzi config.toml")]
 pub(crate) struct Config {
     #[serde(default)]
     pub(crate) server: Server,
@@ -31,18 +35,40 @@ pub(crate) struct Config {
     pub(crate) keys: Vec<ClientKey>,
     #[serde(default)]
     pub(crate) state: State,
+    #[serde(default)]
+    pub(crate) telemetry: Telemetry,
+}
+
+/// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Telemetry {
+    /// The collector's OTLP/HTTP base URL (`http://HOST:4318`): one span per request goes to
+    /// `{otlp_endpoint}/v1/traces` as OTLP JSON [default: `$OTEL_EXPORTER_OTLP_ENDPOINT`, else
+    /// no export].
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 /// `[state]`: where limits and the ledger live. With neither URL, limits are kept in this
 /// process and the ledger in `izzi.db`; several instances share them through Redis and
 /// PostgreSQL.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct State {
-    /// `redis://HOST:PORT[/DB]`: RPM, daily quota, concurrency, holds and spend, shared.
+    /// `redis://HOST:PORT[/DB]`, or `rediss://` for TLS: RPM, daily quota, concurrency, holds
+    /// and spend, shared.
     pub(crate) redis_url: Option<String>,
-    /// `postgres://USER@HOST:PORT/DB`: client keys and the ledger, shared.
+    /// PEM file of the CA(s) that a `rediss://` server's certificate must chain to, instead of
+    /// the system's roots.
+    pub(crate) redis_ca_file: Option<PathBuf>,
+    /// `postgres://USER@HOST:PORT/DB[?sslmode=MODE]`: client keys and the ledger, shared.
+    /// `sslmode` is `disable`, `prefer`, `require`, `verify-ca` or `verify-full`; without it,
+    /// `prefer` for loopback hosts and `require` for any other.
     pub(crate) postgres_url: Option<String>,
+    /// PEM file of the CA(s) that PostgreSQL's certificate must chain to, instead of the
+    /// system's roots (`sslmode` `verify-ca` and `verify-full`; `require` then checks the
+    /// chain too).
+    pub(crate) postgres_ca_file: Option<PathBuf>,
     /// What to do with a request while Redis or PostgreSQL cannot be reached.
     pub(crate) on_unavailable: OnUnavailable,
     /// Seconds a concurrency slot outlives an instance that stopped renewing it (was killed).
@@ -55,7 +81,9 @@ impl Default for State {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_ca_file: None,
             postgres_url: None,
+            postgres_ca_file: None,
             on_unavailable: OnUnavailable::Closed,
             lease_s: 15,
             sync: Synchronous::Normal,
@@ -64,7 +92,7 @@ impl Default for State {
 }
 
 /// `[state].sync`: SQLite's `synchronous` for `izzi.db` (write-ahead log either way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Synchronous {
     /// Committed rows survive a killed process and a restart; an OS crash or power loss can
@@ -75,7 +103,7 @@ pub(crate) enum Synchronous {
 }
 
 /// `[state].on_unavailable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum OnUnavailable {
     /// Refuse with 503 `server_error`: limits and money are never unenforced.
@@ -85,7 +113,7 @@ pub(crate) enum OnUnavailable {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Server {
     pub(crate) host: IpAddr,
@@ -133,7 +161,7 @@ impl Default for Server {
 }
 
 /// `[security]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Security {
     /// Failed authentications from one IP inside the window that block it.
@@ -158,7 +186,7 @@ impl Default for Security {
 }
 
 /// One `[[providers]]` entry: an upstream API and the models it serves.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Provider {
     pub(crate) name: String,
@@ -180,7 +208,9 @@ pub(crate) struct Provider {
 pub(crate) const DEFAULT_MAX_RETRIES: u32 = 2;
 
 /// Plans, with the seed's limits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Plan {
     Free,
@@ -260,16 +290,21 @@ pub(crate) fn valid_key_name(name: &str) -> bool {
 pub(crate) const KEY_NAME_RULE: &str = "use 1 to 64 letters, digits, `.`, `_` or `-`";
 
 /// One static `[[keys]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClientKey {
+    /// The key's name in limits, usage and `izzi keys list`: 1 to 64 letters, digits, `.`, `_`
+    /// or `-`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
     pub(crate) name: String,
     pub(crate) key: String,
     #[serde(default)]
     pub(crate) plan: Plan,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) monthly_budget_usd: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::float_option")]
+    #[schemars(with = "Option<f64>")]
     pub(crate) credits_usd: Option<Decimal>,
     pub(crate) rpm: Option<u32>,
     pub(crate) concurrent: Option<u32>,
@@ -295,6 +330,14 @@ impl Config {
         let config = Self::parse(&text)
             .with_context(|| format!("the config file `{}` is invalid", path.display()))?;
         Ok((config, Some(path)))
+    }
+
+    /// The JSON Schema of `config.toml` (docs/config.schema.json), in draft 7, which Taplo and
+    /// VS Code read.
+    pub(crate) fn schema() -> schemars::Schema {
+        schemars::generate::SchemaSettings::draft07()
+            .into_generator()
+            .into_root_schema_for::<Config>()
     }
 
     /// Parses and checks config text.
@@ -341,14 +384,33 @@ impl Config {
             }
         }
         if let Some(url) = &self.state.redis_url
-            && !(url.starts_with("redis://") || url.starts_with("unix://"))
+            && !["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
         {
-            bail!("`state.redis_url` must start with redis:// or unix://, not `{url}`");
+            bail!("`state.redis_url` must start with redis://, rediss:// or unix://, not `{url}`");
+        }
+        if self.state.redis_ca_file.is_some()
+            && !self
+                .state
+                .redis_url
+                .as_ref()
+                .is_some_and(|url| url.starts_with("rediss://"))
+        {
+            bail!("`state.redis_ca_file` needs a TLS `state.redis_url` (rediss://HOST:PORT)");
+        }
+        if self.state.postgres_ca_file.is_some() && self.state.postgres_url.is_none() {
+            bail!("`state.postgres_ca_file` needs `state.postgres_url`");
         }
         if let Some(url) = &self.state.postgres_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             bail!("`state.postgres_url` must start with postgres:// or postgresql://");
+        }
+        if let Some(url) = &self.telemetry.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("`telemetry.otlp_endpoint` must start with http:// or https://, not `{url}`");
         }
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");

@@ -528,6 +528,7 @@ impl Writer {
         for ((admission, catalogued), row) in settled.into_iter().zip(&rows) {
             admission.settle(row.cost_usd);
             self.recorder.finished(row, catalogued);
+            super::telemetry::finished(row);
         }
         if !flushes.is_empty() && !self.backlog.is_empty() {
             self.retry_backlog();

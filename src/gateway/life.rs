@@ -100,9 +100,11 @@ impl Drop for Life {
     fn drop(&mut self) {
         let latency = self.started.elapsed();
         // Debug, not info: the ledger already records every request, and a log line per
-        // request is a blocking write on the runtime.
+        // request is a blocking write on the runtime. The field names are stable (README,
+        // "Logs"): machines read them with `--log-format json`.
         tracing::debug!(
-            client = self.admission.as_ref().map(Admission::key),
+            request_id = self.admission.as_ref().map(Admission::id),
+            key_name = self.admission.as_ref().map(Admission::key),
             model = %self.model.id,
             provider = %self.provider,
             stream = self.stream,
@@ -110,7 +112,7 @@ impl Drop for Life {
             outcome = self.outcome.as_str(),
             input_tokens = self.usage.total_input(),
             output_tokens = self.usage.output_tokens,
-            latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            duration_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             "request finished"
         );
         let Some(admission) = self.admission.take() else {

@@ -16,6 +16,7 @@ mod reload;
 mod request;
 mod routing;
 mod server;
+mod telemetry;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -31,7 +32,7 @@ pub(crate) use auth::hash as hash_key;
 pub(crate) use request::check_shape;
 /// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
 pub(crate) use routing::HOSTED_BASE;
-#[cfg(feature = "fuzzing")]
+/// `izzi config check` builds one to check the catalog and providers as `serve` would.
 pub(crate) use routing::Router;
 
 /// Shared state of a running gateway. A request sees one `AppState` from start to end: a config
@@ -56,6 +57,8 @@ pub(crate) struct ServeOptions {
     pub(crate) config: Option<PathBuf>,
     pub(crate) host: Option<std::net::IpAddr>,
     pub(crate) port: Option<u16>,
+    /// Whether the log is JSON lines: then the "listening" banner is one of them.
+    pub(crate) json_log: bool,
 }
 
 /// Loads config, binds, and serves until SIGINT or SIGTERM; SIGHUP reloads the config.
@@ -106,6 +109,15 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let client = upstream::client(&config.server)?;
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
     let metrics = metrics::install()?;
+    if let Some(endpoint) = config
+        .telemetry
+        .otlp_endpoint
+        .clone()
+        .or_else(crate::env::otlp_endpoint)
+    {
+        telemetry::start(&endpoint)?;
+        tracing::info!(endpoint = %endpoint, "sending one span per request to the OTLP endpoint");
+    }
     let postgres = store.available();
     let ledger = ledger::Ledger::start(store, Arc::clone(&keys), Some(metrics.clone()))?;
     let limits = limits::Limits::new(&config.state, limiter, &ledger, postgres)?;
@@ -137,11 +149,18 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         None => tracing::info!("no config file: using the embedded defaults"),
     }
     // Tests and scripts read this line to learn the port when `--port 0` is given.
-    crate::output::notice(format_args!("izzi gateway listening on http://{local}"));
+    if options.json_log {
+        tracing::info!(url = %format_args!("http://{local}"), "izzi gateway listening");
+    } else {
+        crate::output::notice(format_args!("izzi gateway listening on http://{local}"));
+    }
     let source = reload::Source {
         path: options.config,
         host,
         stored_key,
     };
-    server::run(listener, state, grace, source, hangups).await
+    let served = server::run(listener, state, grace, source, hangups).await;
+    // The ledger is flushed: its last rows' spans are queued.
+    telemetry::flush().await;
+    served
 }

@@ -22,7 +22,9 @@ pub(crate) enum Format {
 }
 
 /// The API an upstream provider speaks (`kind` in config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Kind {
     /// OpenAI Chat Completions at `{base_url}/chat/completions`.

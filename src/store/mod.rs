@@ -21,6 +21,7 @@ use rust_decimal::Decimal;
 use crate::config::{Plan, State, Synchronous};
 use crate::protocol::Usage;
 
+mod pg_tls;
 mod postgres;
 mod row;
 
@@ -152,7 +153,10 @@ impl Database {
     /// The database `[state]` names, for the CLI.
     pub(crate) fn open(state: &State) -> Result<Self> {
         match &state.postgres_url {
-            Some(url) => Ok(Self::Postgres(Postgres::new(url)?)),
+            Some(url) => Ok(Self::Postgres(Postgres::new(
+                url,
+                state.postgres_ca_file.as_deref(),
+            )?)),
             None => Ok(Self::Sqlite(Store::open(&default_path()?)?)),
         }
     }
@@ -167,7 +171,7 @@ impl Database {
             return Ok(Self::Sqlite(store));
         };
         let spill = crate::env::izzi_home()?.join(SPILL_FILE);
-        let postgres = Postgres::new(url)?.with_spill(&spill)?;
+        let postgres = Postgres::new(url, state.postgres_ca_file.as_deref())?.with_spill(&spill)?;
         if let Err(err) = postgres.ping() {
             tracing::error!(
                 error = format!("{err:#}"),

@@ -23,7 +23,8 @@ use jiff::civil::Date;
 use rust_decimal::Decimal;
 
 use super::{
-    Account, Counts, Outcome, Pricing, Row, Store, StoredKey, UsageLine, decimal, parse_plan, stamp,
+    Account, Counts, Outcome, Pricing, Row, Store, StoredKey, UsageLine, decimal, parse_plan,
+    pg_tls, stamp,
 };
 
 /// The migrations, in order; each runs once per database.
@@ -51,6 +52,22 @@ macro_rules! stamp_sql {
     };
 }
 
+/// A pool error as text with its causes (a TLS handshake's reason is only in them). Text, so
+/// that `Postgres::run` never takes a failure to connect for the server's answer.
+fn pool_error(err: &deadpool_postgres::PoolError) -> anyhow::Error {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    anyhow!(text)
+}
+
 /// A connection pool to the shared database.
 pub(crate) struct Postgres {
     runtime: tokio::runtime::Runtime,
@@ -72,17 +89,20 @@ impl std::fmt::Debug for Postgres {
 
 impl Postgres {
     /// A pool for `url`; connects on the first call.
-    pub(crate) fn new(url: &str) -> Result<Self> {
+    pub(crate) fn new(url: &str, ca_file: Option<&Path>) -> Result<Self> {
+        let (url, mode) = pg_tls::split_sslmode(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
             anyhow!("`state.postgres_url` is not a valid PostgreSQL URL; write it as postgres://USER@HOST:PORT/DATABASE")
         })?;
+        let mode = mode.unwrap_or_else(|| pg_tls::default_mode(&config));
+        let tls = pg_tls::connector(&mut config, mode, ca_file)?;
         config.connect_timeout(CONNECT_TIMEOUT);
         if config.get_application_name().is_none() {
             config.application_name("izzi");
         }
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -160,7 +180,7 @@ impl Postgres {
 
     /// A pooled connection, the schema migrated.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        let mut client = self.pool.get().await.map_err(|e| anyhow!("{e}"))?;
+        let mut client = self.pool.get().await.map_err(|e| pool_error(&e))?;
         if !self.migrated.load(Ordering::Relaxed) {
             migrate(&mut client).await?;
             self.migrated.store(true, Ordering::Relaxed);

@@ -2,12 +2,14 @@
 //! against tool config trees in temp homes.
 
 mod access;
+mod config_cli;
 mod count_tokens;
 mod durability;
 mod gateway;
 mod hostile;
 mod ledger;
 mod limits;
+mod logs;
 mod models_cli;
 mod money;
 mod privacy;
@@ -19,4 +21,7 @@ mod setup;
 #[cfg(unix)]
 mod setup_tty;
 mod shared_state;
+mod shell;
+mod state_tls;
 mod support;
+mod telemetry;

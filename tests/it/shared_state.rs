@@ -59,7 +59,7 @@ fn program(name: &str) -> PathBuf {
         })
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -83,15 +83,30 @@ fn stop(child: &mut Child, signal: &str) {
 }
 
 /// A `redis-server` on a free port, without persistence: a restart loses every key.
-struct Redis {
-    port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
+    /// Where it listens, given the free port: `--port P`, or TLS options.
+    listen: fn(u16) -> Vec<String>,
+    dir: PathBuf,
     child: Option<Child>,
 }
 
 impl Redis {
     fn start() -> Self {
+        Self::start_with(|port| vec!["--port".to_owned(), port.to_string()])
+    }
+
+    /// A server whose listening options `listen` gives for its free port.
+    fn start_with(listen: fn(u16) -> Vec<String>) -> Self {
+        Self::start_in(Path::new("."), listen)
+    }
+
+    /// A server started in `dir` (where relative paths in its options point).
+    pub(crate) fn start_in(dir: &Path, listen: fn(u16) -> Vec<String>) -> Self {
         let mut redis = Self {
             port: free_port(),
+            listen,
+            dir: dir.to_owned(),
             child: None,
         };
         redis.spawn();
@@ -104,7 +119,9 @@ impl Redis {
 
     fn spawn(&mut self) {
         let child = Command::new(program("redis-server"))
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args((self.listen)(self.port))
+            .current_dir(&self.dir)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
@@ -132,14 +149,23 @@ impl Drop for Redis {
 }
 
 /// A PostgreSQL cluster of its own in a temp dir, on a free port, trusting user `izzi`.
-struct Postgres {
-    dir: tempfile::TempDir,
-    port: u16,
+pub(crate) struct Postgres {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    /// More `postgres` options (`-c ssl=on`, ...).
+    pub(crate) args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Postgres {
     fn start() -> Self {
+        let mut pg = Self::init();
+        pg.spawn();
+        pg
+    }
+
+    /// A new cluster in `dir/data`, not yet started.
+    pub(crate) fn init() -> Self {
         let dir = tempfile::tempdir().expect("postgres dir");
         if is_root() {
             let status = Command::new("chown")
@@ -167,17 +193,16 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pg = Self {
+        Self {
             dir,
             port: free_port(),
+            args: Vec::new(),
             child: None,
-        };
-        pg.spawn();
-        pg
+        }
     }
 
     /// `name` from PostgreSQL, as `nobody` when the tests run as root.
-    fn command(name: &str) -> Command {
+    pub(crate) fn command(name: &str) -> Command {
         if is_root() {
             let mut command = Command::new("setpriv");
             command
@@ -189,7 +214,7 @@ impl Postgres {
         }
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -202,6 +227,7 @@ impl Postgres {
             .arg("-k")
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

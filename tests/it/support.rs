@@ -102,6 +102,16 @@ models = ["*"]
     )
 }
 
+/// The URL a "listening" banner names: a text line, or a JSON one (`--log-format json`).
+fn banner_url(line: &str) -> Option<String> {
+    if let Some((_, url)) = line.trim_end().split_once("izzi gateway listening on ") {
+        return Some(url.to_owned());
+    }
+    let event: Value = serde_json::from_str(line).ok()?;
+    (event["message"] == "izzi gateway listening")
+        .then(|| event["url"].as_str().map(str::to_owned))?
+}
+
 /// The client key every default test config accepts.
 pub(crate) const KEY: &str = "izzi-test-key-0123456789abcdef";
 
@@ -185,11 +195,12 @@ impl Gateway {
         loop {
             let log = self.log();
             // Only a whole line: stderr is unbuffered, so the banner may be half written.
-            if let Some(line) = log
+            if let Some(url) = log
                 .split_inclusive('\n')
-                .find(|l| l.ends_with('\n') && l.contains("izzi gateway listening on "))
+                .filter(|l| l.ends_with('\n'))
+                .find_map(banner_url)
             {
-                return line.trim_end().rsplit(' ').next().expect("url").to_owned();
+                return url;
             }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()

@@ -104,6 +104,14 @@ plan = "ultra"
 
 
 @pytest.fixture(scope="session")
+def izzi_binary() -> pathlib.Path:
+    """The debug binary, built if missing."""
+    if not IZZI.is_file():
+        subprocess.run(["cargo", "build", "--bin", "izzi"], cwd=ROOT, check=True, timeout=1800)
+    return IZZI
+
+
+@pytest.fixture(scope="session")
 def mock():
     m = Mock()
     yield m

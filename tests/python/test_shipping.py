@@ -54,15 +54,6 @@ def write_script(path: Path, body: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def izzi_binary() -> Path:
-    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = target_dir / "debug" / "izzi"
-    if not binary.is_file():
-        subprocess.run(["cargo", "build", "--bin", "izzi"], cwd=ROOT, check=True, timeout=1800)
-    return binary
-
-
 @pytest.fixture(scope="module")
 def shipped_binary(izzi_binary, tmp_path_factory) -> Path:
     """The debug binary stripped, as the release profile strips: a third of the size to pack."""
@@ -154,6 +145,13 @@ def test_package_makes_archive_checksum_and_npm_packages(packaged, archive, ship
         binary = tar.getmember(f"{stem}/izzi")
         assert binary.mode == 0o755
         assert tar.extractfile(binary).read() == shipped_binary.read_bytes()
+        # Completions and man pages from the binary itself, where ripgrep's archives put them.
+        bash = tar.extractfile(f"{stem}/complete/izzi.bash").read()
+        assert bash == run([shipped_binary, "completions", "bash"]).stdout.encode()
+        for name in ("_izzi", "izzi.fish", "_izzi.ps1", "izzi.elv"):
+            assert tar.getmember(f"{stem}/complete/{name}").size > 0, name
+        pages = {m.name.rsplit("/", 1)[-1] for m in tar.getmembers() if "/doc/" in m.name}
+        assert {"izzi.1", "izzi-serve.1", "izzi-completions.1"} <= pages, pages
 
     main = json.loads((packaged / "npm" / "izziapi" / "package.json").read_text())
     assert main["name"] == "izziapi"

@@ -68,7 +68,7 @@ impl Limits {
         let local = Arc::new(local);
         let shared = match &state.redis_url {
             Some(url) => Some(shared::Shared::start(
-                url,
+                (url, state.redis_ca_file.as_deref()),
                 Duration::from_secs(state.lease_s),
                 state.on_unavailable,
                 Arc::clone(&local),

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use jiff::Timestamp;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rust_decimal::Decimal;
@@ -219,20 +220,39 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// A client for `url`; a `rediss://` one trusts the CA file when given, else the system's roots.
+fn client(url: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<redis::Client> {
+    let invalid = |_| {
+        anyhow::anyhow!(
+            "`state.redis_url` is not a valid Redis URL; write it as redis://HOST:PORT or rediss://HOST:PORT"
+        )
+    };
+    let Some(path) = ca_file else {
+        return redis::Client::open(url).map_err(invalid);
+    };
+    let pem = fs_err::read(path).context("cannot read `state.redis_ca_file`")?;
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    redis::Client::build_with_tls(url, certificates).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot use `state.redis_ca_file` `{}`: {err}",
+            path.display()
+        )
+    })
+}
+
 impl Shared {
     /// Connects lazily to `url` (Redis need not be up yet) and starts the lease keeper.
     pub(crate) fn start(
-        url: &str,
+        (url, ca_file): (&str, Option<&std::path::Path>),
         lease: Duration,
         on_unavailable: OnUnavailable,
         local: Arc<Limiter>,
         ledger: Ledger,
     ) -> anyhow::Result<Arc<Self>> {
-        let client = redis::Client::open(url).map_err(|_| {
-            anyhow::anyhow!(
-                "`state.redis_url` is not a valid Redis URL; write it as redis://HOST:PORT"
-            )
-        })?;
+        let client = client(url, ca_file)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(CALL_TIMEOUT))
