@@ -230,7 +230,8 @@ pub(crate) struct KeysArgs {
 pub(crate) enum KeysCommand {
     /// Create a key and print it once; izzi keeps only its SHA-256 hash.
     Create(KeyCreateArgs),
-    /// Every key with its plan, limits, spend and balance (never the key itself).
+    /// Every key with its plan, limits, spend and balance (never the key itself), the key
+    /// `izzi setup` stored too (`@setup`, accepted from this machine only).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -10,7 +10,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::cli::{KeyCreateArgs, KeysArgs, KeysCommand};
-use crate::config::{ClientKey, Config, Limits, Plan};
+use crate::config::{
+    ClientKey, Config, KEY_NAME_RULE, KeySource, Limits, Plan, SETUP_KEY_NAME, SETUP_KEY_PLAN,
+    valid_key_name,
+};
 use crate::output::{self, UsageError};
 use crate::store::{self, Account, Database, StoredKey};
 
@@ -40,14 +43,9 @@ fn generate() -> String {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !valid {
+    if !valid_key_name(name) {
         bail!(UsageError(format!(
-            "`{name}` is not a valid key name: use 1 to 64 letters, digits, `.`, `_` or `-`"
+            "`{name}` is not a valid key name: {KEY_NAME_RULE}"
         )));
     }
     Ok(())
@@ -100,6 +98,11 @@ fn create(config: &Config, args: &KeyCreateArgs) -> Result<()> {
 }
 
 fn revoke(config: &Config, name: &str) -> Result<()> {
+    if name == SETUP_KEY_NAME {
+        bail!(UsageError(format!(
+            "`{SETUP_KEY_NAME}` is the key `izzi setup` stored; a gateway stops accepting it with `accept_stored_key = false` under `[security]` in the config"
+        )));
+    }
     if config.keys.iter().any(|k| k.name == name) {
         bail!(UsageError(format!(
             "`{name}` is a `[[keys]]` entry of the config; remove it there to revoke it"
@@ -121,8 +124,7 @@ fn revoke(config: &Config, name: &str) -> Result<()> {
 #[derive(Debug, Serialize)]
 struct Listed {
     name: String,
-    /// `config` or `created`.
-    source: &'static str,
+    source: KeySource,
     plan: Plan,
     limits: Limits,
     #[serde(with = "rust_decimal::serde::str_option")]
@@ -181,7 +183,7 @@ fn list(config: &Config, json: bool) -> Result<()> {
         .map(|k: &ClientKey| {
             listed(
                 &k.name,
-                "config",
+                KeySource::Config,
                 k.plan,
                 (k.rpm, k.concurrent, k.daily),
                 (k.monthly_budget_usd, k.credits_usd),
@@ -192,13 +194,24 @@ fn list(config: &Config, json: bool) -> Result<()> {
     keys.extend(store.keys()?.into_iter().map(|k| {
         listed(
             &k.name,
-            "created",
+            KeySource::Created,
             k.plan,
             (k.rpm, k.concurrent, k.daily),
             (k.monthly_budget_usd, k.credits_usd),
             (Some(k.created_at), k.revoked_at),
         )
     }));
+    // The key `izzi setup` stored, which a gateway accepts from loopback beside the rest.
+    if config.security.accept_stored_key && crate::secrets::load()?.is_some() {
+        keys.push(listed(
+            SETUP_KEY_NAME,
+            KeySource::Setup,
+            SETUP_KEY_PLAN,
+            (None, None, None),
+            (None, None),
+            (None, None),
+        ));
+    }
     if json {
         output::json(&keys);
         return Ok(());
@@ -213,7 +226,12 @@ fn list(config: &Config, json: bool) -> Result<()> {
         .map(|k| {
             vec![
                 k.name.clone(),
-                k.source.to_owned(),
+                match k.source {
+                    KeySource::Config => "config",
+                    KeySource::Created => "created",
+                    KeySource::Setup => "setup (loopback)",
+                }
+                .to_owned(),
                 k.plan.name().to_owned(),
                 k.limits.rpm.to_string(),
                 k.limits.concurrent.to_string(),

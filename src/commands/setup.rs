@@ -89,6 +89,12 @@ pub(crate) fn run(args: SetupArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     report(&layout, &plans, &applied.written, false);
+    for (path, was) in &applied.made_private {
+        output::line(format_args!(
+            "note: `{}` now holds the key, so izzi made it private (mode 0600; it was {was:04o}); undo gives the mode back",
+            layout.show(path)
+        ));
+    }
     // Tools that izzi points at the local gateway need it running.
     if args.local && plans.iter().any(|(_, plan)| !plan.files.is_empty()) {
         offer_service(&args, interactive)?;

@@ -169,6 +169,9 @@ pub(crate) struct Security {
     pub(crate) ip_block_window_s: u64,
     /// How long a blocked IP stays blocked.
     pub(crate) ip_block_duration_s: u64,
+    /// Whether the key `izzi setup` stored is accepted from loopback clients, beside any
+    /// client keys.
+    pub(crate) accept_stored_key: bool,
 }
 
 impl Default for Security {
@@ -177,6 +180,7 @@ impl Default for Security {
             ip_block_after_failures: 10,
             ip_block_window_s: 60,
             ip_block_duration_s: 900,
+            accept_stored_key: true,
         }
     }
 }
@@ -254,10 +258,44 @@ impl Plan {
     }
 }
 
+/// Where a client key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum KeySource {
+    /// A `[[keys]]` entry of the config.
+    Config,
+    /// A key `izzi keys create` stored (hashed) in the database.
+    Created,
+    /// The key `izzi setup` stored, accepted from loopback clients only.
+    Setup,
+}
+
+/// The name the key `izzi setup` stored goes by in limits, usage and `izzi keys list`. No
+/// other key can take it ([`valid_key_name`] refuses `@`), so its account is its own.
+pub(crate) const SETUP_KEY_NAME: &str = "@setup";
+
+/// The plan of the key `izzi setup` stored (the user's own tools; no money limits).
+pub(crate) const SETUP_KEY_PLAN: Plan = Plan::Ultra;
+
+/// Whether `name` may name a client key: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub(crate) fn valid_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// What [`valid_key_name`] asks, for error messages.
+pub(crate) const KEY_NAME_RULE: &str = "use 1 to 64 letters, digits, `.`, `_` or `-`";
+
 /// One static `[[keys]]` entry.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClientKey {
+    /// The key's name in limits, usage and `izzi keys list`: 1 to 64 letters, digits, `.`, `_`
+    /// or `-`.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
     pub(crate) name: String,
     pub(crate) key: String,
     #[serde(default)]
@@ -378,6 +416,12 @@ impl Config {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
         }
         for (i, k) in self.keys.iter().enumerate() {
+            if !valid_key_name(&k.name) {
+                bail!(
+                    "`keys[{i}].name`: `{}` is not a valid key name: {KEY_NAME_RULE}",
+                    k.name
+                );
+            }
             if self.keys[..i].iter().any(|q| q.name == k.name) {
                 bail!("`keys[{i}].name`: the key name `{}` is used twice", k.name);
             }
@@ -473,6 +517,23 @@ rpm = 600
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2") && err.contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn key_names_follow_the_rule_of_created_keys_so_none_is_the_setup_key() {
+        let key = |name: &str| format!("[[keys]]\nname = \"{name}\"\nkey = \"izzi-0000000000\"\n");
+        assert!(Config::parse(&key("personal")).is_ok());
+        assert!(!valid_key_name(SETUP_KEY_NAME));
+        for bad in [SETUP_KEY_NAME, "", "two words"] {
+            let err = Config::parse(&key(bad)).unwrap_err().to_string();
+            assert!(
+                err.contains("`keys[0].name`") && err.contains("not a valid key name"),
+                "{err}"
+            );
+        }
+        assert!(Config::parse("").unwrap().security.accept_stored_key);
+        let off = Config::parse("[security]\naccept_stored_key = false\n").unwrap();
+        assert!(!off.security.accept_stored_key);
     }
 
     #[test]

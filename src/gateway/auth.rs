@@ -1,13 +1,17 @@
 //! Client authentication: the IP block, taking the key from `Authorization: Bearer` or
 //! `x-api-key`, hashing it, and finding the client key it belongs to among the config's
 //! `[[keys]]`, the keys in `izzi.db` (re-read by the ledger thread every half second, so a
-//! revocation applies within a second) and, with neither, the key `izzi setup` stored.
+//! revocation applies within a second) and, from loopback clients, the key `izzi setup` stored.
 //!
 //! [`layer`] runs in front of every `/v1` route: it refuses blocked addresses and bad keys, hands
 //! the handler its [`Client`], and writes the rate-limit headers on whatever the handler answers,
-//! success or error. Never reads bodies; never logs, stores or echoes a key.
+//! success or error. Every local tool shares the loopback address, so a blocked loopback address
+//! still lets a valid key through (a wrong one is still counted and refused). Never reads bodies;
+//! never logs, stores or echoes a key.
 
-use std::collections::{HashMap, VecDeque};
+mod ip_block;
+
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,8 +27,9 @@ use sha2::{Digest as _, Sha256};
 use super::AppState;
 use super::errors::ApiError;
 use super::limits::RateHeaders;
-use crate::config::{ClientKey, Limits, Plan, Security};
+use crate::config::{ClientKey, KeySource, Limits, Plan, SETUP_KEY_NAME, SETUP_KEY_PLAN};
 use crate::store::StoredKey;
+pub(crate) use ip_block::IpBlock;
 
 /// SHA-256 of a key: how keys are compared and stored.
 pub(crate) type KeyHash = [u8; 32];
@@ -34,13 +39,12 @@ pub(crate) fn hash(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// The name the key `izzi setup` stored goes by when it serves as the only client key.
-const PERSONAL: &str = "personal";
-
 /// A client key izzi accepts, without the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Client {
+    /// The account limits and usage are kept under: the key's name, or [`SETUP_KEY_NAME`].
     pub(crate) name: String,
+    pub(crate) source: KeySource,
     pub(crate) plan: Plan,
     pub(crate) limits: Limits,
     /// Credits granted in all; spend is debited from them. `None`: no balance check.
@@ -53,6 +57,7 @@ impl Client {
     /// A client on `plan`, with the overrides a key sets.
     fn new(
         name: &str,
+        source: KeySource,
         plan: Plan,
         overrides: (Option<u32>, Option<u32>, Option<u32>),
         credits: Option<Decimal>,
@@ -62,6 +67,7 @@ impl Client {
         let base = plan.limits();
         Self {
             name: name.to_owned(),
+            source,
             plan,
             limits: Limits {
                 rpm: rpm.unwrap_or(base.rpm),
@@ -77,6 +83,7 @@ impl Client {
     pub(crate) fn from_config(k: &ClientKey) -> Self {
         Self::new(
             &k.name,
+            KeySource::Config,
             k.plan,
             (k.rpm, k.concurrent, k.daily),
             k.credits_usd,
@@ -88,11 +95,42 @@ impl Client {
     pub(crate) fn from_stored(k: &StoredKey) -> Self {
         Self::new(
             &k.name,
+            KeySource::Created,
             k.plan,
             (k.rpm, k.concurrent, k.daily),
             k.credits_usd,
             k.monthly_budget_usd,
         )
+    }
+
+    /// The key `izzi setup` stored: the user's own tools, on the top plan, without money limits.
+    fn setup() -> Self {
+        Self::new(
+            SETUP_KEY_NAME,
+            KeySource::Setup,
+            SETUP_KEY_PLAN,
+            (None, None, None),
+            None,
+            None,
+        )
+    }
+}
+
+/// Where a request comes from, as far as keys care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// This machine (127.0.0.0/8, `::1`): every local tool shares the address.
+    Loopback,
+    /// Anywhere else, or unknown.
+    Remote,
+}
+
+impl Peer {
+    pub(crate) fn of(ip: Option<IpAddr>) -> Self {
+        match ip {
+            Some(ip) if ip.to_canonical().is_loopback() => Self::Loopback,
+            _ => Self::Remote,
+        }
     }
 }
 
@@ -123,13 +161,15 @@ struct Snapshot {
 }
 
 /// Every client key: the config's (replaced when the config is reloaded) and the database's
-/// (when the ledger thread re-reads them), swapped in whole so lookups never wait.
+/// (when the ledger thread re-reads them), swapped in whole so lookups never wait, and the key
+/// `izzi setup` stored.
 #[derive(Debug)]
 pub(crate) struct Keys {
     /// What the snapshot is built from; locked only while one is built, never by a lookup.
     sources: Mutex<Sources>,
-    /// Hash of the key `izzi setup` stored (never the key itself).
-    personal: Option<KeyHash>,
+    /// The hash of the key `izzi setup` stored (never the key itself), accepted from loopback
+    /// only; `None` without one or with `accept_stored_key = false`.
+    setup: Option<(KeyHash, Arc<Client>)>,
     current: ArcSwap<Snapshot>,
 }
 
@@ -140,11 +180,11 @@ struct Sources {
 }
 
 impl Keys {
-    /// The config's `[[keys]]`, the active keys of `izzi.db`, and with neither the key `izzi
-    /// setup` stored, as a personal gateway.
+    /// The config's `[[keys]]`, the active keys of `izzi.db`, and the key `izzi setup` stored
+    /// when it is accepted.
     pub(crate) fn new(
         config_keys: &[ClientKey],
-        stored_key: Option<&str>,
+        setup_key: Option<&str>,
         db: &[StoredKey],
     ) -> Self {
         for k in db {
@@ -157,7 +197,7 @@ impl Keys {
         }
         let keys = Self {
             sources: Mutex::default(),
-            personal: stored_key.map(hash),
+            setup: setup_key.map(|k| (hash(k), Arc::new(Client::setup()))),
             current: ArcSwap::default(),
         };
         keys.set_config(config_keys);
@@ -190,12 +230,6 @@ impl Keys {
                 by_hash.insert(k.key_sha256, Arc::new(Client::from_stored(k)));
             }
         }
-        if by_hash.is_empty()
-            && let Some(personal) = self.personal
-        {
-            let client = Client::new(PERSONAL, Plan::Ultra, (None, None, None), None, None);
-            by_hash.insert(personal, Arc::new(client));
-        }
         let unchanged = {
             let current = self.current.load();
             current.by_hash.len() == by_hash.len()
@@ -208,95 +242,85 @@ impl Keys {
         }
     }
 
-    /// Whether any client key exists (else every request gets 401).
+    /// Whether no key at all is accepted (every request gets 401).
     pub(crate) fn is_empty(&self) -> bool {
-        self.current.load().by_hash.is_empty()
+        self.setup.is_none() && !self.has_client_keys()
     }
 
-    /// Whether client keys come from config or the database rather than the personal key.
+    /// Whether client keys exist in the config or the database (the key `izzi setup` stored
+    /// is not one: it serves loopback only).
     pub(crate) fn has_client_keys(&self) -> bool {
-        self.current
-            .load()
-            .by_hash
-            .values()
-            .any(|c| c.name != PERSONAL)
+        !self.current.load().by_hash.is_empty()
     }
 
-    /// The client a key belongs to. The lookup is by SHA-256 digest, so its timing says nothing
-    /// about how much of a real key a guess matched.
-    pub(crate) fn find(&self, key: &str) -> Option<Arc<Client>> {
-        self.current.load().by_hash.get(&hash(key)).cloned()
+    /// The client a key belongs to, for a request from `peer`. The lookup is by SHA-256
+    /// digest, so its timing says nothing about how much of a real key a guess matched.
+    pub(crate) fn find(&self, key: &str, peer: Peer) -> Option<Arc<Client>> {
+        let digest = hash(key);
+        if let Some(client) = self.current.load().by_hash.get(&digest) {
+            return Some(Arc::clone(client));
+        }
+        match &self.setup {
+            Some((setup, client)) if *setup == digest && peer == Peer::Loopback => {
+                Some(Arc::clone(client))
+            }
+            _ => None,
+        }
     }
 }
 
-/// Failed authentications per address, and the addresses blocked for them.
-#[derive(Debug)]
-pub(crate) struct IpBlock {
-    after: usize,
-    window: Duration,
-    duration: Duration,
-    ips: Mutex<HashMap<IpAddr, Failures>>,
+/// The 403 for a blocked address, `left` before the block lapses.
+fn ip_blocked(left: Duration) -> ApiError {
+    super::metrics::refused(super::metrics::Reason::IpBlocked);
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    ApiError::with_status(
+        StatusCode::FORBIDDEN,
+        "ip_blocked",
+        format!(
+            "This address is blocked after too many failed authentications. Try again in {seconds} seconds."
+        ),
+    )
+    .retry_after(Some(seconds))
 }
 
-#[derive(Debug, Default)]
-struct Failures {
-    /// Times of the latest failures inside the window, at most `after` of them.
-    recent: VecDeque<Instant>,
-    blocked_until: Option<Instant>,
-}
-
-/// Beyond this many tracked addresses, idle ones are forgotten on the next failure.
-const MAX_TRACKED: usize = 10_000;
-
-impl IpBlock {
-    /// `[security]`; `ip_block_after_failures = 0` turns the block off.
-    pub(crate) fn new(security: &Security) -> Self {
-        Self {
-            after: usize::try_from(security.ip_block_after_failures).unwrap_or(usize::MAX),
-            window: Duration::from_secs(security.ip_block_window_s),
-            duration: Duration::from_secs(security.ip_block_duration_s),
-            ips: Mutex::new(HashMap::new()),
-        }
+/// The client `key` belongs to, for a request from `ip` at `now`, or the refusal. A blocked
+/// remote address is refused before its key is looked at. From loopback, where every local
+/// tool shares the address, a valid key passes even while the address is blocked: one tool
+/// left with an old key must not lock out the rest. Only a wrong key counts against the
+/// address (a missing one never does: Claude Code probes without one).
+pub(crate) fn authenticate(
+    keys: &Keys,
+    block: &IpBlock,
+    ip: Option<IpAddr>,
+    key: Option<&str>,
+    now: Instant,
+) -> Result<Arc<Client>, ApiError> {
+    let ip = ip.map(|ip| ip.to_canonical());
+    let peer = Peer::of(ip);
+    let blocked = ip.and_then(|ip| block.blocked(ip, now));
+    if let Some(left) = blocked
+        && peer == Peer::Remote
+    {
+        return Err(ip_blocked(left));
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
-        self.ips.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// How much longer `ip` stays blocked, if it is.
-    pub(crate) fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let ips = self.lock();
-        let until = ips.get(&ip)?.blocked_until?;
-        (until > now).then(|| until - now)
-    }
-
-    /// Counts a failed authentication from `ip`, blocking it when it reaches the limit.
-    pub(crate) fn failed(&self, ip: IpAddr, now: Instant) {
-        if self.after == 0 {
-            return;
+    let found = match key {
+        None => Err(ApiError::unauthenticated(
+            "No API key was given: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
+        )),
+        Some(key) => keys.find(key, peer).ok_or_else(|| {
+            if let Some(ip) = ip {
+                block.failed(ip, now);
+            }
+            ApiError::unauthenticated("The API key is not valid.")
+        }),
+    };
+    match (found, blocked) {
+        (Err(_), Some(left)) => Err(ip_blocked(left)),
+        (Err(err), None) => {
+            super::metrics::refused(super::metrics::Reason::Authentication);
+            Err(err)
         }
-        let mut ips = self.lock();
-        if ips.len() >= MAX_TRACKED {
-            let window = self.window;
-            ips.retain(|_, f| {
-                f.blocked_until.is_some_and(|u| u > now)
-                    || f.recent.back().is_some_and(|t| now - *t < window)
-            });
-        }
-        let failures = ips.entry(ip).or_default();
-        while failures
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= self.window)
-        {
-            failures.recent.pop_front();
-        }
-        failures.recent.push_back(now);
-        if failures.recent.len() >= self.after {
-            failures.recent.clear();
-            failures.blocked_until = Some(now + self.duration);
-            tracing::warn!(%ip, seconds = self.duration.as_secs(), "blocking an address after repeated failed authentications");
-        }
+        (Ok(client), _) => Ok(client),
     }
 }
 
@@ -308,9 +332,8 @@ pub(crate) fn client(extensions: &Extensions) -> Result<Arc<Client>, ApiError> {
         .ok_or_else(|| ApiError::internal("The request reached a handler without authentication."))
 }
 
-/// The middleware in front of every authenticated route: IP block (403), key (401), then the
-/// handler, then the rate-limit headers on its answer. Only a wrong key counts against the
-/// address; a missing key never does (Claude Code probes without one).
+/// The middleware in front of every authenticated route: [`authenticate`] (403 or 401), then
+/// the handler, then the rate-limit headers on its answer.
 pub(crate) async fn layer(
     State(state): State<Arc<AppState>>,
     mut request: Request,
@@ -319,40 +342,11 @@ pub(crate) async fn layer(
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical());
-    let now = Instant::now();
-    if let Some(ip) = ip
-        && let Some(left) = state.ip_block.blocked(ip, now)
-    {
-        super::metrics::refused(super::metrics::Reason::IpBlocked);
-        let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        return ApiError::with_status(
-            StatusCode::FORBIDDEN,
-            "ip_blocked",
-            format!(
-                "This address is blocked after too many failed authentications. Try again in {seconds} seconds."
-            ),
-        )
-        .retry_after(Some(seconds))
-        .into_response();
-    }
-    let found = match presented_key(request.headers()) {
-        None => Err(ApiError::unauthenticated(
-            "No API key was given: send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.",
-        )),
-        Some(key) => state.keys.find(key).ok_or_else(|| {
-            if let Some(ip) = ip {
-                state.ip_block.failed(ip, now);
-            }
-            ApiError::unauthenticated("The API key is not valid.")
-        }),
-    };
-    let client = match found {
+        .map(|c| c.0.ip());
+    let key = presented_key(request.headers());
+    let client = match authenticate(&state.keys, &state.ip_block, ip, key, Instant::now()) {
         Ok(client) => client,
-        Err(err) => {
-            super::metrics::refused(super::metrics::Reason::Authentication);
-            return err.into_response();
-        }
+        Err(err) => return err.into_response(),
     };
     request.extensions_mut().insert(Arc::clone(&client));
     let mut response = next.run(request).await;
@@ -366,6 +360,7 @@ pub(crate) async fn layer(
 
 #[cfg(test)]
 mod tests {
+    use super::ip_block::tests::security;
     use super::*;
 
     fn config_key(name: &str, key: &str) -> ClientKey {
@@ -412,12 +407,13 @@ mod tests {
         for secret in [real, "izzi-personal-secret", "izzi-db-secret-1"] {
             assert!(!held.contains(secret), "{held}");
         }
-        assert!(keys.find(real).is_some());
-        assert!(keys.find("izzi-db-secret-1").is_some());
+        assert!(keys.find(real, Peer::Remote).is_some());
+        assert!(keys.find("izzi-db-secret-1", Peer::Remote).is_some());
+        assert!(keys.find("izzi-personal-secret", Peer::Loopback).is_some());
         let (head, last) = real.split_at(real.len() - 1);
         assert_eq!(last, "f");
         for guess in [head, &format!("{head}e"), &format!("{real}0"), "", " "] {
-            assert!(keys.find(guess).is_none(), "{guess:?}");
+            assert!(keys.find(guess, Peer::Loopback).is_none(), "{guess:?}");
         }
     }
 
@@ -433,41 +429,34 @@ mod tests {
 
     #[test]
     fn config_keys_take_plan_limits_and_overrides() {
-        let keys = Keys::new(
-            &[config_key("ci", "izzi-ci-0000000000")],
-            Some("stored"),
-            &[],
-        );
-        let ci = keys.find("izzi-ci-0000000000").unwrap();
+        let keys = Keys::new(&[config_key("ci", "izzi-ci-0000000000")], None, &[]);
+        let ci = keys.find("izzi-ci-0000000000", Peer::Remote).unwrap();
         assert_eq!(
             (ci.limits.rpm, ci.limits.concurrent, ci.limits.daily),
             (600, 1, 100)
         );
         assert_eq!(ci.credits, Some(Decimal::from(3)));
-        assert!(
-            keys.find("stored").is_none(),
-            "the personal key is only for key-less configs"
-        );
-        assert!(Keys::new(&[], Some("stored"), &[]).find("stored").is_some());
+        assert_eq!(ci.source, KeySource::Config);
     }
 
     #[test]
     fn database_keys_load_reload_and_revoke() {
         let keys = Keys::new(&[config_key("ci", "izzi-ci-0000000000")], None, &[]);
-        assert!(keys.find("izzi-db-1").is_none());
+        assert!(keys.find("izzi-db-1", Peer::Remote).is_none());
         keys.reload(&[stored("db", "izzi-db-1", false)]);
-        let db = keys.find("izzi-db-1").unwrap();
+        let db = keys.find("izzi-db-1", Peer::Remote).unwrap();
         assert_eq!(
             (db.plan, db.limits.concurrent, db.limits.rpm),
             (Plan::Max, 9, 90)
         );
         assert_eq!(db.budget, Some(Decimal::from(5)));
+        assert_eq!(db.source, KeySource::Created);
         keys.reload(&[stored("db", "izzi-db-1", true)]);
-        assert!(keys.find("izzi-db-1").is_none());
+        assert!(keys.find("izzi-db-1", Peer::Remote).is_none());
         // A database key cannot take over a config key's name (and so its account).
         keys.reload(&[stored("ci", "izzi-db-2", false)]);
-        assert!(keys.find("izzi-db-2").is_none());
-        assert!(keys.find("izzi-ci-0000000000").is_some());
+        assert!(keys.find("izzi-db-2", Peer::Remote).is_none());
+        assert!(keys.find("izzi-ci-0000000000", Peer::Remote).is_some());
     }
 
     #[test]
@@ -478,62 +467,141 @@ mod tests {
             &[stored("db", "izzi-db-1", false)],
         );
         keys.set_config(&[config_key("ci2", "izzi-ci2-000000000")]);
-        assert!(keys.find("izzi-ci-0000000000").is_none());
-        assert_eq!(keys.find("izzi-ci2-000000000").unwrap().name, "ci2");
-        assert_eq!(keys.find("izzi-db-1").unwrap().name, "db");
+        assert!(keys.find("izzi-ci-0000000000", Peer::Remote).is_none());
+        assert_eq!(
+            keys.find("izzi-ci2-000000000", Peer::Remote).unwrap().name,
+            "ci2"
+        );
+        assert_eq!(keys.find("izzi-db-1", Peer::Remote).unwrap().name, "db");
         // The next re-read of the database keeps the reloaded config's keys.
         keys.reload(&[stored("db", "izzi-db-1", false)]);
-        assert!(keys.find("izzi-ci2-000000000").is_some());
+        assert!(keys.find("izzi-ci2-000000000", Peer::Remote).is_some());
     }
 
+    /// The key `izzi setup` stored serves loopback beside every other key, is never accepted
+    /// from elsewhere, and keeps its own account even next to a key named `personal` (the name
+    /// it went by when it was the only key).
     #[test]
-    fn a_created_key_retires_the_personal_key() {
-        let keys = Keys::new(&[], Some("stored"), &[]);
-        assert!(!keys.has_client_keys());
-        keys.reload(&[stored("db", "izzi-db-1", false)]);
-        assert!(keys.has_client_keys());
-        assert!(keys.find("stored").is_none());
-        keys.reload(&[stored("db", "izzi-db-1", true)]);
-        assert_eq!(keys.find("stored").unwrap().name, PERSONAL);
-    }
-
-    #[test]
-    fn failures_in_the_window_block_for_the_duration() {
-        let block = IpBlock::new(&Security {
-            ip_block_after_failures: 3,
-            ip_block_window_s: 10,
-            ip_block_duration_s: 100,
-        });
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let other: IpAddr = "10.0.0.2".parse().unwrap();
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        block.failed(ip, at(0));
-        block.failed(ip, at(1_000));
-        // The first failure has left the window when the third arrives.
-        block.failed(ip, at(10_000));
-        assert_eq!(block.blocked(ip, at(10_000)), None);
-        block.failed(ip, at(10_500));
+    fn the_setup_key_serves_loopback_beside_other_keys_and_never_remote() {
+        let keys = Keys::new(&[], Some("izzi-setup-key-0"), &[]);
+        assert!(!keys.has_client_keys() && !keys.is_empty());
+        let alone = keys.find("izzi-setup-key-0", Peer::Loopback).unwrap();
         assert_eq!(
-            block.blocked(ip, at(10_500)),
-            Some(Duration::from_secs(100))
+            (alone.name.as_str(), alone.source, alone.plan),
+            (SETUP_KEY_NAME, KeySource::Setup, SETUP_KEY_PLAN)
         );
-        assert_eq!(block.blocked(other, at(10_500)), None);
-        assert_eq!(block.blocked(ip, at(110_500)), None);
+        assert!(keys.find("izzi-setup-key-0", Peer::Remote).is_none());
+        keys.reload(&[stored("personal", "izzi-db-1", false)]);
+        assert!(keys.has_client_keys());
+        assert_eq!(
+            keys.find("izzi-setup-key-0", Peer::Loopback).unwrap(),
+            alone
+        );
+        assert!(keys.find("izzi-setup-key-0", Peer::Remote).is_none());
+        let created = keys.find("izzi-db-1", Peer::Loopback).unwrap();
+        assert_eq!(created.name, "personal");
+        assert_ne!(created.name, alone.name);
+        let config = Keys::new(
+            &[config_key("personal", "izzi-config-1")],
+            Some("izzi-setup-key-0"),
+            &[],
+        );
+        let named = config.find("izzi-config-1", Peer::Loopback).unwrap();
+        let setup = config.find("izzi-setup-key-0", Peer::Loopback).unwrap();
+        assert_ne!(named.name, setup.name);
+        assert_eq!(
+            (named.source, setup.source),
+            (KeySource::Config, KeySource::Setup)
+        );
+        // `accept_stored_key = false` passes no key here.
+        let off = Keys::new(&[], None, &[]);
+        assert!(off.is_empty());
+        assert!(off.find("izzi-setup-key-0", Peer::Loopback).is_none());
     }
 
     #[test]
-    fn zero_failures_turns_the_block_off() {
-        let block = IpBlock::new(&Security {
-            ip_block_after_failures: 0,
-            ip_block_window_s: 10,
-            ip_block_duration_s: 100,
-        });
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let now = Instant::now();
-        for _ in 0..100 {
-            block.failed(ip, now);
+    fn loopback_means_127_0_0_0_8_and_ipv6_loopback_mapped_or_not() {
+        for ip in ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(Peer::of(Some(ip.parse().unwrap())), Peer::Loopback, "{ip}");
         }
-        assert_eq!(block.blocked(ip, now), None);
+        for ip in ["10.0.0.1", "::ffff:10.0.0.1", "0.0.0.0", "fe80::1"] {
+            assert_eq!(Peer::of(Some(ip.parse().unwrap())), Peer::Remote, "{ip}");
+        }
+        assert_eq!(Peer::of(None), Peer::Remote);
+    }
+
+    /// Ten wrong keys block the address. From a remote address every request is then refused
+    /// before its key is looked at; from loopback a valid key still passes (another local tool
+    /// kept an old key), while a wrong or missing one is refused by the block, and a wrong one
+    /// still counts.
+    #[test]
+    fn a_block_refuses_everything_remote_and_only_wrong_keys_from_loopback() {
+        let keys = Keys::new(
+            &[config_key("ci", "izzi-ci-0000000000")],
+            Some("izzi-setup-key-0"),
+            &[],
+        );
+        let block = IpBlock::new(&security(10));
+        let now = Instant::now();
+        let status = |ip: &str, key: Option<&str>| {
+            authenticate(&keys, &block, Some(ip.parse().unwrap()), key, now)
+                .map(|c| c.name.clone())
+                .map_err(|e| e.into_response().status().as_u16())
+        };
+        for ip in ["10.1.2.3", "127.0.0.1"] {
+            for _ in 0..9 {
+                assert_eq!(status(ip, Some("izzi-wrong-000000")), Err(401), "{ip}");
+            }
+            assert_eq!(
+                status(ip, None),
+                Err(401),
+                "{ip}: a missing key does not count"
+            );
+            assert_eq!(status(ip, Some("izzi-wrong-000000")), Err(401), "{ip}");
+            assert_eq!(status(ip, Some("izzi-wrong-000000")), Err(403), "{ip}");
+        }
+        assert_eq!(status("10.1.2.3", Some("izzi-ci-0000000000")), Err(403));
+        assert_eq!(status("10.1.2.3", None), Err(403));
+        assert_eq!(
+            status("127.0.0.1", Some("izzi-ci-0000000000")),
+            Ok("ci".to_owned())
+        );
+        assert_eq!(
+            status("127.0.0.1", Some("izzi-setup-key-0")),
+            Ok(SETUP_KEY_NAME.to_owned())
+        );
+        assert_eq!(status("127.0.0.1", None), Err(403));
+        // The setup key is a wrong key from anywhere else, and counts as one.
+        let block = IpBlock::new(&security(1));
+        let keys = &keys;
+        let remote = authenticate(
+            keys,
+            &block,
+            Some("10.9.9.9".parse().unwrap()),
+            Some("izzi-setup-key-0"),
+            now,
+        );
+        assert_eq!(
+            remote.unwrap_err().into_response().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(block.blocked("10.9.9.9".parse().unwrap(), now).is_some());
+        // Other loopback addresses and the IPv4-mapped form are loopback too.
+        let block = IpBlock::new(&security(1));
+        for ip in ["127.0.0.2", "::ffff:127.0.0.1"] {
+            let wrong = authenticate(keys, &block, Some(ip.parse().unwrap()), Some("x"), now);
+            assert_eq!(
+                wrong.unwrap_err().into_response().status(),
+                StatusCode::UNAUTHORIZED
+            );
+            let valid = authenticate(
+                keys,
+                &block,
+                Some(ip.parse().unwrap()),
+                Some("izzi-ci-0000000000"),
+                now,
+            );
+            assert_eq!(valid.unwrap().name, "ci", "{ip}");
+        }
     }
 }

@@ -663,6 +663,7 @@ mod tests {
     fn client() -> Client {
         Client {
             name: "k".into(),
+            source: crate::config::KeySource::Config,
             plan: Plan::Pro,
             limits: Limits {
                 rpm: 100,

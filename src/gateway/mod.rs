@@ -90,11 +90,10 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         anyhow::Ok((store, stored_keys, limiter))
     })
     .await??;
-    let keys = Arc::new(auth::Keys::new(
-        &config.keys,
-        stored_key.as_deref(),
-        &stored_keys,
-    ));
+    let setup_key = stored_key
+        .as_deref()
+        .filter(|_| config.security.accept_stored_key);
+    let keys = Arc::new(auth::Keys::new(&config.keys, setup_key, &stored_keys));
     let host = options.host.unwrap_or(config.server.host);
     let port = options.port.unwrap_or(config.server.port);
     if !host.is_loopback() && !keys.has_client_keys() {
@@ -104,7 +103,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     }
     if keys.is_empty() {
         tracing::warn!(
-            "no client keys and no stored key: every request will get 401; run `izzi setup --key KEY` or `izzi keys create --name NAME`"
+            "no client keys and no stored key accepted (`accept_stored_key`): every request will get 401; run `izzi setup --key KEY` or `izzi keys create --name NAME`"
         );
     }
     let client = upstream::client(&config.server)?;

@@ -1,7 +1,9 @@
-//! HTTP wiring: routes under the three prefixes, the fallbacks, graceful shutdown. No business
-//! rules.
+//! HTTP wiring: routes under the three prefixes, the fallbacks, the accept loop with its
+//! timeouts and idle cutoffs, graceful shutdown. No business rules.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -10,10 +12,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use super::AppState;
@@ -60,8 +63,8 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
 /// waits for the ledger to commit their rows. Each SIGHUP reloads the config (`reload`).
 ///
 /// Connections are served by hyper directly (not `axum::serve`) for what a gateway facing
-/// hostile clients needs: a header read timeout against slow senders, a cap on open
-/// connections, and graceful shutdown that waits for streams.
+/// hostile clients needs: a header read timeout against slow senders, the same idle cutoff for
+/// HTTP/1 and HTTP/2, a cap on open connections, and graceful shutdown that waits for streams.
 pub(crate) async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -75,7 +78,9 @@ pub(crate) async fn run(
     let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     let live = Arc::new(ArcSwap::from_pointee(Live::new(state)));
     let reloader = tokio::spawn(reload_on_hangup(Arc::clone(&live), source, hangups));
-    let graceful = GracefulShutdown::new();
+    // Shutdown is sent once; every connection holds a receiver until it ends, so the sender
+    // knows when the last one has.
+    let (stop, _) = watch::channel(());
     let mut signal = std::pin::pin!(shutdown_signal());
     loop {
         let slot = tokio::select! {
@@ -96,15 +101,7 @@ pub(crate) async fn run(
         };
         let _ = stream.set_nodelay(true);
         let live = Arc::clone(&live);
-        // Each request takes the state current when it arrives and keeps it to its end.
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(remote));
-            live.load()
-                .app
-                .clone()
-                .oneshot(request.map(axum::body::Body::new))
-        });
-        let watcher = graceful.watcher();
+        let stopped = stop.subscribe();
         tokio::spawn(async move {
             let _slot = slot;
             // hyper's header timeout starts at the first byte: a client that connects and
@@ -115,16 +112,35 @@ pub(crate) async fn run(
             };
             let io = TokioIo::new(stream);
             let served = if h2 {
+                // hyper cuts an idle HTTP/1 connection with its header timeout, which also runs
+                // between requests; HTTP/2 has no such timer, so the same cutoff is kept here.
+                let in_flight = InFlight::default();
+                let counted = in_flight.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let busy = counted.start();
+                    let call = serve(&live, remote, request);
+                    async move {
+                        let response = call.await?;
+                        Ok::<_, std::convert::Infallible>(
+                            response.map(|body| Counted { body, _busy: busy }),
+                        )
+                    }
+                });
                 let connection = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .serve_connection(io, service);
-                watcher.watch(connection).await
+                let idle = || in_flight.idle_for(header_timeout);
+                drive(connection, |c| c.graceful_shutdown(), stopped, idle).await
             } else {
+                let service =
+                    hyper::service::service_fn(move |request| serve(&live, remote, request));
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
                     .serve_connection(io, service);
-                watcher.watch(connection).await
+                // hyper ends an idle connection itself.
+                let idle = std::future::pending;
+                drive(connection, |c| c.graceful_shutdown(), stopped, idle).await
             };
             if let Err(err) = served {
                 tracing::debug!(error = %err, %remote, "connection ended with an error");
@@ -138,10 +154,8 @@ pub(crate) async fn run(
         grace_s = grace.as_secs(),
         "shutting down: finishing in-flight requests"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop.send(());
+    if tokio::time::timeout(grace, stop.closed()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within the grace period; closing them");
     }
     // Requests still running after the grace period write their rows when the runtime drops
@@ -150,6 +164,118 @@ pub(crate) async fn run(
     state.limits.flush().await;
     tracing::info!("usage ledger flushed");
     Ok(())
+}
+
+/// One request through the app, with the client's address for the auth layer. It takes the
+/// state current when it arrives and keeps it to its end.
+fn serve(
+    live: &ArcSwap<Live>,
+    remote: std::net::SocketAddr,
+    mut request: hyper::Request<Incoming>,
+) -> tower::util::Oneshot<Router, Request> {
+    request.extensions_mut().insert(ConnectInfo(remote));
+    live.load()
+        .app
+        .clone()
+        .oneshot(request.map(axum::body::Body::new))
+}
+
+/// Serves `connection` until it ends. When the server shuts down, or `idle()` resolves first,
+/// the connection is asked (`close`) to finish the requests it has and end. One closed for
+/// being idle is dropped when `idle()` resolves again: HTTP/2 sends GOAWAY and waits for the
+/// client to answer a PING, which a stuck client never does, and a request that crossed the
+/// GOAWAY is still served.
+async fn drive<C, E, F>(
+    connection: C,
+    close: impl FnOnce(Pin<&mut C>),
+    mut stop: watch::Receiver<()>,
+    idle: impl Fn() -> F,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+    F: Future<Output = ()>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let was_idle = tokio::select! {
+        served = connection.as_mut() => return served,
+        _ = stop.changed() => false,
+        () = idle() => true,
+    };
+    close(connection.as_mut());
+    if was_idle {
+        return tokio::select! {
+            served = connection.as_mut() => served,
+            () = idle() => Ok(()),
+        };
+    }
+    // `stop` lives until the connection ends: shutdown waits for that.
+    connection.await
+}
+
+/// How many requests one HTTP/2 connection has in flight, answers still streaming included.
+#[derive(Clone, Default)]
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    /// Counts a request until the returned guard drops.
+    fn start(&self) -> Busy {
+        self.0.send_modify(|n| *n += 1);
+        Busy(Arc::clone(&self.0))
+    }
+
+    /// Resolves once no request has been in flight for `cutoff`.
+    fn idle_for(&self, cutoff: Duration) -> impl Future<Output = ()> + use<> {
+        let mut count = self.0.subscribe();
+        async move {
+            loop {
+                // `wait_for`'s guard is dropped at once: nothing is held across an await.
+                if count.wait_for(|n| *n == 0).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(cutoff) => return,
+                    // A request started (and perhaps already ended): wait again from the start.
+                    _ = count.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// One request in flight; counted down when dropped.
+struct Busy(Arc<watch::Sender<usize>>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// A response body that keeps its request in flight until hyper is done with it (sent whole,
+/// or dropped when the stream is reset).
+struct Counted {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The state new requests get, and the routes built on it.

@@ -1,8 +1,9 @@
 //! Applying plans and undoing them, once for all tools. For each file: back up the original (or
 //! note that it is new) in the manifest first, then replace the file atomically with its
-//! permissions kept; so an interrupted run leaves whole files only, and undo still knows every
-//! file it touched. Undo restores byte for byte and removes what setup created; a file the user
-//! changed since is restored too, with the user's version kept beside the backups.
+//! permissions kept (a file that holds the key ends 0600); so an interrupted run leaves whole
+//! files only, and undo still knows every file it touched. Undo restores byte for byte, with the
+//! original mode, and removes what setup created; a file the user changed since is restored too,
+//! with the user's version kept beside the backups.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,9 @@ pub(crate) struct Applied {
     pub(crate) written: Vec<PathBuf>,
     /// Files skipped, each a sentence.
     pub(crate) problems: Vec<String>,
+    /// Files that now hold the key and were open to others before: each made private (0600),
+    /// with the mode it had.
+    pub(crate) made_private: Vec<(PathBuf, u32)>,
 }
 
 /// Writes each tool's edits. `progress` is called after each file.
@@ -31,7 +35,12 @@ pub(crate) fn apply(
     let mut applied = Applied::default();
     for (tool, edit) in changes {
         match apply_one(store, &mut manifest, base_url, tool, edit) {
-            Ok(()) => applied.written.push(edit.path.clone()),
+            Ok(was) => {
+                if let Some(was) = was {
+                    applied.made_private.push((edit.path.clone(), was));
+                }
+                applied.written.push(edit.path.clone());
+            }
             Err(err) => applied.problems.push(format!("{err:#}")),
         }
         progress(&edit.path);
@@ -40,13 +49,14 @@ pub(crate) fn apply(
     Ok(applied)
 }
 
+/// Writes one edit; returns the mode the file had when writing the key into it made it private.
 fn apply_one(
     store: &Store,
     manifest: &mut Manifest,
     base_url: &str,
     tool: &str,
     edit: &Edit,
-) -> Result<()> {
+) -> Result<Option<u32>> {
     // Dotfile managers link settings files; write through the link, not over it.
     let path = match fs_err::symlink_metadata(&edit.path) {
         Ok(meta) if meta.file_type().is_symlink() => fs_err::canonicalize(&edit.path)?,
@@ -91,13 +101,20 @@ fn apply_one(
     // The manifest knows the file before the file changes: a kill between the two leaves an
     // entry whose file is still the original, which undo handles.
     store.save(manifest)?;
-    let mode = if edit.before.is_none() && edit.secret {
-        Mode::Exact(0o600)
+    // A file that holds the key is the user's alone, whatever mode it had (undo gives that
+    // mode back with the original bytes).
+    let (mode, was) = if edit.secret {
+        let was = crate::files::unix_mode(&path).filter(|m| *m != PRIVATE);
+        (Mode::Exact(PRIVATE), was)
     } else {
-        Mode::Keep
+        (Mode::Keep, None)
     };
-    write_atomic(&path, &edit.after, mode)
+    write_atomic(&path, &edit.after, mode)?;
+    Ok(was)
 }
+
+/// The mode of a file that holds the key.
+const PRIVATE: u32 = 0o600;
 
 fn pause_for_tests(written: usize) {
     if crate::env::pause_after_file() == Some(written) {

@@ -179,7 +179,7 @@ pub(crate) struct Edit {
     /// The file's bytes now; `None` if setup creates it.
     pub(crate) before: Option<Vec<u8>>,
     pub(crate) after: Vec<u8>,
-    /// Holds the key: a new file gets mode 0600, and diffs mask the key.
+    /// Holds the key: the file ends with mode 0600 (new or not), and diffs mask the key.
     pub(crate) secret: bool,
 }
 

@@ -132,6 +132,24 @@ async fn a_low_open_file_limit_is_raised_so_hundreds_of_connections_are_served()
     drop(idle);
 }
 
+/// POSTs `body` to `path` over `h2`, a client speaking HTTP/2 with prior knowledge.
+async fn post_h2(
+    h2: &reqwest::Client,
+    gw: &Gateway,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    let r = h2
+        .post(format!("{}{path}", gw.url))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .expect("HTTP/2 request sent");
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    r
+}
+
 #[tokio::test]
 async fn http2_with_prior_knowledge_and_http1_in_pieces_are_both_served() {
     let mock = Mock::start();
@@ -139,14 +157,7 @@ async fn http2_with_prior_knowledge_and_http1_in_pieces_are_both_served() {
     let chat = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
     // HTTP/2 in plain text, from a client that knows the gateway speaks it.
     let h2 = http_builder().http2_prior_knowledge().build().unwrap();
-    let r = h2
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .bearer_auth(KEY)
-        .json(&chat)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let r = post_h2(&h2, &gw, "/v1/chat/completions", &chat).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion", "{body}");
@@ -177,6 +188,49 @@ async fn http2_with_prior_knowledge_and_http1_in_pieces_are_both_served() {
         "a stalled preface held its connection"
     );
     still_serves(&gw).await;
+}
+
+/// An HTTP/2 connection with no request in flight is closed after the same idle cutoff as an
+/// HTTP/1 one (`header_read_timeout_s`), with a GOAWAY its client understands; a request that
+/// runs longer than the cutoff, silent for longer than it too, is not cut.
+#[tokio::test]
+async fn idle_http2_connections_are_closed_like_http1_ones() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, "[server]\nheader_read_timeout_s = 1\n"));
+    // The preface and an empty SETTINGS frame, then nothing.
+    let mut idle = TcpStream::connect(addr(&gw)).unwrap();
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    idle.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    let took = time_to_close(&mut idle);
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(5)).contains(&took),
+        "an idle HTTP/2 connection stayed open {took:?}"
+    );
+    // The same for HTTP/1 after a request, for comparison.
+    let mut kept = TcpStream::connect(addr(&gw)).unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(time_to_close(&mut kept) < Duration::from_secs(5));
+    let h2 = http_builder().http2_prior_knowledge().build().unwrap();
+    let stream = json!({"model": "sonnet", "max_tokens": 50, "stream": true,
+        "messages": [{"role": "user", "content": "mock:pause_ms=2500"}]});
+    let started = Instant::now();
+    let text = post_h2(&h2, &gw, "/v1/messages", &stream)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(started.elapsed() > Duration::from_secs(2));
+    assert!(text.contains("message_stop"), "{text}\n{}", gw.log());
+    // The connection went idle and was closed with a GOAWAY: the client opens a new one.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let r = h2
+        .get(format!("{}/v1/models", gw.url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]

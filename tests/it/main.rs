@@ -1,6 +1,7 @@
 //! Integration tests: the real `izzi` binary against the mock upstream, over real HTTP, and
 //! against tool config trees in temp homes.
 
+mod access;
 mod config_cli;
 mod count_tokens;
 mod durability;

@@ -32,7 +32,7 @@ pub(crate) struct Sandbox {
     pub(crate) home: PathBuf,
     pub(crate) izzi_home: PathBuf,
     pub(crate) bin: PathBuf,
-    tmp: PathBuf,
+    pub(crate) tmp: PathBuf,
     os: Option<String>,
 }
 
@@ -607,6 +607,64 @@ fn files_setup_creates_with_the_key_are_private_and_existing_modes_stay() {
     )
     .expect("json");
     assert_eq!(secrets["openAiApiKey"], KEY);
+}
+
+/// A file that gains the key is made private whatever its mode was (`~/.claude/settings.json`,
+/// 0644 as most are, gets the key itself when izzi runs from a temporary place), setup says so,
+/// and undo gives back the original bytes with their mode.
+#[cfg(unix)]
+#[test]
+fn a_file_that_gains_the_key_ends_private_and_undo_restores_its_mode() {
+    let sandbox = Sandbox::new();
+    let settings = sandbox.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().expect("parent")).expect("dir");
+    let original = b"{\n  \"model\": \"opus\"\n}\n";
+    std::fs::write(&settings, original).expect("write");
+    chmod(&settings, 0o644);
+    // A temp dir gets cleaned, so a tool cannot run an izzi found there: the key goes in the file.
+    let temporary = sandbox.tmp.join("izzi");
+    if std::fs::hard_link(izzi_bin(), &temporary).is_err() {
+        std::fs::copy(izzi_bin(), &temporary).expect("copy izzi");
+    }
+    let setup = |key: &str| {
+        Command::new(&temporary)
+            .args(["setup", "--yes", "--key", key, "--tools", "claude-code"])
+            .env_clear()
+            .envs(sandbox.env())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run izzi")
+    };
+    let out = setup(KEY);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&settings).expect("read");
+    assert!(written.contains(KEY), "{written}");
+    assert_eq!(mode_of(&settings), 0o600);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "note: `~/.claude/settings.json` now holds the key, so izzi made it private (mode 0600; it was 0644)"
+        ),
+        "{stdout}"
+    );
+    // Written again (a new key): still private, and nothing more to say.
+    let out = setup("izzi-another-key-0000000000");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        std::fs::read_to_string(&settings)
+            .expect("read")
+            .contains("izzi-another-key-0000000000")
+    );
+    assert_eq!(mode_of(&settings), 0o600);
+    assert!(
+        !text(&out.stdout).contains("made it private"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = sandbox.run(&["setup", "--undo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&settings).expect("read"), original);
+    assert_eq!(mode_of(&settings), 0o644);
 }
 
 /// Setup is killed after writing its first file: that file is whole, the next untouched, no

@@ -70,6 +70,20 @@ impl Drop for Mock {
 /// GPT models over Chat Completions, and the given client keys.
 pub(crate) fn mock_config(mock: &Mock, extra: &str) -> String {
     format!(
+        r#"{providers}
+[[keys]]
+name = "test"
+key = "{KEY}"
+plan = "ultra"
+{extra}
+"#,
+        providers = mock_providers(mock)
+    )
+}
+
+/// Both provider kinds pointed at the mock, and no client keys.
+pub(crate) fn mock_providers(mock: &Mock) -> String {
+    format!(
         r#"
 [[providers]]
 name = "anthropic"
@@ -83,12 +97,6 @@ kind = "openai"
 base_url = "{url}/v1"
 api_key = "sk-upstream-openai"
 models = ["*"]
-
-[[keys]]
-name = "test"
-key = "{KEY}"
-plan = "ultra"
-{extra}
 "#,
         url = mock.url
     )

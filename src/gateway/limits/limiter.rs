@@ -233,6 +233,7 @@ mod tests {
     fn client(rpm: u32, concurrent: u32, daily: u32) -> Client {
         Client {
             name: "k".into(),
+            source: crate::config::KeySource::Config,
             plan: Plan::Pro,
             limits: Limits {
                 rpm,
