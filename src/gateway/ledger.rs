@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use super::auth::Keys;
+use super::identity::Keys;
 use crate::catalog::Model;
 use crate::protocol::Usage;
 use crate::store::{Database, Outcome, Row, Seed, UsageSource};
@@ -648,7 +648,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Limits, Plan};
-    use crate::gateway::auth::Client;
+    use crate::gateway::identity::Client;
     use crate::gateway::limits::Limiter;
     use crate::store::{Backend as _, Store};
 

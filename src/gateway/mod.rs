@@ -5,6 +5,7 @@ mod auth;
 mod count;
 mod dispatch;
 mod errors;
+mod identity;
 mod ledger;
 mod life;
 mod limits;
@@ -27,7 +28,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::config::Config;
 
-pub(crate) use auth::hash as hash_key;
+pub(crate) use identity::hash as hash_key;
 #[cfg(feature = "fuzzing")]
 pub(crate) use request::check_shape;
 /// The hosted Izzi API: the gateway's default upstream and `izzi setup`'s default endpoint.
@@ -41,7 +42,7 @@ pub(crate) use routing::Router;
 pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) router: routing::Router,
-    pub(crate) keys: Arc<auth::Keys>,
+    pub(crate) keys: Arc<identity::Keys>,
     pub(crate) ip_block: Arc<auth::IpBlock>,
     pub(crate) limits: Arc<limits::Limits>,
     pub(crate) ledger: ledger::Ledger,
@@ -93,7 +94,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let setup_key = stored_key
         .as_deref()
         .filter(|_| config.security.accept_stored_key);
-    let keys = Arc::new(auth::Keys::new(&config.keys, setup_key, &stored_keys));
+    let keys = Arc::new(identity::Keys::new(&config.keys, setup_key, &stored_keys));
     let host = options.host.unwrap_or(config.server.host);
     let port = options.port.unwrap_or(config.server.port);
     if !host.is_loopback() && !keys.has_client_keys() {

@@ -13,10 +13,11 @@ use bytes::Bytes;
 use rust_decimal::Decimal;
 
 use super::AppState;
-use super::auth::{self, Client};
+use super::auth;
 use super::count::count_locally;
 use super::dispatch::{self, Answer, Outgoing};
 use super::errors::ApiError;
+use super::identity::Client;
 use super::ledger::Output;
 use super::life::Life;
 use super::limits::{Admission, Refusal};

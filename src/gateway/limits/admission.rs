@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use super::headers::RateHeaders;
 use super::limiter::Limiter;
 use super::shared;
-use crate::gateway::auth::Client;
+use crate::gateway::identity::Client;
 use crate::gateway::ledger::Settle;
 
 /// A new request id: 128 random bits in hex. Names the ledger row and the shared lease.

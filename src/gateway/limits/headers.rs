@@ -7,7 +7,7 @@ use axum::response::Response;
 use jiff::Timestamp;
 
 use crate::config::Plan;
-use crate::gateway::auth::Client;
+use crate::gateway::identity::Client;
 use crate::store::MINUTE;
 
 /// The rate-limit headers of one authenticated response.

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use super::admission::{Admission, Backend};
 use super::headers::RateHeaders;
 use super::refusal::{Decision, Refused};
-use crate::gateway::auth::Client;
+use crate::gateway::identity::Client;
 use crate::store::{self, Account, DAY, MINUTE};
 
 /// One key name's live state.

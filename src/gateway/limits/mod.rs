@@ -25,8 +25,8 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 
-use super::auth::Client;
 use super::errors::ApiError;
+use super::identity::Client;
 use super::ledger::SeedSource;
 use super::metrics::Reason;
 use crate::config::OnUnavailable;

@@ -30,7 +30,7 @@ use super::headers::RateHeaders;
 use super::limiter::Limiter;
 use super::refusal::{Decision, Refused};
 use crate::config::OnUnavailable;
-use crate::gateway::auth::Client;
+use crate::gateway::identity::Client;
 use crate::gateway::ledger::SeedSource;
 use crate::store::{self, DAY, MINUTE, Seed};
 
