@@ -316,6 +316,29 @@ impl ChatEvent {
     }
 }
 
+/// The text of a Chat answer's content: the string, or its text parts joined.
+fn answer_text(content: Option<openai::Content>) -> String {
+    match content {
+        Some(openai::Content::Text(text)) => text,
+        Some(openai::Content::Parts(parts)) => parts
+            .into_iter()
+            .filter_map(|p| match p {
+                openai::Part::Known(openai::KnownPart::Text { text }) => Some(text),
+                _ => None,
+            })
+            .collect(),
+        None => String::new(),
+    }
+}
+
+/// Writes one named event of a translated stream.
+fn write_named<T: Serialize>(out: &mut BytesMut, name: &str, event: &T) {
+    match serde_json::to_vec(event) {
+        Ok(data) => sse::write_event(out, Some(name), &data),
+        Err(err) => tracing::warn!(%err, "could not encode a stream event"),
+    }
+}
+
 /// An upstream SSE event of an Anthropic stream; `None` for unknown event types (which the
 /// protocol says to ignore).
 fn parse_anthropic(event: &sse::Event) -> Option<anthropic::StreamEvent> {

@@ -5,7 +5,7 @@ use super::{input, text_block};
 use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
 use crate::translate::names::{self, ToolNames};
-use crate::translate::{Target, ids};
+use crate::translate::{Target, answer_text, ids};
 
 /// Chat's finish reason as Anthropic's stop reason; a tool turn is `tool_use` whatever the
 /// upstream said (some say `stop`).
@@ -60,17 +60,7 @@ pub(crate) fn response(resp: oa::Response, target: &Target<'_>, names: &ToolName
             signature: None,
         }));
     }
-    let text = match message.content {
-        Some(oa::Content::Text(text)) => text,
-        Some(oa::Content::Parts(parts)) => parts
-            .into_iter()
-            .filter_map(|p| match p {
-                oa::Part::Known(oa::KnownPart::Text { text }) => Some(text),
-                _ => None,
-            })
-            .collect(),
-        None => String::new(),
-    };
+    let text = answer_text(message.content);
     if !text.is_empty() {
         content.push(text_block(text));
     }

@@ -3,11 +3,11 @@
 use bytes::BytesMut;
 
 use super::response::{stop_reason, tool_id, usage};
+use crate::protocol::Format;
 use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
-use crate::protocol::{Format, sse};
 use crate::translate::names::ToolNames;
-use crate::translate::{CUT, ChatEvent, Slots, Target, ids};
+use crate::translate::{CUT, ChatEvent, Slots, Target, ids, write_named};
 
 /// What kind of block is open in the client's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +60,7 @@ impl Stream {
     }
 
     fn write(out: &mut BytesMut, event: &an::StreamEvent) {
-        match serde_json::to_vec(event) {
-            Ok(data) => sse::write_event(out, Some(event.name()), &data),
-            Err(err) => tracing::warn!(%err, "could not encode a stream event"),
-        }
+        write_named(out, event.name(), event);
     }
 
     /// One upstream item; the client's events are appended to `out`.

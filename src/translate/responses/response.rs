@@ -5,7 +5,7 @@ use super::encrypted;
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem};
 use crate::translate::names::ToolNames;
-use crate::translate::{Target, ids};
+use crate::translate::{Target, answer_text, ids};
 
 /// Chat's finish reason as a Responses status and incomplete reason.
 pub(super) fn status(finish: Option<&str>) -> (&'static str, Option<rs::IncompleteDetails>) {
@@ -127,17 +127,7 @@ pub(crate) fn response(resp: oa::Response, target: &Target<'_>, names: &ToolName
             ));
         }
     }
-    let mut text = match message.content {
-        Some(oa::Content::Text(text)) => text,
-        Some(oa::Content::Parts(parts)) => parts
-            .into_iter()
-            .filter_map(|p| match p {
-                oa::Part::Known(oa::KnownPart::Text { text }) => Some(text),
-                _ => None,
-            })
-            .collect(),
-        None => String::new(),
-    };
+    let mut text = answer_text(message.content);
     if let Some(refusal) = message.refusal {
         text.push_str(&refusal);
     }

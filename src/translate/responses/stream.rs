@@ -10,9 +10,8 @@ use super::response::{
 };
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem, StreamEvent};
-use crate::protocol::sse;
 use crate::translate::names::ToolNames;
-use crate::translate::{CUT, ChatEvent, Slots, Target, ids};
+use crate::translate::{CUT, ChatEvent, Slots, Target, ids, write_named};
 
 /// The Chat-chunks-to-Responses-events state machine: one output item open at a time, each
 /// opened before its deltas, `sequence_number` rising from 0, everything closed before
@@ -67,10 +66,7 @@ impl Stream {
             sequence_number: self.seq,
         };
         self.seq += 1;
-        match serde_json::to_vec(&numbered) {
-            Ok(data) => sse::write_event(out, Some(event.name()), &data),
-            Err(err) => tracing::warn!(%err, "could not encode a stream event"),
-        }
+        write_named(out, event.name(), &numbered);
     }
 
     /// One upstream item; the client's events are appended to `out`.
