@@ -8,7 +8,8 @@
 //! Chat ↔ Messages are the primary pairs (`messages_to_chat`, `chat_to_messages`, one module
 //! per direction); Responses maps onto Chat (`responses`), so Responses toward an
 //! Anthropic-kind provider is the composition Responses → Chat → Messages, and its answers
-//! Messages → Chat → Responses.
+//! Messages → Chat → Responses. Each of the three has a `request`, a `response` and a `stream`
+//! file.
 
 mod chat_to_messages;
 mod messages_to_chat;
