@@ -7,7 +7,8 @@ use super::response::{finish_reason, usage};
 use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
 use crate::translate::names::ToolNames;
-use crate::translate::{CUT, ChatEvent, Target, dropped, ids};
+use crate::translate::stream::{CUT, ChatEvent};
+use crate::translate::{Target, dropped, ids};
 
 /// What a content block open in the upstream stream is.
 #[derive(Debug)]

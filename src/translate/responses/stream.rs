@@ -11,7 +11,8 @@ use super::response::{
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem, StreamEvent};
 use crate::translate::names::ToolNames;
-use crate::translate::{CUT, ChatEvent, Slots, Target, ids, write_named};
+use crate::translate::stream::{CUT, ChatEvent, Slots, write_named};
+use crate::translate::{Target, ids};
 
 /// The Chat-chunks-to-Responses-events state machine: one output item open at a time, each
 /// opened before its deltas, `sequence_number` rising from 0, everything closed before

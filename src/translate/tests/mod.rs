@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use serde_json::Value;
 
 use super::*;
+use crate::protocol::sse;
 
 const CREATED: u64 = 1_750_000_000;
 
