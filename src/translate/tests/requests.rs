@@ -1,4 +1,5 @@
-//! Pitfalls of requests (protocols.md §4.7 to §4.11) and the refusals that name their field.
+//! Pitfalls of requests (protocols.md §4.7, §4.8, §4.10, §4.11) and the refusals that name
+//! their field (§3.9).
 
 use serde_json::{Value, json};
 

@@ -1,6 +1,6 @@
-//! Pitfalls of streams (protocols.md §4.1 to §4.5, §4.12) in every direction, and what each
-//! stream machine owes the gateway: error events at the end, usage and completion read, the
-//! first event written at once.
+//! Pitfalls of streams (protocols.md §4.1, §4.2, §4.4, §4.5, §4.12) in every direction, and
+//! what each stream machine owes the gateway: error events at the end, usage and completion
+//! read, the first event written at once.
 
 use bytes::BytesMut;
 use serde_json::json;
