@@ -21,7 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorKind};
 use super::identity::{Client, Keys, Peer, presented_key};
 use super::limits::RateHeaders;
 pub(crate) use ip_block::IpBlock;
@@ -32,7 +32,7 @@ fn ip_blocked(left: Duration) -> ApiError {
     let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
     ApiError::with_status(
         StatusCode::FORBIDDEN,
-        "ip_blocked",
+        ErrorKind::IpBlocked,
         format!(
             "This address is blocked after too many failed authentications. Try again in {seconds} seconds."
         ),

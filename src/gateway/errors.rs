@@ -6,20 +6,38 @@ use axum::response::{IntoResponse, Response};
 
 use crate::protocol::error_json;
 use crate::protocol::json::without_values;
+use crate::wire::wire_enum;
+
+wire_enum! {
+    /// The seed's error `type`s.
+    ErrorKind {
+        InvalidRequest = "invalid_request_error",
+        Authentication = "authentication_error",
+        NotFound = "not_found",
+        InsufficientBalance = "insufficient_balance",
+        BudgetExceeded = "budget_exceeded",
+        QuotaExceeded = "quota_exceeded",
+        RateLimit = "rate_limit_error",
+        IpBlocked = "ip_blocked",
+        Upstream = "upstream_error",
+        Connection = "connection_error",
+        Server = "server_error",
+    }
+}
 
 /// An error answered to a client in the seed's JSON shape.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     /// The seed's error type (`invalid_request_error`, `rate_limit_error`, …).
-    pub(crate) kind: &'static str,
+    pub(crate) kind: ErrorKind,
     pub(crate) message: String,
     /// Seconds for `Retry-After` (429s and some 402s).
     pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -30,24 +48,24 @@ impl ApiError {
 
     /// 400 `invalid_request_error`.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidRequest, message)
     }
 
     /// 401 `authentication_error`.
     pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::Authentication, message)
     }
 
     /// 404 `not_found`.
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
     }
 
     /// 413 `invalid_request_error`: the body is over `max_body_bytes`.
     pub(crate) fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
+            ErrorKind::InvalidRequest,
             format!(
                 "The request body is larger than the gateway's limit of {limit} bytes (`server.max_body_bytes`)."
             ),
@@ -58,30 +76,34 @@ impl ApiError {
     pub(crate) fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
+            ErrorKind::InvalidRequest,
             "This method is not allowed on this path.",
         )
     }
 
     /// 502 `upstream_error`: the provider answered with an error we do not pass on as is.
     pub(crate) fn upstream(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+        Self::new(StatusCode::BAD_GATEWAY, ErrorKind::Upstream, message)
     }
 
     /// 502 `connection_error`: the provider could not be reached, or did not answer in time.
     pub(crate) fn connection(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "connection_error", message)
+        Self::new(StatusCode::BAD_GATEWAY, ErrorKind::Connection, message)
     }
 
     /// 500 `server_error`.
     pub(crate) fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Server,
+            message,
+        )
     }
 
     /// Any status and type (upstream statuses passed on).
     pub(crate) fn with_status(
         status: StatusCode,
-        kind: &'static str,
+        kind: ErrorKind,
         message: impl Into<String>,
     ) -> Self {
         Self::new(status, kind, message)
@@ -100,11 +122,12 @@ impl IntoResponse for ApiError {
         // answer that a JSON error quoted.
         let logged = without_values(&self.message);
         if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), kind = self.kind, message = %logged, "request failed");
+            tracing::warn!(status = self.status.as_u16(), kind = self.kind.as_str(), message = %logged, "request failed");
         } else {
-            tracing::debug!(status = self.status.as_u16(), kind = self.kind, message = %logged, "request refused");
+            tracing::debug!(status = self.status.as_u16(), kind = self.kind.as_str(), message = %logged, "request refused");
         }
-        let mut response = (self.status, error_json(self.kind, &self.message)).into_response();
+        let mut response =
+            (self.status, error_json(self.kind.as_str(), &self.message)).into_response();
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -10,7 +10,7 @@ use bytes::{Buf as _, Bytes};
 use http_body_util::BodyExt as _;
 
 use super::AppState;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorKind};
 use super::routing::Route;
 use crate::config::Server;
 use crate::protocol::Format;
@@ -38,7 +38,7 @@ pub(super) async fn read_body(
     else {
         return Err(ApiError::with_status(
             StatusCode::REQUEST_TIMEOUT,
-            "invalid_request_error",
+            ErrorKind::InvalidRequest,
             format!(
                 "The request body did not arrive within {} seconds.",
                 timeout.as_secs()

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use reqwest::Url;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorKind};
 use super::routing::Provider;
 use crate::config::Server;
 use crate::protocol::Kind;
@@ -271,12 +271,12 @@ pub(crate) fn error_from_status(
     match status.as_u16() {
         429 => ApiError::with_status(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
+            ErrorKind::RateLimit,
             format!("The upstream provider `{provider}` is rate limiting: {message}"),
         )
         .retry_after(retry_after),
-        400 | 413 | 422 => ApiError::with_status(status, "invalid_request_error", message),
-        404 => ApiError::with_status(status, "not_found", message),
+        400 | 413 | 422 => ApiError::with_status(status, ErrorKind::InvalidRequest, message),
+        404 => ApiError::with_status(status, ErrorKind::NotFound, message),
         code => ApiError::upstream(format!(
             "The upstream provider `{provider}` answered {code}: {message}"
         )),
@@ -323,7 +323,7 @@ mod tests {
     fn statuses_map_as_spec_says() {
         let e = error_from_status("p", StatusCode::TOO_MANY_REQUESTS, b"{}", Some(7));
         assert_eq!(
-            (e.status.as_u16(), e.kind, e.retry_after),
+            (e.status.as_u16(), e.kind.as_str(), e.retry_after),
             (429, "rate_limit_error", Some(7))
         );
         let e = error_from_status("p", StatusCode::BAD_REQUEST, br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad max_tokens"}}"#, None);
@@ -337,7 +337,10 @@ mod tests {
             br#"{"error":{"message":"m","type":"x"}}"#,
             None,
         );
-        assert_eq!((e.status.as_u16(), e.kind), (422, "invalid_request_error"));
+        assert_eq!(
+            (e.status.as_u16(), e.kind.as_str()),
+            (422, "invalid_request_error")
+        );
         for code in [401, 403, 500, 503, 529] {
             let e = error_from_status(
                 "p",
@@ -345,7 +348,10 @@ mod tests {
                 b"<html>oops</html>",
                 None,
             );
-            assert_eq!((e.status.as_u16(), e.kind), (502, "upstream_error"));
+            assert_eq!(
+                (e.status.as_u16(), e.kind.as_str()),
+                (502, "upstream_error")
+            );
             assert!(e.message.contains("<html>oops</html>"));
         }
     }

@@ -252,7 +252,7 @@ mod tests {
     fn kind(decision: Decision) -> &'static str {
         match decision {
             Decision::Admitted(_) => "admitted",
-            Decision::Refused(refusal) => refusal.error.kind,
+            Decision::Refused(refusal) => refusal.error.kind.as_str(),
             Decision::RetrySoon => "retry soon",
         }
     }
@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(h["x-concurrent-remaining"], "9");
         let _second = limiter.admit(&c, Decimal::ZERO, now, false).unwrap();
         let refused = limiter.admit(&c, Decimal::ZERO, now, false).unwrap_err();
-        assert_eq!(refused.error.kind, "rate_limit_error");
+        assert_eq!(refused.error.kind.as_str(), "rate_limit_error");
         assert_eq!(refused.error.retry_after, Some(45));
         assert_eq!(refused.headers.remaining, 0);
         // The next minute is a new window, even one second later.
@@ -332,7 +332,7 @@ mod tests {
             "a request told to retry soon takes nothing"
         );
         let last_try = limiter.admit(&c, Decimal::ZERO, now, false).unwrap_err();
-        assert_eq!(last_try.error.kind, "rate_limit_error");
+        assert_eq!(last_try.error.kind.as_str(), "rate_limit_error");
         let settled = limiter.settled();
         running.settle(Decimal::ZERO);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -359,7 +359,7 @@ mod tests {
         let refused = limiter
             .admit(&c, Decimal::ZERO, at("2026-03-30T23:59:30Z"), false)
             .unwrap_err();
-        assert_eq!(refused.error.kind, "quota_exceeded");
+        assert_eq!(refused.error.kind.as_str(), "quota_exceeded");
         assert_eq!(refused.error.retry_after, Some(30));
         assert_eq!(
             kind(limiter.admit(&c, Decimal::ZERO, at("2026-03-31T00:00:00Z"), false)),
@@ -376,7 +376,7 @@ mod tests {
         let a = limiter.admit(&c, dec("0.40"), now, false).unwrap();
         let b = limiter.admit(&c, dec("0.40"), now, false).unwrap();
         let refused = limiter.admit(&c, dec("0.40"), now, false).unwrap_err();
-        assert_eq!(refused.error.kind, "insufficient_balance");
+        assert_eq!(refused.error.kind.as_str(), "insufficient_balance");
         assert_eq!(refused.error.status, StatusCode::PAYMENT_REQUIRED);
         a.settle(dec("0.05"));
         drop(b); // a request whose row was never written frees its hold, charging nothing

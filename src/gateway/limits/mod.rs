@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorKind};
 use super::identity::Client;
 use super::ledger::SeedSource;
 use super::metrics::Reason;
@@ -130,7 +130,7 @@ impl Limits {
         Refusal {
             error: ApiError::with_status(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "server_error",
+                ErrorKind::Server,
                 format!(
                     "The gateway cannot reach its shared state ({store}), so it cannot check this key's limits. Try again in {UNAVAILABLE_RETRY_S} seconds."
                 ),

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 
 use super::admission::Admission;
 use super::headers::RateHeaders;
-use crate::gateway::errors::ApiError;
+use crate::gateway::errors::{ApiError, ErrorKind};
 use crate::gateway::metrics::{self, Reason};
 
 /// The limits' answer for one request.
@@ -69,7 +69,7 @@ impl Refused {
         match self {
             Refused::Balance { balance, hold } => ApiError::with_status(
                 StatusCode::PAYMENT_REQUIRED,
-                "insufficient_balance",
+                ErrorKind::InsufficientBalance,
                 format!(
                     "The key's balance is ${} and this request may cost up to ${}: add credits, or lower `max_tokens`.",
                     balance.max(Decimal::ZERO).round_dp(6).normalize(),
@@ -78,7 +78,7 @@ impl Refused {
             ),
             Refused::Budget { budget, spent } => ApiError::with_status(
                 StatusCode::PAYMENT_REQUIRED,
-                "budget_exceeded",
+                ErrorKind::BudgetExceeded,
                 format!(
                     "The key's monthly budget of ${} is reached (${} spent or held this month); it renews on the 1st (UTC).",
                     budget.normalize(),
@@ -86,19 +86,19 @@ impl Refused {
                 ),
             ),
             Refused::Daily { limit, wait } => limited(
-                "quota_exceeded",
+                ErrorKind::QuotaExceeded,
                 format!("Daily request quota of {limit} exceeded. Try again in {wait} seconds."),
                 wait,
             ),
             Refused::Rpm { wait } => limited(
-                "rate_limit_error",
+                ErrorKind::RateLimit,
                 format!("Rate limit exceeded. Try again in {wait} seconds."),
                 wait,
             ),
             // A slot frees when any running request ends, which nobody can foresee; one second
             // is the shortest honest wait.
             Refused::Concurrency { limit, .. } => limited(
-                "rate_limit_error",
+                ErrorKind::RateLimit,
                 format!("Concurrent request limit of {limit} exceeded. Try again in 1 second."),
                 1,
             ),
@@ -115,7 +115,7 @@ impl Refused {
     }
 }
 
-fn limited(kind: &'static str, message: String, wait: i64) -> ApiError {
+fn limited(kind: ErrorKind, message: String, wait: i64) -> ApiError {
     let wait = u64::try_from(wait.max(1)).unwrap_or(1);
     ApiError::with_status(StatusCode::TOO_MANY_REQUESTS, kind, message).retry_after(Some(wait))
 }
