@@ -262,7 +262,8 @@ fn diff(
     key: Option<&Secret>,
 ) -> String {
     let text = |bytes: Option<&[u8]>| {
-        let text = setup::mask_secrets(&String::from_utf8_lossy(bytes.unwrap_or_default()));
+        let text =
+            crate::secrets::mask_secrets(&String::from_utf8_lossy(bytes.unwrap_or_default()));
         match key {
             Some(key) if !key.expose().is_empty() => text.replace(key.expose(), &key.masked()),
             _ => text,

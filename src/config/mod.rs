@@ -342,9 +342,11 @@ impl Config {
 
     /// Parses and checks config text.
     pub(crate) fn parse(text: &str) -> Result<Self> {
-        // toml's message names the line, column and field, and shows the offending line.
-        let config: Config =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        // toml's message names the line, column and field, and shows the offending line, whose
+        // value may be a key: masked, since the message reaches logs and journals.
+        let config: Config = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!("{}", crate::secrets::mask_secrets(e.to_string().trim_end()))
+        })?;
         config.check()?;
         Ok(config)
     }
@@ -534,6 +536,21 @@ rpm = 600
         assert!(Config::parse("").unwrap().security.accept_stored_key);
         let off = Config::parse("[security]\naccept_stored_key = false\n").unwrap();
         assert!(!off.security.accept_stored_key);
+    }
+
+    #[test]
+    fn a_parse_error_never_shows_a_key() {
+        let err = Config::parse(
+            "[[keys]]\nname = \"ci\"\nkey = \"izzi-ci-secret-0123456789\"\nplan = \"gold\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 4") && err.contains("gold"), "{err}");
+        let err = Config::parse("[[keys]]\nname = \"ci\"\nkey = \"izzi-ci-secret-0123456789\" x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(!err.contains("secret-0123456789"), "{err}");
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub(crate) async fn reload(current: &AppState, source: &Source) -> Option<AppSta
         }
         Err(err) => {
             // The message quotes the line at fault, which may hold a key; `/health` needs none.
-            let error = crate::setup::mask_secrets(&format!("{err:#}"));
+            let error = crate::secrets::mask_secrets(&format!("{err:#}"));
             tracing::error!(error, "config not reloaded; the running config stays");
             reloads.error = Some(error);
             None

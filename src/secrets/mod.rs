@@ -134,6 +134,50 @@ pub(crate) fn save(key: &Secret) -> Result<Saved> {
     }
 }
 
+/// `text` with the values of secret-looking settings (`…key`, `…token`, `…secret`,
+/// `…password`, OAuth `access`/`refresh`) masked, line by line: diffs show a file's other keys
+/// too, and those are no more for the screen than izzi's.
+pub(crate) fn mask_secrets(text: &str) -> String {
+    let mut out: String = text.split_inclusive('\n').map(mask_line).collect();
+    if !text.ends_with('\n') && out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+fn mask_line(line: &str) -> String {
+    let Some(split) = line.find([':', '=']) else {
+        return line.to_owned();
+    };
+    let (name, value) = line.split_at(split);
+    let name: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    // `env_key` names a variable, not a key.
+    let secret = ["key", "token", "secret", "password"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        && !name.ends_with("envkey")
+        || name == "access"
+        || name == "refresh";
+    let (Some(open), Some(close)) = (value.find('"'), value.rfind('"')) else {
+        return line.to_owned();
+    };
+    let inner = &value[(open + 1).min(close)..close];
+    if !secret || inner.is_empty() || inner.starts_with("****") {
+        return line.to_owned();
+    }
+    format!(
+        "{name_part}{before}{masked}{after}",
+        name_part = &line[..split],
+        before = &value[..=open],
+        masked = Secret::new(inner).masked(),
+        after = &value[close..]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +189,18 @@ mod tests {
         assert_eq!(format!("{key:?}"), "*****");
         assert_eq!(key.masked(), "****cdef");
         assert_eq!(Secret::new("short").masked(), "****");
+    }
+
+    #[test]
+    fn masks_secret_looking_values_only() {
+        let text = "{\n  \"ANTHROPIC_AUTH_TOKEN\": \"sk-or-v1-previous-provider-token\",\n  \"apiKeyHelper\": \"/opt/izzi key print\",\n  \"openAiApiKey\": \"sk-1234567890abcd\",\n  \"access\": \"at-anthropic-access\",\n  \"model\": \"opus\"\n}";
+        assert_eq!(
+            mask_secrets(text),
+            "{\n  \"ANTHROPIC_AUTH_TOKEN\": \"****oken\",\n  \"apiKeyHelper\": \"/opt/izzi key print\",\n  \"openAiApiKey\": \"****abcd\",\n  \"access\": \"****cess\",\n  \"model\": \"opus\"\n}"
+        );
+        assert_eq!(
+            mask_secrets("env_key = \"IZZI_API_KEY\"\n"),
+            "env_key = \"IZZI_API_KEY\"\n"
+        );
     }
 }

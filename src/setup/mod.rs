@@ -115,50 +115,6 @@ pub(crate) fn stable_izzi() -> Option<PathBuf> {
     (!ephemeral).then_some(exe)
 }
 
-/// `text` with the values of secret-looking settings (`…key`, `…token`, `…secret`,
-/// `…password`, OAuth `access`/`refresh`) masked, line by line: diffs show a file's other keys
-/// too, and those are no more for the screen than izzi's.
-pub(crate) fn mask_secrets(text: &str) -> String {
-    let mut out: String = text.split_inclusive('\n').map(mask_line).collect();
-    if !text.ends_with('\n') && out.ends_with('\n') {
-        out.pop();
-    }
-    out
-}
-
-fn mask_line(line: &str) -> String {
-    let Some(split) = line.find([':', '=']) else {
-        return line.to_owned();
-    };
-    let (name, value) = line.split_at(split);
-    let name: String = name
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    // `env_key` names a variable, not a key.
-    let secret = ["key", "token", "secret", "password"]
-        .iter()
-        .any(|s| name.ends_with(s))
-        && !name.ends_with("envkey")
-        || name == "access"
-        || name == "refresh";
-    let (Some(open), Some(close)) = (value.find('"'), value.rfind('"')) else {
-        return line.to_owned();
-    };
-    let inner = &value[(open + 1).min(close)..close];
-    if !secret || inner.is_empty() || inner.starts_with("****") {
-        return line.to_owned();
-    }
-    format!(
-        "{name_part}{before}{masked}{after}",
-        name_part = &line[..split],
-        before = &value[..=open],
-        masked = Secret::new(inner).masked(),
-        after = &value[close..]
-    )
-}
-
 /// What detection found.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Detection {
@@ -385,19 +341,6 @@ pub(crate) fn select(ids: &[String]) -> Result<Vec<&'static dyn Tool>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_secret_looking_values_only() {
-        let text = "{\n  \"ANTHROPIC_AUTH_TOKEN\": \"sk-or-v1-previous-provider-token\",\n  \"apiKeyHelper\": \"/opt/izzi key print\",\n  \"openAiApiKey\": \"sk-1234567890abcd\",\n  \"access\": \"at-anthropic-access\",\n  \"model\": \"opus\"\n}";
-        assert_eq!(
-            mask_secrets(text),
-            "{\n  \"ANTHROPIC_AUTH_TOKEN\": \"****oken\",\n  \"apiKeyHelper\": \"/opt/izzi key print\",\n  \"openAiApiKey\": \"****abcd\",\n  \"access\": \"****cess\",\n  \"model\": \"opus\"\n}"
-        );
-        assert_eq!(
-            mask_secrets("env_key = \"IZZI_API_KEY\"\n"),
-            "env_key = \"IZZI_API_KEY\"\n"
-        );
-    }
 
     #[test]
     fn key_commands_survive_the_shell() {
