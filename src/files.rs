@@ -54,6 +54,13 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<()> 
 }
 
 /// Permissions with the given Unix mode bits; `None` where modes do not exist.
+#[cfg_attr(
+    unix,
+    expect(
+        clippy::unnecessary_wraps,
+        reason = "`None` on systems without Unix modes"
+    )
+)]
 pub(crate) fn unix_permissions(bits: u32) -> Option<std::fs::Permissions> {
     #[cfg(unix)]
     {

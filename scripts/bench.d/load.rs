@@ -565,7 +565,7 @@ async fn cold(template: &Template, timeout: u64, command: &[String]) -> Result<V
         match tokio::time::timeout(Duration::from_secs(5), attempt).await {
             Ok(Ok(())) => break Ok(started.elapsed()),
             Ok(Err(err)) => last_error = err,
-            Err(_) => last_error = "attempt timed out".to_owned(),
+            Err(_) => "attempt timed out".clone_into(&mut last_error),
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };

@@ -152,9 +152,7 @@ fn print(status: &Status, location: Option<&Location>) {
     output::line(format_args!("Service: {}", status.service.text()));
     output::line("Tools:");
     for tool in &status.tools {
-        let state = if !tool.found {
-            "not found".to_owned()
-        } else {
+        let state = if tool.found {
             let mut parts = Vec::new();
             if tool.configured {
                 parts.push(if tool.by_izzi {
@@ -172,6 +170,8 @@ fn print(status: &Status, location: Option<&Location>) {
                 parts.push("has a file izzi cannot edit");
             }
             format!("{} [{}]", parts.join(", "), tool.places.join(", "))
+        } else {
+            "not found".to_owned()
         };
         output::line(format_args!("  {:<12} {state}", tool.id));
     }

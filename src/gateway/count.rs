@@ -55,7 +55,7 @@ async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiEr
                     return Ok(count_response(answer, "upstream"));
                 }
                 _ => {
-                    tracing::debug!(provider = %route.provider.name, "count_tokens answer unreadable; counting locally")
+                    tracing::debug!(provider = %route.provider.name, "count_tokens answer unreadable; counting locally");
                 }
             },
             Err(failure) => {

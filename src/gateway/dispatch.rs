@@ -171,7 +171,7 @@ async fn with_retries(
                     Some(wait) => wait,
                     None => backoff(attempt),
                 };
-                tracing::debug!(provider = %provider.name, attempt, wait_ms = wait.as_millis() as u64, error = %failure.error.message, "retrying upstream");
+                tracing::debug!(provider = %provider.name, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), error = %failure.error.message, "retrying upstream");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

@@ -75,7 +75,7 @@ fn shape(model: &Model, headers: &HeaderMap) -> Value {
             map.insert("object".into(), json!("model"));
             map.insert(
                 "created".into(),
-                json!(created.map_or(0, |t| t.as_second())),
+                json!(created.map_or(0, jiff::Timestamp::as_second)),
             );
             map.insert("owned_by".into(), json!(model.provider));
         }

@@ -130,7 +130,13 @@ pub(crate) async fn run(
                     .timer(TokioTimer::new())
                     .serve_connection(io, service);
                 let idle = || in_flight.idle_for(header_timeout);
-                drive(connection, |c| c.graceful_shutdown(), stopped, idle).await
+                drive(
+                    connection,
+                    hyper::server::conn::http2::Connection::graceful_shutdown,
+                    stopped,
+                    idle,
+                )
+                .await
             } else {
                 let service =
                     hyper::service::service_fn(move |request| serve(&live, remote, request));
@@ -140,7 +146,13 @@ pub(crate) async fn run(
                     .serve_connection(io, service);
                 // hyper ends an idle connection itself.
                 let idle = std::future::pending;
-                drive(connection, |c| c.graceful_shutdown(), stopped, idle).await
+                drive(
+                    connection,
+                    hyper::server::conn::http1::Connection::graceful_shutdown,
+                    stopped,
+                    idle,
+                )
+                .await
             };
             if let Err(err) = served {
                 tracing::debug!(error = %err, %remote, "connection ended with an error");

@@ -61,6 +61,10 @@ pub(crate) struct Usage {
     pub(crate) cache_write_1h_tokens: u64,
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's `skip_serializing_if` passes a reference"
+)]
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

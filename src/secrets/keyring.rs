@@ -21,7 +21,7 @@ pub(super) struct Keyring;
 impl Store for Keyring {
     fn get(&self) -> Result<Option<Secret>> {
         session_bus()?;
-        match call(READ_TIMEOUT, |entry| entry.get_password())? {
+        match call(READ_TIMEOUT, keyring::Entry::get_password)? {
             Ok(key) => Ok(Some(Secret::new(&key)).filter(|k| !k.expose().is_empty())),
             Err(keyring::Error::NoEntry) => Ok(None),
             Err(err) => Err(anyhow!("{err}")),

@@ -130,7 +130,7 @@ pub(crate) fn json(
             remove_path(&object, path);
         }
         let mut out = root.to_string();
-        if original.is_none_or(|o| o.is_empty()) && !out.ends_with('\n') {
+        if original.is_none_or(<[u8]>::is_empty) && !out.ends_with('\n') {
             out.push('\n');
         }
         Ok(out)

@@ -14,7 +14,7 @@ mod processes;
 pub(crate) mod templates;
 pub(crate) mod tools;
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -52,7 +52,7 @@ impl Target {
             .unwrap_or_default();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         host == "localhost"
-            || host.ends_with(".local")
+            || host.strip_suffix(".local").is_some()
             || host.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
                 std::net::IpAddr::V4(v4) => {
                     v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
@@ -201,7 +201,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) target: &'a Target,
     pub(crate) files: &'a Files,
     /// Running programs, listed once on first use.
-    processes: RefCell<Option<Option<Vec<processes::Process>>>>,
+    processes: OnceCell<Option<Vec<processes::Process>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -210,16 +210,13 @@ impl<'a> Ctx<'a> {
             layout,
             target,
             files,
-            processes: RefCell::default(),
+            processes: OnceCell::new(),
         }
     }
 
     /// Running processes, or `None` if they cannot be listed.
     fn processes(&self) -> Option<Vec<processes::Process>> {
-        self.processes
-            .borrow_mut()
-            .get_or_insert_with(processes::list)
-            .clone()
+        self.processes.get_or_init(processes::list).clone()
     }
 }
 

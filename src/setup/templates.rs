@@ -208,9 +208,10 @@ mod tests {
             .with("editor", "E");
         for template in Template::ALL {
             let (file, _) = template.source();
-            let filled = if file.ends_with(".json") {
+            let extension = std::path::Path::new(file).extension();
+            let filled = if extension.is_some_and(|e| e == "json") {
                 format!("{:?}", json(template, &vars).unwrap())
-            } else if file.ends_with(".toml") {
+            } else if extension.is_some_and(|e| e == "toml") {
                 toml(template, &vars).unwrap().to_string()
             } else {
                 text(template, &vars)

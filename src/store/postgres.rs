@@ -165,7 +165,7 @@ impl Postgres {
                 "PostgreSQL (`state.postgres_url`) cannot be reached; ledger rows wait in the local spill file until it can"
             ),
             (_, false, true) => {
-                tracing::warn!("PostgreSQL (`state.postgres_url`) is reachable again")
+                tracing::warn!("PostgreSQL (`state.postgres_url`) is reachable again");
             }
             _ => {}
         }

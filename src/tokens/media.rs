@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(size_of(&webp), Some((640, 480)));
         let mut lossless = b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f".to_vec();
         // 100 × 50: width-1 = 99 in 14 bits, height-1 = 49 in the next 14.
-        let bits: u32 = 99 | 49 << 14;
+        let bits: u32 = 99 + (49 << 14);
         lossless.extend(bits.to_le_bytes());
         assert_eq!(size_of(&lossless), Some((100, 50)));
         assert_eq!(size_of(b"not an image"), None);

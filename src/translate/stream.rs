@@ -162,7 +162,11 @@ impl Slots {
     pub(crate) fn resolve(&mut self, call: &openai::ToolCallDelta) -> (u32, bool) {
         let id = call.id.as_deref().filter(|id| !id.is_empty());
         let known = match (id, call.index) {
-            (Some(id), _) => self.ids.iter().position(|x| x == id).map(|p| p as u32),
+            (Some(id), _) => self
+                .ids
+                .iter()
+                .position(|x| x == id)
+                .map(|p| u32::try_from(p).unwrap_or(u32::MAX)),
             (None, Some(index)) => self
                 .by_index
                 .iter()
@@ -174,7 +178,7 @@ impl Slots {
             self.current = Some(slot);
             return (slot, false);
         }
-        let slot = self.ids.len() as u32;
+        let slot = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
         self.ids.push(id.unwrap_or_default().to_owned());
         if let Some(index) = call.index {
             self.by_index.retain(|(i, _)| *i != index);

@@ -207,7 +207,7 @@ fn human_output_marks_estimates_and_the_requested_model() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("claude-3-5-haiku-20241022 *"), "{text}");
     assert!(text.contains("gemini-2.5-pro"), "{text}");
-    assert!(text.contains("~"), "{text}");
+    assert!(text.contains('~'), "{text}");
     assert!(text.contains("* the model the request names"), "{text}");
     let one = izzi(&home)
         .args(["count-tokens", "--model", "gpt-4.1", &file])

@@ -469,12 +469,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     )
     .await;
     assert!(m.contains("`stream`"), "{m}");
-    let m = assert_error(
-        post(br#"[1,2]"#.to_vec()).await,
-        400,
-        "invalid_request_error",
-    )
-    .await;
+    let m = assert_error(post(br"[1,2]".to_vec()).await, 400, "invalid_request_error").await;
     assert!(m.contains("JSON"), "{m}");
     let unknown = gw
         .post(

@@ -35,7 +35,7 @@ fn json_lists_every_model_with_exact_prices() {
             "output_per_mtok": "15",
             "cache_read_per_mtok": "0.3",
             "cache_write_per_mtok": "3.75",
-            "context_window": 200000,
+            "context_window": 200_000,
             "max_output": 64000,
             "tokenizer": "claude",
             "reasoning": true,

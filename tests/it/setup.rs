@@ -281,7 +281,7 @@ fn check(name: &str) {
     let out = run(with(&["setup", "--dry-run", "--yes", "--key", KEY]));
     assert_eq!(
         out.status.code(),
-        Some(exit as i32),
+        Some(i32::try_from(exit).expect("an exit code")),
         "dry run: {}",
         text(&out.stderr)
     );
@@ -304,7 +304,7 @@ fn check(name: &str) {
     let out = run(with(&["setup", "--yes", "--key", KEY]));
     assert_eq!(
         out.status.code(),
-        Some(exit as i32),
+        Some(i32::try_from(exit).expect("an exit code")),
         "setup: {}",
         text(&out.stderr)
     );
@@ -394,7 +394,7 @@ fn check(name: &str) {
     let out = run(with(&["setup", "--yes"]));
     assert_eq!(
         out.status.code(),
-        Some(exit as i32),
+        Some(i32::try_from(exit).expect("an exit code")),
         "second run: {}",
         text(&out.stderr)
     );

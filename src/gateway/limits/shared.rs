@@ -39,7 +39,7 @@ use crate::store::{self, DAY, MINUTE, Seed};
 pub(crate) struct Unavailable;
 
 /// Longest wait for Redis on the request path.
-const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 /// After a failure, requests skip Redis this long instead of each waiting for it.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// Counter lifetimes: past their window, with margin.

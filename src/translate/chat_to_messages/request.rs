@@ -208,8 +208,9 @@ fn texts(content: Option<&oa::Content>, i: usize) -> Result<Vec<String>, Transla
             let mut out = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 match part {
-                    oa::Part::Known(oa::KnownPart::Text { text })
-                    | oa::Part::Known(oa::KnownPart::Refusal { refusal: text }) => {
+                    oa::Part::Known(
+                        oa::KnownPart::Text { text } | oa::KnownPart::Refusal { refusal: text },
+                    ) => {
                         out.push(text.clone());
                     }
                     other => return Err(part_error(i, j, other)),

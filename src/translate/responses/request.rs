@@ -284,7 +284,7 @@ fn message_content(
             Some("input_text" | "output_text" | "text") => {
                 out.push(oa::Part::Known(oa::KnownPart::Text {
                     text: take_text(&mut part, "text", &part_path)?,
-                }))
+                }));
             }
             Some("refusal") => out.push(oa::Part::Known(oa::KnownPart::Text {
                 text: take_text(&mut part, "refusal", &part_path)?,

@@ -46,6 +46,12 @@ proptest! {
             let body = Body::parse(&request).unwrap();
             let target = target(&body, &PLAIN);
             let whole = run_stream(format, kind, &target, &[&input]);
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_precision_loss,
+                clippy::cast_sign_loss,
+                reason = "a fraction in [0, 1) of a short input's length"
+            )]
             let mut points: Vec<usize> = cuts.iter().map(|c| (c * input.len() as f64) as usize).collect();
             points.sort_unstable();
             let mut chunks = Vec::new();

@@ -15,11 +15,12 @@ use super::*;
 fn settings(path: &Path) -> Settings {
     let value: Value = fs_err::read(path)
         .ok()
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap_or(Value::Null);
+        .map_or(Value::Null, |b| serde_json::from_slice(&b).unwrap());
     Settings {
         reasoning: value["reasoning"].as_bool().unwrap_or(false),
-        max_output: value["max_output"].as_u64().map_or(8192, |v| v as u32),
+        max_output: value["max_output"]
+            .as_u64()
+            .map_or(8192, |v| u32::try_from(v).unwrap_or(u32::MAX)),
     }
 }
 

@@ -56,7 +56,7 @@ fn pitfall_parameters() {
     let body = br#"{"model":"m","max_tokens":32000,"messages":[{"role":"user","content":"hi"}],
         "thinking":{"type":"enabled","budget_tokens":31999},"context_management":{"edits":[]},
         "output_config":{"effort":"high"},"metadata":{"user_id":"u1"},"top_p":0.9}"#;
-    let out = upstream(Format::Messages, Kind::Openai, body, &reasoning(128000));
+    let out = upstream(Format::Messages, Kind::Openai, body, &reasoning(128_000));
     assert_eq!(out["max_completion_tokens"], 32000);
     assert!(out.get("max_tokens").is_none());
     for leaked in [
