@@ -1013,14 +1013,19 @@ def headline(results: dict) -> str:
     )
 
 
+def over_floor(summary: dict, key: str) -> float | None:
+    """The most the governed same-format izzi lanes add to the floor lane's figure `key`."""
+    floor = summary.get(FLOOR, {})
+    return max((s[key] - floor[key] for s in same_format(summary)
+                if s.get(key) is not None and floor.get(key) is not None), default=None)
+
+
 def floor_note(summary: dict) -> str:
     """What the relay lane says about every proxy on this machine."""
     floor = summary.get(FLOOR, {})
     if "error" in floor or floor.get("added_p50_us") is None:
         return "The floor lane (`relay messages`) did not run."
-    same = same_format(summary)
-    own = lambda key: max((s[key] - floor[key] for s in same if s.get(key) is not None and floor.get(key) is not None),
-                          default=None)
+    own = lambda key: over_floor(summary, key)
     return (
         f"The floor: `{FLOOR}` goes through a TCP relay that copies bytes both ways and reads no HTTP, on "
         f"izzi's core. It adds {fmt(floor['added_p50_us'])} µs at p50 and {fmt(floor['added_p99_us'])} µs at p99 "
@@ -1082,15 +1087,12 @@ def front_page(results: dict, summary: dict) -> str:
     else:
         litellm = f"The LiteLLM lanes did not run{': ' + results['litellm_error'][:200] if results.get('litellm_error') else ''}."
     floor = summary.get(FLOOR, {})
-    same = same_format(summary)
-    over = max((s["added_p50_us"] - floor["added_p50_us"] for s in same
-                if s.get("added_p50_us") is not None and floor.get("added_p50_us") is not None), default=None)
-    cpu = spread([ratio(s.get("cpu_us_at_capacity"), floor.get("cpu_us_at_capacity")) for s in same])
+    cpu = spread([ratio(s.get("cpu_us_at_capacity"), floor.get("cpu_us_at_capacity")) for s in same_format(summary)])
     _, checks = targets(results, summary)
     return "\n".join([
         f"- {run}{litellm}",
         f"- No nginx lane yet: the floor is a TCP relay that reads no HTTP, the hop any proxy pays here. Over "
-        f"it izzi adds at most {fmt(over)} µs at p50, and uses {cpu} the relay's CPU per request under load.",
+        f"it izzi adds at most {fmt(over_floor(summary, 'added_p50_us'))} µs at p50, and uses {cpu} the relay's CPU per request under load.",
         f"- {sum(1 for c in checks if c['met'])} of {len(checks)} targets met. Every lane, the targets, the "
         "method and the profile: [docs/bench.md](docs/bench.md).",
     ])
