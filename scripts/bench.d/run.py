@@ -43,7 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "izzi-bench-key-0123456789abcdef"
 # A second key with a monthly budget and credits: each request then holds its worst-case cost,
-# which needs its input tokens counted locally (README: Keys, limits and usage).
+# which needs its input tokens counted locally (docs/gateway.md: Keys, limits and usage).
 BUDGET_KEY = "izzi-bench-budget-0123456789abcd"
 LITELLM_KEY = "sk-bench-litellm"
 CLAUDE = "claude-sonnet-4-20250514"
@@ -1013,14 +1013,19 @@ def headline(results: dict) -> str:
     )
 
 
+def over_floor(summary: dict, key: str) -> float | None:
+    """The most the governed same-format izzi lanes add to the floor lane's figure `key`."""
+    floor = summary.get(FLOOR, {})
+    return max((s[key] - floor[key] for s in same_format(summary)
+                if s.get(key) is not None and floor.get(key) is not None), default=None)
+
+
 def floor_note(summary: dict) -> str:
     """What the relay lane says about every proxy on this machine."""
     floor = summary.get(FLOOR, {})
     if "error" in floor or floor.get("added_p50_us") is None:
         return "The floor lane (`relay messages`) did not run."
-    same = same_format(summary)
-    own = lambda key: max((s[key] - floor[key] for s in same if s.get(key) is not None and floor.get(key) is not None),
-                          default=None)
+    own = lambda key: over_floor(summary, key)
     return (
         f"The floor: `{FLOOR}` goes through a TCP relay that copies bytes both ways and reads no HTTP, on "
         f"izzi's core. It adds {fmt(floor['added_p50_us'])} µs at p50 and {fmt(floor['added_p99_us'])} µs at p99 "
@@ -1054,15 +1059,51 @@ def render(results: dict, summary: dict) -> str:
     return "\n".join(parts)
 
 
+def spread(values: list[float | None]) -> str:
+    """Ratios as `fx` shows them: one, or the range from the smallest to the largest."""
+    shown = [fx(v) for v in sorted(v for v in values if v is not None)]
+    if not shown:
+        return "–"
+    return shown[0] if shown[0] == shown[-1] else f"{shown[0]}–{shown[-1]}"
+
+
+def front_page(results: dict, summary: dict) -> str:
+    """Three lines for README.md: izzi against LiteLLM, against the floor, and the targets."""
+    lanes = results["lanes"]
+    pairs = [(summary[name], summary[peer]) for name in ("izzi messages", "izzi chat")
+             if name in summary and "error" not in summary[name]
+             and (peer := peer_of(name, lanes[name], summary))]
+    versus = lambda key: spread([ratio(s.get(key), p.get(key)) for s, p in pairs])
+    whole = lambda figures: spread([ratio(figures.get("izzi"), figures.get("litellm"))])
+    cold = {proc: med(ms) for proc, ms in results["cold_start_ms"].items()}
+    run = (f"Run {results['date']} on {results['machine']}, izzi at `{results.get('commit', '?')}` (a shared "
+           "machine: compare lanes within one run). ")
+    if pairs:
+        litellm = (f"Against the LiteLLM proxy {results.get('litellm_version', '')} on the same requests (the "
+                   f"same-format lanes, Messages and Chat), izzi adds {versus('added_p99_us')} of the latency it adds at "
+                   f"p99, serves {versus('max_served_rps')} as many requests per second at most, uses "
+                   f"{versus('cpu_us_at_capacity')} of its CPU per request, starts in {whole(cold)} of its time "
+                   f"and idles in {whole(results['rss_idle_mb'])} of its memory.")
+    else:
+        litellm = f"The LiteLLM lanes did not run{': ' + results['litellm_error'][:200] if results.get('litellm_error') else ''}."
+    floor = summary.get(FLOOR, {})
+    cpu = spread([ratio(s.get("cpu_us_at_capacity"), floor.get("cpu_us_at_capacity")) for s in same_format(summary)])
+    _, checks = targets(results, summary)
+    return "\n".join([
+        f"- {run}{litellm}",
+        f"- No nginx lane yet: the floor is a TCP relay that reads no HTTP, the hop any proxy pays here. Over "
+        f"it izzi adds at most {fmt(over_floor(summary, 'added_p50_us'))} µs at p50, and uses {cpu} the relay's CPU per request under load.",
+        f"- {sum(1 for c in checks if c['met'])} of {len(checks)} targets met. Every lane, the targets, the "
+        "method and the profile: [docs/bench.md](docs/bench.md).",
+    ])
+
+
 def publish_all(args: argparse.Namespace, results: dict, summary: dict, text: str) -> None:
-    """The whole table into `--publish` (docs/bench.md), and the run's headline with the targets
-    into README.md."""
+    """The whole table into `--publish` (docs/bench.md), and three lines on it into README.md."""
     if not args.publish:
         return
     publish(Path(args.publish), text)
-    target_table, _ = targets(results, summary)
-    publish(ROOT / "README.md", f"{headline(results)}\n\n{target_table}\n\nEvery lane, with its ratios to "
-            "the direct baseline and to LiteLLM, and what the profile found: `docs/bench.md`.")
+    publish(ROOT / "README.md", front_page(results, summary))
 
 
 def publish(doc: Path, text: str) -> None:

@@ -490,6 +490,28 @@ rpm = 600
         assert_eq!(config.models[0].input_per_mtok.unwrap().to_string(), "0.4");
     }
 
+    /// Every `toml` block of README.md and docs/config.md is a config that loads, so the
+    /// documented fields and values stay the real ones.
+    #[test]
+    fn documented_configs_parse() {
+        for (doc, text) in [
+            ("README.md", include_str!("../../README.md")),
+            ("docs/config.md", include_str!("../../docs/config.md")),
+        ] {
+            let blocks: Vec<&str> = text
+                .split("```toml\n")
+                .skip(1)
+                .map(|rest| rest.split("```").next().unwrap())
+                .collect();
+            assert!(!blocks.is_empty(), "{doc} has no toml block");
+            for block in blocks {
+                if let Err(err) = Config::parse(block) {
+                    panic!("a config in {doc} does not load: {err:#}\n{block}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn state_defaults_to_embedded_and_checks_its_urls() {
         let config = Config::parse("").unwrap();

@@ -136,6 +136,26 @@ def npx(prefix: Path, env: dict, *args, **kwargs) -> subprocess.CompletedProcess
 # ---- scripts/package ----------------------------------------------------------------------
 
 
+def test_archive_holds_the_pages_readme_links_to(archive):
+    """README.md keeps the front page; the reference moved to docs/. Whoever unpacks a release
+    archive must still have it: every docs/ page that README.md or a docs/ page links to."""
+    stem = archive.name.removesuffix(".tar.gz")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        readme = tar.extractfile(f"{stem}/README.md").read().decode()
+        pages = {name: tar.extractfile(name).read().decode() for name in names if name.endswith(".md")}
+    assert readme == (ROOT / "README.md").read_text()
+    links = set()
+    for name, text in pages.items():
+        folder = Path(name).parent
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            link = os.path.normpath(folder / target)
+            if "://" not in target and link.startswith(f"{stem}/docs/"):
+                links.add(link)
+    assert any(link.startswith(f"{stem}/docs/") for link in links), "README.md links to no docs/ page"
+    assert sorted(links - names) == []
+
+
 def test_package_makes_archive_checksum_and_npm_packages(packaged, archive, shipped_binary):
     target = host_target()
     stem = f"izzi-{VERSION}-{target}"
