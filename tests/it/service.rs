@@ -34,6 +34,7 @@ impl Sandbox {
         let izzi_home = dir.path().join("izzi-home");
         let state = dir.path().join("fake-systemd");
         std::fs::create_dir_all(&home).expect("home");
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("tmp");
         std::fs::create_dir_all(&izzi_home).expect("izzi home");
         std::fs::write(izzi_home.join("config.toml"), config).expect("config");
         let path = format!(
@@ -60,6 +61,9 @@ impl Sandbox {
             .env("IZZI_HOME", &self.izzi_home)
             .env("IZZI_KEYRING", "file")
             .env("FAKE_SYSTEMD", &self.state)
+            // The binary under test may itself sit in the system's temp dir (a checkout in
+            // /tmp), which izzi takes for a copy that will vanish: the sandbox has its own.
+            .env("TMPDIR", self.home.with_file_name("tmp"))
             .env("PATH", &self.path)
             .env_remove("XDG_CONFIG_HOME");
         match self.manager {
