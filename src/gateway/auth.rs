@@ -117,24 +117,10 @@ pub(crate) async fn layer(
 
 #[cfg(test)]
 mod tests {
-    use rust_decimal::Decimal;
-
     use super::ip_block::tests::security;
     use super::*;
-    use crate::config::{ClientKey, Plan, SETUP_KEY_NAME};
-
-    fn config_key(name: &str, key: &str) -> ClientKey {
-        ClientKey {
-            name: name.into(),
-            key: key.into(),
-            plan: Plan::Free,
-            monthly_budget_usd: None,
-            credits_usd: Some(Decimal::from(3)),
-            rpm: Some(600),
-            concurrent: None,
-            daily: None,
-        }
-    }
+    use crate::config::SETUP_KEY_NAME;
+    use crate::gateway::identity::tests::config_key;
 
     /// Ten wrong keys block the address. From a remote address every request is then refused
     /// before its key is looked at; from loopback a valid key still passes (another local tool

@@ -254,10 +254,11 @@ impl Keys {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn config_key(name: &str, key: &str) -> ClientKey {
+    /// A `[[keys]]` entry on the free plan with credits and an RPM override.
+    pub(crate) fn config_key(name: &str, key: &str) -> ClientKey {
         ClientKey {
             name: name.into(),
             key: key.into(),

@@ -72,6 +72,15 @@ fn attr<'a>(span: &'a Value, key: &str) -> &'a Value {
         .map_or(&Value::Null, |kv| &kv["value"])
 }
 
+/// The mock's config with traces sent to `receiver`.
+fn traced_config(mock: &Mock, receiver: &Receiver) -> String {
+    format!(
+        "{}\n[telemetry]\notlp_endpoint = \"{}\"\n",
+        mock_config(mock, ""),
+        receiver.url
+    )
+}
+
 async fn three_requests(gw: &Gateway) {
     for model in ["sonnet", "gpt-4.1", "sonnet"] {
         let body = json!({"model": model, "max_tokens": 16,
@@ -86,11 +95,7 @@ async fn three_requests(gw: &Gateway) {
 async fn one_span_per_request_with_genai_attributes_and_no_prompt_or_key() {
     let receiver = Receiver::start().await;
     let mock = Mock::start();
-    let config = format!(
-        "{}\n[telemetry]\notlp_endpoint = \"{}\"\n",
-        mock_config(&mock, ""),
-        receiver.url
-    );
+    let config = traced_config(&mock, &receiver);
     let gw = Gateway::start(&config);
     three_requests(&gw).await;
     let spans = receiver.spans(3).await;
@@ -180,11 +185,7 @@ async fn the_standard_variable_turns_export_on() {
 async fn spans_queued_at_shutdown_are_sent_before_exit() {
     let receiver = Receiver::start().await;
     let mock = Mock::start();
-    let config = format!(
-        "{}\n[telemetry]\notlp_endpoint = \"{}\"\n",
-        mock_config(&mock, ""),
-        receiver.url
-    );
+    let config = traced_config(&mock, &receiver);
     let mut gw = Gateway::start(&config);
     let body = json!({"model": "sonnet", "max_tokens": 16,
         "messages": [{"role": "user", "content": "hi"}]});
