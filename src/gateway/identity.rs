@@ -63,6 +63,11 @@ impl Client {
         }
     }
 
+    /// Whether the key has credits or a budget: its requests must be priced and held.
+    pub(crate) fn has_money_limits(&self) -> bool {
+        self.credits.is_some() || self.budget.is_some()
+    }
+
     /// A `[[keys]]` entry of config.
     pub(crate) fn from_config(k: &ClientKey) -> Self {
         Self::new(

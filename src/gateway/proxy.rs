@@ -55,7 +55,7 @@ async fn handle(
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
     let route = route(&state, &shape.model)?;
-    let priced_only = client.credits.is_some() || client.budget.is_some();
+    let priced_only = client.has_money_limits();
     if priced_only && route.model.pricing == Pricing::Unpriced {
         super::metrics::refused(super::metrics::Reason::UnpricedModel);
         return Err(ApiError::invalid(format!(
@@ -130,7 +130,7 @@ async fn admit(
     body: &Body<'_>,
     bytes: &Bytes,
 ) -> Result<Admission, Refusal> {
-    if client.credits.is_none() && client.budget.is_none() {
+    if !client.has_money_limits() {
         return state.limits.admit(client, Decimal::ZERO).await;
     }
     let model = &route.model;
