@@ -1,0 +1,267 @@
+use super::*;
+use rust_decimal::Decimal;
+
+use crate::config::Plan;
+
+fn at(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+fn row(key: &str, started: &str, cost: &str) -> Row {
+    Row {
+        request_id: format!("{:032x}", rand::random::<u128>()),
+        started_at: at(started),
+        key_name: key.into(),
+        model: "gpt-4.1".into(),
+        provider: "openai".into(),
+        status: 200,
+        outcome: Outcome::Completed,
+        stream: false,
+        usage: Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cache_read_tokens: 2,
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
+        },
+        usage_source: UsageSource::Upstream,
+        pricing: Pricing::Listed,
+        cost_usd: cost.parse().unwrap(),
+        latency_ms: 12,
+        ttft_ms: None,
+    }
+}
+
+fn key(name: &str) -> StoredKey {
+    StoredKey {
+        name: name.into(),
+        key_sha256: [7; 32],
+        plan: Plan::Starter,
+        rpm: Some(5),
+        concurrent: None,
+        daily: None,
+        monthly_budget_usd: Some("12.5".parse().unwrap()),
+        credits_usd: None,
+        created_at: stamp(at("2026-01-01T00:00:00Z")),
+        revoked_at: None,
+    }
+}
+
+#[test]
+fn keys_round_trip_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("izzi.db")).unwrap();
+    store.create_key(&key("ci")).unwrap();
+    let err = store.create_key(&key("ci")).unwrap_err().to_string();
+    assert!(err.contains("`ci`"), "{err}");
+    assert_eq!(store.keys().unwrap(), vec![key("ci")]);
+    assert!(store.revoke_key("ci", at("2026-01-02T00:00:00Z")).unwrap());
+    assert!(!store.revoke_key("ci", at("2026-01-03T00:00:00Z")).unwrap());
+    let keys = store.keys().unwrap();
+    assert_eq!(
+        keys[0].revoked_at.as_deref(),
+        Some("2026-01-02T00:00:00.000Z")
+    );
+}
+
+#[test]
+fn the_gateway_connection_keeps_a_small_cache_and_the_configured_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("izzi.db")).unwrap();
+    let pragma = |name: &str| -> i64 {
+        store
+            .conn
+            .pragma_query_value(None, name, |r| r.get(0))
+            .unwrap()
+    };
+    // SQLite's default, for the CLI's connections: 2,000 KiB.
+    assert_eq!(pragma("cache_size"), -2000);
+    assert_eq!(pragma("synchronous"), 1); // NORMAL
+    store.tune_for_gateway(Synchronous::Full).unwrap();
+    assert_eq!(pragma("cache_size"), GATEWAY_CACHE_KIB);
+    assert_eq!(pragma("synchronous"), 2); // FULL
+    store.tune_for_gateway(Synchronous::Normal).unwrap();
+    assert_eq!(pragma("synchronous"), 1);
+}
+
+#[test]
+fn rows_update_accounts_and_months_roll_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
+    store
+        .record(&[
+            row("a", "2026-01-31T23:59:59.5Z", "0.1"),
+            row("a", "2026-02-01T00:00:00Z", "0.25"),
+            row("b", "2026-02-01T00:00:01Z", "1"),
+        ])
+        .unwrap();
+    // A request that began in January and ended after the month turned.
+    store
+        .record(&[row("a", "2026-01-31T23:59:58Z", "0.05")])
+        .unwrap();
+    let accounts = store.accounts().unwrap();
+    let a = &accounts["a"];
+    assert_eq!(a.spent_usd.to_string(), "0.40");
+    assert_eq!(a.month, "2026-02");
+    assert_eq!(a.month_spent_usd.to_string(), "0.25");
+    assert_eq!(accounts["b"].spent_in("2026-02").to_string(), "1");
+    assert_eq!(accounts["b"].spent_in("2026-03"), Decimal::ZERO);
+    let counts = store.requests_since(at("2026-02-01T00:00:00Z")).unwrap();
+    assert_eq!((counts["a"], counts["b"]), (1, 1));
+}
+
+#[test]
+fn a_batch_that_fails_leaves_nothing_and_the_next_one_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
+    store
+        .record(&[row("a", "2026-02-01T00:00:00Z", "1")])
+        .unwrap();
+    // An account that cannot be read fails the batch after its rows were inserted.
+    store
+        .conn
+        .execute(
+            "UPDATE accounts SET spent_usd = 'x' WHERE key_name = 'a'",
+            [],
+        )
+        .unwrap();
+    let two = [
+        row("b", "2026-02-01T00:00:01Z", "2"),
+        row("a", "2026-02-01T00:00:02Z", "3"),
+    ];
+    assert!(store.record(&two).is_err());
+    let counts = store.requests_since(at("2026-01-01T00:00:00Z")).unwrap();
+    assert_eq!((counts.get("a"), counts.get("b")), (Some(&1), None));
+    assert!(store.conn.is_autocommit(), "the failed batch was left open");
+    store
+        .conn
+        .execute(
+            "UPDATE accounts SET spent_usd = '1' WHERE key_name = 'a'",
+            [],
+        )
+        .unwrap();
+    store.record(&two).unwrap();
+    let accounts = store.accounts().unwrap();
+    assert_eq!(accounts["a"].spent_usd.to_string(), "4");
+    assert_eq!(accounts["b"].spent_usd.to_string(), "2");
+}
+
+#[test]
+fn usage_sums_per_key_and_model_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
+    let rows: Vec<Row> = (0..10)
+        .map(|_| row("a", "2026-03-02T10:00:00Z", "0.1"))
+        .chain([row("b", "2026-03-01T10:00:00Z", "2")])
+        .collect();
+    store.record(&rows).unwrap();
+    let all = store.usage(None, None).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].counts.requests, 10);
+    assert_eq!(all[0].counts.cost_usd.to_string(), "1.0");
+    assert_eq!(all[0].counts.input_tokens, 100);
+    assert_eq!(all[0].counts.cache_read_tokens, 20);
+    let since = store
+        .usage(None, Some("2026-03-02".parse().unwrap()))
+        .unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].key, "a");
+    assert!(store.usage(Some("c"), None).unwrap().is_empty());
+}
+
+#[test]
+fn a_schema_1_file_is_migrated_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("izzi.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        let schema_1 = SCHEMA.replace("    request_id TEXT,\n", "").replace(
+            "    ttft_ms INTEGER,\n    pricing TEXT NOT NULL DEFAULT 'listed'\n",
+            "    ttft_ms INTEGER\n",
+        );
+        conn.execute_batch(&schema_1).unwrap();
+        conn.execute(
+            "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome,
+                 stream, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                 usage_source, cost_usd, latency_ms)
+             VALUES ('2026-03-01T00:00:00.000Z', 'old', 'm', 'p', 200, 'completed', 0,
+                 1, 2, 0, 0, 'upstream', '0.5', 10)",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    store
+        .record(&[row("new", "2026-03-02T00:00:00Z", "0.25")])
+        .unwrap();
+    let rows = store.oldest(10).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].1.request_id, format!("local-{}", rows[0].0));
+    assert_eq!(rows[0].1.cost_usd.to_string(), "0.5");
+    assert_eq!(rows[1].1, row_with_id(&rows[1].1.request_id));
+}
+
+fn row_with_id(id: &str) -> Row {
+    Row {
+        request_id: id.to_owned(),
+        ..row("new", "2026-03-02T00:00:00Z", "0.25")
+    }
+}
+
+#[test]
+fn spilled_rows_read_back_whole_and_are_forgotten_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("spill.db")).unwrap();
+    let written: Vec<Row> = (0..5)
+        .map(|i| row("a", &format!("2026-03-02T10:00:0{i}Z"), "0.1"))
+        .collect();
+    store.record(&written).unwrap();
+    let first = store.oldest(3).unwrap();
+    let rows: Vec<Row> = first.iter().map(|(_, r)| r.clone()).collect();
+    assert_eq!(rows, written[..3]);
+    store.forget(first[2].0).unwrap();
+    assert_eq!(store.count().unwrap(), 2);
+    let rest: Vec<Row> = store
+        .oldest(10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(rest, written[3..]);
+    store.forget(i64::MAX).unwrap();
+    assert_eq!(store.count().unwrap(), 0);
+    assert!(store.accounts().unwrap().is_empty());
+}
+
+#[test]
+fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub").join("izzi.db");
+    let mut store = Store::open(&path).unwrap();
+    store
+        .record(&[row("a", "2026-03-02T10:00:00Z", "0.1")])
+        .unwrap();
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.usage(None, None).unwrap()[0].counts.requests, 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_database_and_its_wal_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("izzi.db");
+    let mut store = Store::open(&path).unwrap();
+    store
+        .record(&[row("a", "2026-03-02T10:00:00Z", "0.1")])
+        .unwrap();
+    assert_eq!(crate::files::unix_mode(&path), Some(0o600));
+    let wal = dir.path().join("izzi.db-wal");
+    assert_eq!(crate::files::unix_mode(&wal), Some(0o600));
+    // A mode the user chose is kept.
+    drop(store);
+    fs_err::set_permissions(&path, crate::files::unix_permissions(0o640).unwrap()).unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(crate::files::unix_mode(&path), Some(0o640));
+}
