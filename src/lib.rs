@@ -3,6 +3,7 @@
 //! `run` parses the command line, dispatches to `commands`, and turns the outcome into the exit
 //! code SPEC promises: 0 done, 1 failed, 2 bad usage.
 
+mod attribution;
 mod catalog;
 mod cli;
 mod commands;
