@@ -41,7 +41,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
 
 /// Makes ring rustls' crypto provider (reqwest is built without one). Idempotent: every command
 /// that makes HTTPS requests calls it first.
-fn install_tls_provider() {
+pub(crate) fn install_tls_provider() {
     // `Err` means a provider is already installed, which is all this wants.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

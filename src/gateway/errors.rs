@@ -1,7 +1,7 @@
 //! The gateway's one error type: a status, the seed's error `type`, a message for the client,
 //! and how loudly to log it. Every error the gateway returns goes through here.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::protocol::error_json;
@@ -34,6 +34,9 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// Seconds for `Retry-After` (429s and some 402s).
     pub(crate) retry_after: Option<u64>,
+    /// Typed values for the layers around the handler, moved into the response (a refusal's
+    /// rate-limit headers, which the auth layer writes).
+    extensions: Extensions,
 }
 
 impl ApiError {
@@ -43,7 +46,14 @@ impl ApiError {
             kind,
             message: message.into(),
             retry_after: None,
+            extensions: Extensions::new(),
         }
+    }
+
+    /// Carries `value` into the response's extensions.
+    pub(crate) fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
     }
 
     /// 400 `invalid_request_error`.
@@ -136,6 +146,7 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        response.extensions_mut().extend(self.extensions);
         response
     }
 }

@@ -18,6 +18,8 @@ mod request;
 mod routing;
 mod server;
 mod telemetry;
+#[cfg(test)]
+mod tests;
 mod upstream;
 
 use std::net::SocketAddr;

@@ -77,7 +77,7 @@ async fn handle(
     let prepared = dispatch::prepare(&outgoing, &route)?;
     let admission = match admit(&state, &client, &route, &body, &bytes).await {
         Ok(admission) => admission,
-        Err(refusal) => return Ok(refusal.into_response()),
+        Err(refusal) => return Ok(ApiError::from(refusal).into_response()),
     };
     let rate = admission.headers();
     let mut life = Life::new(

@@ -42,107 +42,11 @@ async fn assert_error(response: reqwest::Response, status: u16, kind: &str) -> S
 }
 
 #[tokio::test]
-async fn health_root_and_unknown_paths() {
+async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_key() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
     // No `host` in config or on the command line: loopback only.
     assert!(gw.url.starts_with("http://127.0.0.1:"), "{}", gw.url);
-    let client = http();
-    let health: Value = serde_json::from_str(&gw.get_text("/health").await).unwrap();
-    assert_eq!(health["status"], "ok");
-    let head = client.head(format!("{}/", gw.url)).send().await.unwrap();
-    assert_eq!(head.status(), 200);
-    let missing = gw.get("/v2/nothing", KEY).await;
-    assert_error(missing, 404, "not_found").await;
-    let wrong_method = gw.get("/v1/messages", KEY).await;
-    assert_error(wrong_method, 405, "invalid_request_error").await;
-}
-
-#[tokio::test]
-async fn keys_are_required_on_every_api_path_in_both_headers() {
-    let mock = Mock::start();
-    let gw = Gateway::start(&mock_config(&mock, ""));
-    let client = http();
-    for prefix in ["/v1", "/openai/v1", "/api/v1"] {
-        let path = format!("{prefix}/models");
-        let url = format!("{}{path}", gw.url);
-        assert_error(
-            client.get(&url).send().await.unwrap(),
-            401,
-            "authentication_error",
-        )
-        .await;
-        let bad = gw.get(&path, "izzi-wrong").await;
-        assert_error(bad, 401, "authentication_error").await;
-        assert_eq!(gw.get(&path, KEY).await.status(), 200);
-        assert_eq!(
-            client
-                .get(&url)
-                .header("x-api-key", KEY)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        let post = client
-            .post(format!("{}{prefix}/messages", gw.url))
-            .json(&claude_body("hi", false))
-            .send()
-            .await
-            .unwrap();
-        assert_error(post, 401, "authentication_error").await;
-    }
-    assert!(
-        mock.requests().await.is_empty(),
-        "nothing unauthenticated reached the upstream"
-    );
-}
-
-#[tokio::test]
-async fn models_list_and_lookup_in_both_shapes() {
-    let mock = Mock::start();
-    let gw = Gateway::start(&mock_config(&mock, ""));
-    let client = http();
-    let list: Value = gw.get_json("/v1/models", KEY).await;
-    assert_eq!(list["object"], "list");
-    let data = list["data"].as_array().unwrap();
-    assert_eq!(data.len(), 11);
-    let sonnet = data
-        .iter()
-        .find(|m| m["id"] == "claude-sonnet-4-20250514")
-        .unwrap();
-    assert_eq!(sonnet["object"], "model");
-    assert_eq!(sonnet["pricing"]["input_per_mtok"], 3.0);
-    assert_eq!(sonnet["pricing"]["cache_read_per_mtok"], 0.3);
-    let anthropic: Value = client
-        .get(format!("{}/v1/models", gw.url))
-        .header("x-api-key", KEY)
-        .header("anthropic-version", "2023-06-01")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(anthropic["has_more"], false);
-    assert_eq!(anthropic["data"][0]["type"], "model");
-    assert!(
-        anthropic["data"][0]["created_at"]
-            .as_str()
-            .unwrap()
-            .ends_with('Z')
-    );
-    let one: Value = gw.get_json("/api/v1/models/sonnet", KEY).await;
-    assert_eq!(one["id"], "claude-sonnet-4-20250514");
-    let missing = gw.get("/v1/models/gpt-9", KEY).await;
-    assert_error(missing, 404, "not_found").await;
-}
-
-#[tokio::test]
-async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_key() {
-    let mock = Mock::start();
-    let gw = Gateway::start(&mock_config(&mock, ""));
     let client = http();
     let answer: Value = client
         .post(format!("{}/v1/messages?beta=true", gw.url))
@@ -633,72 +537,85 @@ async fn received(mock: &Mock, marker: &str) -> Vec<Value> {
 async fn retryable_upstream_failures_are_retried_before_the_first_byte() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
-    // Two 503s, then an answer: the default two retries absorb them.
-    let r = gw
-        .post(
+    // (why, mock id, path, body, its directives, stream, status the client gets, what its answer
+    // contains, tries the mock saw)
+    let cases = [
+        (
+            "two 503s, then an answer: the default two retries absorb them",
+            "plain",
             "/v1/chat/completions",
-            KEY,
-            &gpt_body("mock:fail_first=2 mock:id=plain", false),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(received(&mock, "mock:id=plain").await.len(), 3);
-    // A 429 with Retry-After: 1 is waited out.
-    let r = gw
-        .post(
+            gpt_body as fn(&str, bool) -> Value,
+            "mock:fail_first=2",
+            false,
+            200,
+            "",
+            3,
+        ),
+        (
+            "a 429 with Retry-After: 1 is waited out",
+            "limited",
             "/v1/messages",
-            KEY,
-            &claude_body(
-                "mock:fail_first=1 mock:fail_status=429 mock:retry_after=1 mock:id=limited",
-                false,
-            ),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(received(&mock, "mock:id=limited").await.len(), 2);
-    // A stream that fails before its first byte is retried too.
-    let r = gw
-        .post(
+            claude_body,
+            "mock:fail_first=1 mock:fail_status=429 mock:retry_after=1",
+            false,
+            200,
+            "",
+            2,
+        ),
+        (
+            "a stream that fails before its first byte is retried too",
+            "stream",
             "/v1/messages",
-            KEY,
-            &claude_body("mock:fail_first=1 mock:id=stream", true),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("message_stop"));
-    // Three failures are one too many.
-    let r = gw
-        .post(
+            claude_body,
+            "mock:fail_first=1",
+            true,
+            200,
+            "message_stop",
+            2,
+        ),
+        (
+            "three failures are one too many",
+            "many",
             "/v1/chat/completions",
-            KEY,
-            &gpt_body("mock:fail_first=3 mock:id=many", false),
-        )
-        .await;
-    assert_error(r, 502, "upstream_error").await;
-    assert_eq!(received(&mock, "mock:id=many").await.len(), 3);
-    // Client errors are never retried.
-    let r = gw
-        .post(
+            gpt_body,
+            "mock:fail_first=3",
+            false,
+            502,
+            "\"type\":\"upstream_error\"",
+            3,
+        ),
+        (
+            "client errors are never retried",
+            "bad",
             "/v1/chat/completions",
-            KEY,
-            &gpt_body("mock:fail_first=1 mock:fail_status=400 mock:id=bad", false),
-        )
-        .await;
-    assert_eq!(r.status(), 400);
-    assert_eq!(received(&mock, "mock:id=bad").await.len(), 1);
-    // Once bytes reached the client nothing is retried.
-    let text = gw
-        .post(
+            gpt_body,
+            "mock:fail_first=1 mock:fail_status=400",
+            false,
+            400,
+            "",
+            1,
+        ),
+        (
+            "once bytes reached the client nothing is retried",
+            "cut",
             "/v1/messages",
-            KEY,
-            &claude_body("mock:drop_after=4 mock:chunk_delay_ms=20 mock:id=cut", true),
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(text.contains("event: error"));
-    assert_eq!(received(&mock, "mock:id=cut").await.len(), 1);
+            claude_body,
+            "mock:drop_after=4 mock:chunk_delay_ms=20",
+            true,
+            200,
+            "event: error",
+            1,
+        ),
+    ];
+    for (why, id, path, body, directives, stream, status, contains, tries) in cases {
+        let body = body(&format!("{directives} mock:id={id}"), stream);
+        let r = gw.post(path, KEY, &body).await;
+        assert_eq!(r.status(), status, "{why}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(contains), "{why}: {text}");
+        let seen = received(&mock, &format!("mock:id={id}")).await.len();
+        assert_eq!(seen, tries, "{why}");
+    }
 }
 
 #[tokio::test]

@@ -272,19 +272,22 @@ fn check(name: &str) {
             .chain(extra.iter().map(|s| (*s).to_owned()))
             .collect()
     };
-    let run = |args: Vec<String>| {
+    // Runs izzi with the case's extra arguments; it exits as the case says.
+    let run = |what: &str, base: &[&'static str]| {
+        let args = with(base);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        sandbox.run(&args)
+        let out = sandbox.run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(i32::try_from(exit).expect("an exit code")),
+            "{what}: {}",
+            text(&out.stderr)
+        );
+        out
     };
 
     // A dry run prints the diffs and writes nothing, not even the key.
-    let out = run(with(&["setup", "--dry-run", "--yes", "--key", KEY]));
-    assert_eq!(
-        out.status.code(),
-        Some(i32::try_from(exit).expect("an exit code")),
-        "dry run: {}",
-        text(&out.stderr)
-    );
+    let out = run("dry run", &["setup", "--dry-run", "--yes", "--key", KEY]);
     expect_text(&case, "dry-run.txt", &sandbox.normalize(&text(&out.stdout)));
     assert!(
         tree(&sandbox.home) == original,
@@ -301,13 +304,7 @@ fn check(name: &str) {
     );
 
     // Setup writes exactly the expected files.
-    let out = run(with(&["setup", "--yes", "--key", KEY]));
-    assert_eq!(
-        out.status.code(),
-        Some(i32::try_from(exit).expect("an exit code")),
-        "setup: {}",
-        text(&out.stderr)
-    );
+    let out = run("setup", &["setup", "--yes", "--key", KEY]);
     expect_text(&case, "setup.txt", &sandbox.normalize(&text(&out.stdout)));
     expect_text(
         &case,
@@ -391,13 +388,7 @@ fn check(name: &str) {
     let manifest = sandbox.izzi_home.join("setup").join("manifest.json");
     let manifest_before = std::fs::read(&manifest).ok();
     let izzi_before = tree(&sandbox.izzi_home);
-    let out = run(with(&["setup", "--yes"]));
-    assert_eq!(
-        out.status.code(),
-        Some(i32::try_from(exit).expect("an exit code")),
-        "second run: {}",
-        text(&out.stderr)
-    );
+    let out = run("second run", &["setup", "--yes"]);
     assert!(
         !text(&out.stdout).contains("updated"),
         "second run: {}",

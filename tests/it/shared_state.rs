@@ -342,26 +342,37 @@ fn state(redis: Option<&Redis>, postgres: Option<&str>, on_unavailable: &str) ->
     state
 }
 
-fn three(config: &str) -> Vec<Gateway> {
-    (0..3).map(|_| Gateway::start(config)).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rpm_60_admits_exactly_60_of_200_across_three_instances_with_one_row_each() {
+/// Redis, PostgreSQL, the mock and three gateways sharing their state, with one client key
+/// (`name`, `secret`, its limit lines) and `on_unavailable` for Redis. Bound in this order, the
+/// gateways go first when a test ends.
+async fn three(
+    (name, secret, limits): (&str, &str, &str),
+    on_unavailable: &str,
+) -> (Redis, Postgres, Mock, Vec<Gateway>) {
     let redis = Redis::start();
     let pg = Postgres::start();
     let url = pg.database().await;
     let mock = Mock::start();
-    let extra = key(
-        "burst",
-        "izzi-burst-0000000000",
-        "plan = \"pro\"\nconcurrent = 500\ndaily = 100000",
-    );
-    let gws = three(&config(
+    let config = config(
         &mock,
-        &extra,
-        &state(Some(&redis), Some(&url), "closed"),
-    ));
+        &key(name, secret, limits),
+        &state(Some(&redis), Some(&url), on_unavailable),
+    );
+    let gws = (0..3).map(|_| Gateway::start(&config)).collect();
+    (redis, pg, mock, gws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rpm_60_admits_exactly_60_of_200_across_three_instances_with_one_row_each() {
+    let (_redis, pg, mock, gws) = three(
+        (
+            "burst",
+            "izzi-burst-0000000000",
+            "plan = \"pro\"\nconcurrent = 500\ndaily = 100000",
+        ),
+        "closed",
+    )
+    .await;
     // One request per instance with another key, so each has its Redis connection open.
     for gw in &gws {
         let warm = send(gw, crate::support::KEY, &body("gpt-4.1", "hi", false)).await;
@@ -437,7 +448,8 @@ async fn concurrency_3_holds_across_instances() {
         "izzi-three-0000000000",
         "plan = \"pro\"\nrpm = 1000",
     );
-    let gws = three(&config(&mock, &extra, &state(Some(&redis), None, "closed")));
+    let config = config(&mock, &extra, &state(Some(&redis), None, "closed"));
+    let gws: Vec<Gateway> = (0..3).map(|_| Gateway::start(&config)).collect();
     let k = "izzi-three-0000000000";
     // A short stream on the first instance, long ones on the others.
     let short = body("sonnet", "mock:words=30 mock:chunk_delay_ms=50", true);
@@ -468,22 +480,17 @@ async fn concurrency_3_holds_across_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_and_spend_keep_a_balance_across_instances() {
-    let redis = Redis::start();
-    let pg = Postgres::start();
-    let url = pg.database().await;
-    let mock = Mock::start();
     // A sonnet request with `max_tokens = 64` holds about $0.00107 (64 output tokens at $15
     // per million, plus its input at $3): two fit in $0.0025, a third does not.
-    let extra = key(
-        "thin",
-        "izzi-thin-00000000000",
-        "rpm = 1000\nconcurrent = 10\ncredits_usd = 0.0025",
-    );
-    let gws = three(&config(
-        &mock,
-        &extra,
-        &state(Some(&redis), Some(&url), "closed"),
-    ));
+    let (_redis, pg, _mock, gws) = three(
+        (
+            "thin",
+            "izzi-thin-00000000000",
+            "rpm = 1000\nconcurrent = 10\ncredits_usd = 0.0025",
+        ),
+        "closed",
+    )
+    .await;
     let k = "izzi-thin-00000000000";
     let stream = body("sonnet", "mock:words=400 mock:chunk_delay_ms=30", true);
     let mut running = Vec::new();
@@ -550,20 +557,15 @@ async fn a_sigkilled_instance_frees_its_slots_within_the_lease_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restarted_under_load_crashes_nothing_and_loses_no_row() {
-    let mut redis = Redis::start();
-    let pg = Postgres::start();
-    let url = pg.database().await;
-    let mock = Mock::start();
-    let extra = key(
-        "load",
-        "izzi-load-0000000000",
-        "plan = \"ultra\"\nrpm = 100000\nconcurrent = 64\ndaily = 1000000",
-    );
-    let gws = three(&config(
-        &mock,
-        &extra,
-        &state(Some(&redis), Some(&url), "open"),
-    ));
+    let (mut redis, pg, _mock, gws) = three(
+        (
+            "load",
+            "izzi-load-0000000000",
+            "plan = \"ultra\"\nrpm = 100000\nconcurrent = 64\ndaily = 1000000",
+        ),
+        "open",
+    )
+    .await;
     let urls: Vec<String> = gws.iter().map(|g| g.url.clone()).collect();
     let ok = Arc::new(Mutex::new(0_usize));
     let stop_at = Instant::now() + Duration::from_secs(4);

@@ -1,7 +1,6 @@
 //! What the limits decide for one request, and a refusal's status, type, message and headers.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
 
 use super::admission::Admission;
@@ -139,9 +138,11 @@ impl Refusal {
     }
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        metrics::refused(self.reason);
-        self.headers.attach(self.error.into_response())
+/// A refusal answers as every client-visible error does, with the rate-limit headers as they
+/// stood; it is counted in the refusals metric here, once.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        metrics::refused(refusal.reason);
+        refusal.error.with_extension(refusal.headers)
     }
 }
