@@ -2,6 +2,7 @@
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
 mod auth;
+mod compact;
 mod count;
 mod dispatch;
 mod errors;

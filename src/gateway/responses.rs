@@ -93,13 +93,14 @@ pub(super) async fn begin(
     let previous: Option<String> = body
         .field("previous_response_id", "a string")
         .map_err(invalid)?;
-    if !store && previous.is_none() {
-        return Ok((bytes, None));
-    }
     let Some(input) = body.get("input") else {
         return Ok((bytes, None));
     };
-    let input: Vec<Value> = match serde_json::from_str(input.get()) {
+    let compacted = memchr::memmem::find(input.get().as_bytes(), b"\"compaction").is_some();
+    if !store && previous.is_none() && !compacted {
+        return Ok((bytes, None));
+    }
+    let mut input: Vec<Value> = match serde_json::from_str(input.get()) {
         Ok(Value::String(text)) => {
             vec![json!({"type": "message", "role": "user", "content": text})]
         }
@@ -107,26 +108,69 @@ pub(super) async fn begin(
         _ => return Ok((bytes, None)),
     };
     let owner = owner(headers);
-    let (bytes, input) = match previous {
-        None => (bytes, input),
-        Some(id) => {
-            let kept = load(state, owner, &id).await?;
-            let mut whole = items(&kept.input);
-            let response: Value = serde_json::from_str(&kept.response).unwrap_or_default();
-            if let Some(Value::Array(output)) = response.get("output") {
-                whole.extend(output.iter().cloned());
-            }
-            whole.extend(input);
-            let mut object: Map<String, Value> = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::invalid(format!("The body is not valid JSON: {e}.")))?;
-            object.remove("previous_response_id");
-            object.insert("input".to_owned(), Value::Array(whole.clone()));
-            let expanded = serde_json::to_vec(&object)
-                .map_err(|e| ApiError::internal(format!("The body cannot be written: {e}.")))?;
-            (Bytes::from(expanded), whole)
+    if let Some(id) = &previous {
+        let kept = load(state, owner, id).await?;
+        let mut whole = items(&kept.input);
+        let response: Value = serde_json::from_str(&kept.response).unwrap_or_default();
+        if let Some(Value::Array(output)) = response.get("output") {
+            whole.extend(output.iter().cloned());
         }
+        whole.append(&mut input);
+        input = whole;
+    }
+    if compacted {
+        input = input.into_iter().filter_map(summary_message).collect();
+    }
+    let bytes = if previous.is_some() || compacted {
+        let mut object: Map<String, Value> = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("The body is not valid JSON: {e}.")))?;
+        object.remove("previous_response_id");
+        object.insert("input".to_owned(), Value::Array(input.clone()));
+        Bytes::from(
+            serde_json::to_vec(&object)
+                .map_err(|e| ApiError::internal(format!("The body cannot be written: {e}.")))?,
+        )
+    } else {
+        bytes
     };
     Ok((bytes, store.then_some(Turn { owner, input })))
+}
+
+/// What marks a compaction item's `encrypted_content` as izzi's: the summary follows, base64.
+const COMPACTION_PREFIX: &str = "izzi-compaction-v1:";
+
+/// The compaction item `POST /responses/compact` answers with: the summary, opaque to the
+/// client (as OpenAI's is), which sends it back as the head of its next turn.
+pub(super) fn compaction_item(id: &str, summary: &str) -> Value {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(summary);
+    json!({"id": id, "type": "compaction", "encrypted_content": format!("{COMPACTION_PREFIX}{encoded}")})
+}
+
+/// An input item as a provider can read it: izzi's compaction item becomes the summary as a
+/// user message; one izzi did not make (OpenAI's own, encrypted for OpenAI) cannot be read
+/// anywhere else and is dropped.
+fn summary_message(item: Value) -> Option<Value> {
+    use base64::Engine as _;
+    let kind = item.get("type").and_then(Value::as_str);
+    if !matches!(kind, Some("compaction" | "compaction_summary")) {
+        return Some(item);
+    }
+    let summary = item
+        .get("encrypted_content")
+        .and_then(Value::as_str)
+        .and_then(|c| c.strip_prefix(COMPACTION_PREFIX))
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .and_then(|c| String::from_utf8(c).ok());
+    let Some(summary) = summary else {
+        tracing::debug!("a compaction item izzi did not make was dropped: only OpenAI can read it");
+        return None;
+    };
+    Some(
+        json!({"type": "message", "role": "user", "content": format!(
+            "This conversation was compacted. A summary of everything before this point:\n\n{summary}"
+        )}),
+    )
 }
 
 impl Turn {

@@ -22,7 +22,7 @@ use tower::ServiceExt as _;
 use super::AppState;
 use super::errors::ApiError;
 use super::reload::{Hangups, Source};
-use super::{auth, count, metrics, models, proxy, responses};
+use super::{auth, compact, count, metrics, models, proxy, responses};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -40,6 +40,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
             "/responses",
             post(|s: State<Arc<AppState>>, r: Request| proxy::inference(s, Format::Responses, r)),
         )
+        .route("/responses/compact", post(compact::compact))
         .route(
             "/responses/{id}",
             get(responses::retrieve).delete(responses::delete),

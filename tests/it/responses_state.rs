@@ -258,3 +258,67 @@ async fn stored_responses_are_evicted_by_size_and_age() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     not_found(gw.get("/v1/responses/resp_brief", KEY).await).await;
 }
+
+/// Codex's remote compaction on both provider kinds, on every prefix: the answer is OpenAI's
+/// `response.compaction` (the user's messages, then one `compaction` item), and the next turn,
+/// which carries that item back, reaches the provider as the summary's text.
+#[tokio::test]
+async fn compact_then_continue_on_both_provider_kinds() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&config(&mock, ""));
+    let tools = json!([{"type": "function", "name": "shell",
+                        "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]);
+    for (model, prefix) in [
+        ("sonnet", "/v1"),
+        ("gpt-4.1", "/openai/v1"),
+        ("gpt-4.1", "/api/v1"),
+    ] {
+        let history = json!([
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Build the parser"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Working on it"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{\"cmd\":\"ls\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "src tests"},
+        ]);
+        let body = json!({"model": model, "instructions": "You are Codex.", "input": history,
+                          "tools": tools, "parallel_tool_calls": false});
+        let response = gw
+            .post(&format!("{prefix}/responses/compact"), KEY, &body)
+            .await;
+        assert_eq!(response.status(), 200);
+        let compacted: Value = response.json().await.unwrap();
+        assert_eq!(compacted["object"], "response.compaction", "{compacted}");
+        let output = compacted["output"].as_array().unwrap();
+        assert_eq!(output.len(), 2, "{compacted}");
+        assert_eq!(output[0], history[0]);
+        assert_eq!(output[1]["type"], "compaction");
+        assert!(output[1]["encrypted_content"].is_string());
+        assert!(compacted["usage"]["output_tokens"].as_u64().unwrap() > 0);
+        let asked = mock.requests().await.pop().unwrap()["body"].to_string();
+        assert!(
+            asked.contains("about to be compacted") && asked.contains("src tests"),
+            "{asked}"
+        );
+
+        // Codex's next turn: the compacted history, then the new message (`store: false`).
+        let mut input = output.clone();
+        input.push(json!({"type": "message", "role": "user", "content": "Now add tests"}));
+        let next = json!({"model": model, "store": false, "input": input, "tools": tools});
+        let response = gw.post(&format!("{prefix}/responses"), KEY, &next).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let sent = mock.requests().await.pop().unwrap()["body"].to_string();
+        assert!(sent.contains("This conversation was compacted"), "{sent}");
+        assert!(
+            sent.contains("Hello from the mock upstream."),
+            "the summary: {sent}"
+        );
+        assert!(
+            !sent.contains("izzi-compaction") && !sent.contains("src tests"),
+            "{sent}"
+        );
+    }
+    // Nothing to compact is a 400.
+    let response = gw
+        .post("/v1/responses/compact", KEY, &json!({"model": "sonnet"}))
+        .await;
+    assert_eq!(response.status(), 400);
+}
