@@ -322,3 +322,51 @@ async fn compact_then_continue_on_both_provider_kinds() {
         .await;
     assert_eq!(response.status(), 400);
 }
+
+/// With `[state].postgres_url`, stored responses live in PostgreSQL: one instance continues,
+/// reads and deletes what another stored, and the size bound holds there too.
+#[tokio::test]
+async fn stored_responses_are_shared_through_postgres() {
+    let pg = crate::shared_state::Postgres::start();
+    let url = pg.database().await;
+    let mock = Mock::start();
+    let config = config(
+        &mock,
+        &format!("[responses]\nmax_bytes = 6000\n[state]\npostgres_url = \"{url}\"\n"),
+    );
+    let (a, b) = (Gateway::start(&config), Gateway::start(&config));
+    respond(
+        &a,
+        "/v1",
+        &json!({"model": "sonnet", "input": "first mock:rid=pg1"}),
+    )
+    .await;
+    let continued = json!({"model": "gpt-4.1", "previous_response_id": "resp_pg1",
+                           "input": "second mock:rid=pg2"});
+    respond(&b, "/v1", &continued).await;
+    let sent = mock.requests().await.pop().unwrap()["body"].to_string();
+    assert!(sent.contains("first") && sent.contains("second"), "{sent}");
+    let items = a.get_json("/v1/responses/resp_pg2/input_items", KEY).await;
+    assert_eq!(items["data"].as_array().unwrap().len(), 3, "{items}");
+    not_found(b.get("/v1/responses/resp_pg1", OTHER).await).await;
+    assert_eq!(
+        delete(&b, "/v1/responses/resp_pg1", KEY).await.status(),
+        200
+    );
+    not_found(a.get("/v1/responses/resp_pg1", KEY).await).await;
+    // 6,000 bytes hold two of these, not three: the oldest goes.
+    let big = "z".repeat(2000);
+    for id in ["big1", "big2", "big3"] {
+        respond(
+            &a,
+            "/v1",
+            &json!({"model": "sonnet", "input": format!("{big} mock:rid={id}")}),
+        )
+        .await;
+    }
+    not_found(b.get("/v1/responses/resp_big1", KEY).await).await;
+    assert_eq!(
+        b.get_json("/v1/responses/resp_big3", KEY).await["id"],
+        "resp_big3"
+    );
+}
