@@ -40,9 +40,7 @@ async fn summarise(state: Arc<AppState>, request: Request) -> Result<Response, R
     })?;
     let input = match object.remove("input") {
         Some(Value::Array(items)) => items,
-        Some(Value::String(text)) => {
-            vec![json!({"type": "message", "role": "user", "content": text})]
-        }
+        Some(Value::String(text)) => vec![responses::user_message(text)],
         None if object.contains_key("previous_response_id") => Vec::new(),
         _ => {
             return Err(ApiError::invalid(
@@ -66,7 +64,7 @@ async fn summarise(state: Arc<AppState>, request: Request) -> Result<Response, R
         .cloned()
         .collect();
     let mut asked = input;
-    asked.push(json!({"type": "message", "role": "user", "content": PROMPT}));
+    asked.push(responses::user_message(PROMPT));
     object.insert("input".to_owned(), Value::Array(asked));
     object.insert("store".to_owned(), Value::Bool(false));
     object.insert("stream".to_owned(), Value::Bool(false));

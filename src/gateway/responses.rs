@@ -102,7 +102,7 @@ pub(super) async fn begin(
     }
     let mut input: Vec<Value> = match serde_json::from_str(input.get()) {
         Ok(Value::String(text)) => {
-            vec![json!({"type": "message", "role": "user", "content": text})]
+            vec![user_message(text)]
         }
         Ok(Value::Array(items)) => items,
         _ => return Ok((bytes, None)),
@@ -166,11 +166,14 @@ fn summary_message(item: Value) -> Option<Value> {
         tracing::debug!("a compaction item izzi did not make was dropped: only OpenAI can read it");
         return None;
     };
-    Some(
-        json!({"type": "message", "role": "user", "content": format!(
-            "This conversation was compacted. A summary of everything before this point:\n\n{summary}"
-        )}),
-    )
+    Some(user_message(format!(
+        "This conversation was compacted. A summary of everything before this point:\n\n{summary}"
+    )))
+}
+
+/// A user message item with `text` as its content.
+pub(super) fn user_message(text: impl Into<String>) -> Value {
+    json!({"type": "message", "role": "user", "content": text.into()})
 }
 
 impl Turn {
