@@ -49,18 +49,11 @@ async fn summarise(state: Arc<AppState>, request: Request) -> Result<Response, R
             .into_response());
         }
     };
-    // The user's messages are kept as they were, as OpenAI's compaction keeps them; an earlier
-    // compaction is covered by the new summary.
+    // The user's messages are kept, as OpenAI's compaction keeps them; an earlier compaction is
+    // covered by the new summary.
     let kept: Vec<Value> = input
         .iter()
-        .filter(|item| {
-            item.get("role").and_then(Value::as_str) == Some("user")
-                && item
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("message")
-                    == "message"
-        })
+        .filter(|item| is_user_message(item))
         .cloned()
         .collect();
     let mut asked = input;
@@ -107,7 +100,11 @@ async fn summarise(state: Arc<AppState>, request: Request) -> Result<Response, R
         .and_then(Value::as_str)
         .unwrap_or("resp_compaction");
     let base = id.strip_prefix("resp_").unwrap_or(id);
-    let mut output = kept;
+    let mut output: Vec<Value> = kept
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| output_message(item, &format!("msg_{base}_{i}")))
+        .collect();
     output.push(responses::compaction_item(&format!("cmp_{base}"), &text));
     let compacted = json!({
         "id": id,
@@ -125,6 +122,31 @@ async fn summarise(state: Arc<AppState>, request: Request) -> Result<Response, R
         parts,
         axum::body::Body::from(compacted.to_string()),
     ))
+}
+
+/// A user message item (`type` `message`, or none).
+fn is_user_message(item: &Value) -> bool {
+    item.get("role").and_then(Value::as_str) == Some("user")
+        && item
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("message")
+            == "message"
+}
+
+/// A user message as an output item, in the shape OpenAI's compaction gives it: typed, with an
+/// id and a status, its text content as an `input_text` part.
+fn output_message(mut item: Value, id: &str) -> Value {
+    if let Some(fields) = item.as_object_mut() {
+        fields.insert("type".to_owned(), json!("message"));
+        fields.entry("id").or_insert_with(|| json!(id));
+        fields.entry("status").or_insert_with(|| json!("completed"));
+        if let Some(Value::String(text)) = fields.get("content") {
+            let parts = json!([{"type": "input_text", "text": text}]);
+            fields.insert("content".to_owned(), parts);
+        }
+    }
+    item
 }
 
 /// The text of a Responses answer's message items.

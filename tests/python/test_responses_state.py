@@ -57,3 +57,24 @@ def test_previous_response_id_chain_through_claude(start_gateway, mock):
     unstored = client.responses.create(model="sonnet", store=False, input="hi mock:rid=py4")
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(unstored.id)
+
+
+@pytest.mark.parametrize("model", ["sonnet", "gpt-4.1"])
+def test_compact_and_continue(gateway, mock, model):
+    """`responses.compact` answers the SDK's `CompactedResponse` (the user's messages, then one
+    compaction item) on either provider kind, and the next turn carrying it back works."""
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=KEY, max_retries=0)
+    history = [
+        {"role": "user", "content": "Refactor the parser."},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done: split in two."}]},
+    ]
+    compacted = client.responses.compact(model=model, input=history, instructions="You are Codex.")
+    assert compacted.object == "response.compaction"
+    assert [item.type for item in compacted.output] == ["message", "compaction"]
+    assert compacted.usage.output_tokens > 0
+    carried = [item.model_dump(exclude_none=True) for item in compacted.output]
+    answer = client.responses.create(model=model, store=False,
+                                     input=carried + [{"role": "user", "content": "Now the tests."}])
+    assert answer.output_text == "Hello from the mock upstream."
+    sent = json.dumps(mock.requests()[-1]["body"])
+    assert "This conversation was compacted" in sent and "Done: split in two." not in sent
