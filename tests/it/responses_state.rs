@@ -378,3 +378,38 @@ async fn stored_responses_are_shared_through_postgres() {
         "resp_big3"
     );
 }
+
+/// The Agents SDK's loop over stored state: the first turn calls a tool, the second sends only
+/// the tool's output with `previous_response_id`; the provider gets the call and its result.
+#[tokio::test]
+async fn a_tool_loop_continues_from_stored_state_on_both_provider_kinds() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&config(&mock, ""));
+    let tools = json!([{"type": "function", "name": "get_weather",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    for model in ["sonnet", "gpt-4.1"] {
+        let first = respond(
+            &gw,
+            "/v1",
+            &json!({"model": model, "tools": tools, "input": format!("Weather? mock:tools mock:rid=t{model}")}),
+        )
+        .await;
+        let call = first["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["type"] == "function_call")
+            .unwrap_or_else(|| panic!("no call in {first}"))
+            .clone();
+        let second = json!({"model": model, "tools": tools, "previous_response_id": first["id"],
+                            "input": [{"type": "function_call_output", "call_id": call["call_id"],
+                                       "output": "sunny, 21 C"}]});
+        respond(&gw, "/v1", &second).await;
+        let sent = mock.requests().await.pop().unwrap()["body"].to_string();
+        assert!(
+            sent.contains("get_weather") && sent.contains("sunny, 21 C"),
+            "{sent}"
+        );
+        assert!(sent.contains(call["call_id"].as_str().unwrap()), "{sent}");
+    }
+}
