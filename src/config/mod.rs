@@ -10,9 +10,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod masked;
+mod responses;
 
 use crate::catalog::{DefaultPrice, ModelOverride};
 use crate::protocol::Kind;
+pub(crate) use responses::Responses;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -37,6 +39,8 @@ pub(crate) struct Config {
     pub(crate) state: State,
     #[serde(default)]
     pub(crate) telemetry: Telemetry,
+    #[serde(default)]
+    pub(crate) responses: Responses,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -365,6 +369,9 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             bail!("`server.max_connections` must be above 0");
+        }
+        if self.responses.max_age_s == 0 || self.responses.max_bytes == 0 {
+            bail!("`responses.max_age_s` and `responses.max_bytes` must be above 0");
         }
         for (i, p) in self.providers.iter().enumerate() {
             if self.providers[..i].iter().any(|q| q.name == p.name) {

@@ -2,6 +2,7 @@
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
 mod auth;
+mod compact;
 mod count;
 mod dispatch;
 mod errors;
@@ -15,6 +16,7 @@ mod proxy;
 mod relay;
 mod reload;
 mod request;
+mod responses;
 mod routing;
 mod server;
 mod telemetry;
@@ -48,6 +50,8 @@ pub(crate) struct AppState {
     pub(crate) ip_block: Arc<auth::IpBlock>,
     pub(crate) limits: Arc<limits::Limits>,
     pub(crate) ledger: ledger::Ledger,
+    /// Stored Responses state (`store: true`), on its own connection.
+    pub(crate) responses: Arc<crate::store::ResponseStore>,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub(crate) client: reqwest::Client,
     /// Where the config came from, when it started, how its reloads went: for `/health`.
@@ -71,8 +75,10 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let router = routing::Router::new(&config, stored_key.as_deref())?;
     // Opening the database may mean connecting to PostgreSQL, through blocking calls.
     let state_config = config.state.clone();
-    let (store, stored_keys, limiter) = tokio::task::spawn_blocking(move || {
+    let (store, stored_keys, limiter, responses) = tokio::task::spawn_blocking(move || {
         let store = crate::store::Database::open_for_gateway(&state_config)?;
+        // Opened after the ledger's database, which migrated the schema.
+        let responses = crate::store::ResponseStore::open(&state_config)?;
         let stored_keys = match store.keys() {
             Ok(keys) => keys,
             // PostgreSQL away at start: the config's keys serve until the ledger reaches it.
@@ -90,7 +96,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
             }
             Err(err) => return Err(err),
         };
-        anyhow::Ok((store, stored_keys, limiter))
+        anyhow::Ok((store, stored_keys, limiter, responses))
     })
     .await??;
     let setup_key = stored_key
@@ -132,6 +138,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         keys,
         limits: Arc::new(limits),
         ledger,
+        responses: Arc::new(responses),
         metrics,
         client,
     });

@@ -1,6 +1,7 @@
 //! One inference request through the gateway, in order: read and check the body (`request`),
 //! route, refuse what cannot be charged, translate, admit (`limits`), send upstream
 //! (`dispatch`), and answer: a whole answer here, a stream through `relay`; `life` records it.
+//! A Responses turn continues from and is kept in stored state (`responses`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -52,6 +53,11 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let client = auth::client(&parts.extensions)?;
     let bytes = read_body(body, &parts.headers, &state.config.server).await?;
+    // A Responses turn may continue a stored one, and be stored itself.
+    let (bytes, turn) = match format {
+        Format::Responses => super::responses::begin(&state, &parts.headers, bytes).await?,
+        Format::Chat | Format::Messages => (bytes, None),
+    };
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
     let route = route(&state, &shape.model)?;
@@ -115,6 +121,9 @@ async fn handle(
         ),
     };
     response.headers_mut().extend(sent.headers);
+    if let Some(turn) = turn {
+        response = turn.keep(Arc::clone(&state), response).await;
+    }
     Ok(rate.attach(response))
 }
 

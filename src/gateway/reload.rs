@@ -160,6 +160,7 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
         ip_block: Arc::clone(&current.ip_block),
         limits: Arc::clone(&current.limits),
         ledger: current.ledger.clone(),
+        responses: Arc::clone(&current.responses),
         metrics: current.metrics.clone(),
         client,
         process: Arc::clone(&current.process),

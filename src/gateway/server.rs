@@ -22,7 +22,7 @@ use tower::ServiceExt as _;
 use super::AppState;
 use super::errors::ApiError;
 use super::reload::{Hangups, Source};
-use super::{auth, count, metrics, models, proxy};
+use super::{auth, compact, count, metrics, models, proxy, responses};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -40,6 +40,12 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
             "/responses",
             post(|s: State<Arc<AppState>>, r: Request| proxy::inference(s, Format::Responses, r)),
         )
+        .route("/responses/compact", post(compact::compact))
+        .route(
+            "/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
+        .route("/responses/{id}/input_items", get(responses::input_items))
         .route("/messages/count_tokens", post(count::count_tokens))
         .route("/models", get(models::list))
         .route("/models/{id}", get(models::one))

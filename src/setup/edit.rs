@@ -142,12 +142,22 @@ pub(crate) fn toml(
     original: Option<&[u8]>,
     patch: &toml_edit::DocumentMut,
 ) -> Result<Vec<u8>, EditError> {
+    toml_with(original, |doc| {
+        merge_table(doc.as_table_mut(), patch.as_table(), &mut Vec::new())
+    })
+}
+
+/// A TOML file (absent: empty) changed by `change`, its comments and layout kept.
+pub(crate) fn toml_with(
+    original: Option<&[u8]>,
+    change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), EditError>,
+) -> Result<Vec<u8>, EditError> {
     with_text(original, |text| {
         let mut doc: toml_edit::DocumentMut =
             text.parse().map_err(|err: toml_edit::TomlError| {
                 EditError::Parse(format!("TOML ({})", err.message().trim_end()))
             })?;
-        merge_table(doc.as_table_mut(), patch.as_table(), &mut Vec::new())?;
+        change(&mut doc)?;
         Ok(doc.to_string())
     })
 }

@@ -254,11 +254,33 @@ impl ToolPlan {
         vars: &Vars,
         secret: bool,
     ) {
+        self.edit(ctx, path, secret, |before, shown| match format {
+            Format::Toml => templates::toml(template, vars)
+                .map_err(|err| format!("{err:#}"))
+                .and_then(|patch| edit::toml(before, &patch).map_err(|e| describe(shown, &e))),
+            Format::Json | Format::Jsonc => templates::json(template, vars)
+                .map_err(|err| format!("{err:#}"))
+                .and_then(|patch| {
+                    edit::json(before, format, &patch).map_err(|e| describe(shown, &e))
+                }),
+        });
+    }
+
+    /// Plans `change` of `path`, from its contents (or what an earlier change in this plan made
+    /// of them) to new ones, given with the path as shown; records an edit, nothing (already so)
+    /// or a problem.
+    fn edit(
+        &mut self,
+        ctx: &Ctx<'_>,
+        path: &Path,
+        secret: bool,
+        change: impl FnOnce(Option<&[u8]>, &str) -> Result<Vec<u8>, String>,
+    ) {
         if !self.files.iter().any(|f| f == path) {
             self.files.push(path.to_path_buf());
         }
         let shown = ctx.layout.show(path);
-        // A second template for the same file builds on the first one's result.
+        // A second change of the same file builds on the first one's result.
         let earlier = self.edits.iter().position(|e| e.path == path);
         let before = match earlier {
             Some(i) => Some(self.edits[i].after.clone()),
@@ -272,18 +294,7 @@ impl ToolPlan {
                 }
             },
         };
-        let edited = match format {
-            Format::Toml => templates::toml(template, vars)
-                .map_err(|err| format!("{err:#}"))
-                .and_then(|patch| {
-                    edit::toml(before.as_deref(), &patch).map_err(|e| describe(&shown, &e))
-                }),
-            Format::Json | Format::Jsonc => templates::json(template, vars)
-                .map_err(|err| format!("{err:#}"))
-                .and_then(|patch| {
-                    edit::json(before.as_deref(), format, &patch).map_err(|e| describe(&shown, &e))
-                }),
-        };
+        let edited = change(before.as_deref(), &shown);
         match (edited, earlier) {
             (Ok(after), Some(i)) => {
                 self.edits[i].after = after;

@@ -23,10 +23,12 @@ use crate::config::{Plan, State};
 
 mod pg_tls;
 mod postgres;
+mod responses;
 mod row;
 mod sqlite;
 
 pub(crate) use postgres::Postgres;
+pub(crate) use responses::{Kept, ResponseStore};
 pub(crate) use row::{Counts, Outcome, Pricing, Row, UsageLine, UsageSource};
 pub(crate) use sqlite::{Store, default_path};
 

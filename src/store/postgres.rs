@@ -31,6 +31,7 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_pricing.sql")),
+    (4, include_str!("../../migrations/0004_responses.sql")),
 ];
 
 /// Any one call, connecting included, fails after this long; a gateway's ledger thread must not
@@ -140,7 +141,7 @@ impl Postgres {
 
     /// Runs one call on this store's runtime, with the timeout, and notes whether the server
     /// was reached.
-    fn run<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(super) fn run<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
         let result = self
             .runtime
             .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
@@ -179,7 +180,7 @@ impl Postgres {
     }
 
     /// A pooled connection, the schema migrated.
-    async fn client(&self) -> Result<deadpool_postgres::Object> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object> {
         let mut client = self.pool.get().await.map_err(|e| pool_error(&e))?;
         if !self.migrated.load(Ordering::Relaxed) {
             migrate(&mut client).await?;

@@ -453,6 +453,7 @@ fixture! {
     fixture_claude_code_windows => "claude-code-windows",
     fixture_codex => "codex",
     fixture_codex_windows => "codex-windows",
+    fixture_codex_claude => "codex-claude",
     fixture_cline => "cline",
     fixture_cline_legacy => "cline-legacy",
     fixture_windsurf => "windsurf",

@@ -158,7 +158,7 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let mut pg = Self::init();
         pg.spawn();
         pg
@@ -278,7 +278,7 @@ impl Postgres {
     }
 
     /// A new, empty database's URL.
-    async fn database(&self) -> String {
+    pub(crate) async fn database(&self) -> String {
         let client = self.connect("postgres").await;
         client
             .batch_execute("CREATE DATABASE izzi")

@@ -18,6 +18,8 @@
 //!   `mock:thinking` reason first; `mock:cache` report cached input tokens (`mock:cache_1h`:
 //!   and split the cache writes into five-minute and one-hour ones, as Anthropic does);
 //!   `mock:word_bytes=N` makes each added word N bytes long (one big stream event per word).
+//! - `mock:rid=X` answers with the id `msg_X` / `chatcmpl-X` (default `mock`); the last one in the
+//!   body counts, so a conversation's latest turn names its answer.
 //!
 //! `GET /_mock/requests` lists what was received (path, headers, body); `DELETE` clears it.
 //! Run: `mock-upstream [--port N]`; it prints `mock upstream listening on http://ADDR`.
@@ -70,6 +72,8 @@ struct Directives {
     fail_first: u64,
     fail_status: Option<u16>,
     id: String,
+    /// The answer's id (`msg_{rid}`, `chatcmpl-{rid}`); `mock` when not given.
+    rid: Option<String>,
 }
 
 impl Directives {
@@ -106,6 +110,7 @@ impl Directives {
                 "fail_first" => d.fail_first = num,
                 "fail_status" => d.fail_status = u16::try_from(num).ok(),
                 "id" => value.clone_into(&mut d.id),
+                "rid" => d.rid = Some(value.to_owned()),
                 _ => {}
             }
         }
@@ -242,6 +247,7 @@ struct Plan {
     /// Of `cache_write`, the writes to a one-hour cache (the rest are five-minute ones).
     cache_write_1h: Option<u64>,
     include_usage: bool,
+    rid: String,
 }
 
 fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
@@ -297,6 +303,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
             == Some(true),
+        rid: d.rid.clone().unwrap_or_else(|| "mock".to_owned()),
     }
 }
 
@@ -354,7 +361,7 @@ impl Plan {
         for (i, name) in self.tools.iter().enumerate() {
             content.push(json!({"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": Self::args(i)}));
         }
-        json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": self.model,
+        json!({"id": format!("msg_{}", self.rid), "type": "message", "role": "assistant", "model": self.model,
                "content": content, "stop_reason": self.anthropic_stop(), "stop_sequence": null,
                "usage": self.anthropic_usage()})
     }
@@ -374,7 +381,7 @@ impl Plan {
         if let Some(r) = &self.reasoning {
             message["reasoning_content"] = json!(r);
         }
-        json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 1_700_000_000, "model": self.model,
+        json!({"id": format!("chatcmpl-{}", self.rid), "object": "chat.completion", "created": 1_700_000_000, "model": self.model,
                "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": self.openai_finish()}],
                "usage": self.openai_usage()})
     }
@@ -463,7 +470,7 @@ impl Plan {
     fn openai_events(&self) -> Vec<String> {
         let mut events = Vec::new();
         let chunk = |delta: Value, finish: Value| {
-            let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": self.model,
+            let data = json!({"id": format!("chatcmpl-{}", self.rid), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}], "usage": null});
             format!("data: {data}\n\n")
         };
@@ -496,7 +503,7 @@ impl Plan {
         }
         events.push(chunk(json!({}), json!(self.openai_finish())));
         if self.include_usage {
-            let data = json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            let data = json!({"id": format!("chatcmpl-{}", self.rid), "object": "chat.completion.chunk", "created": 1_700_000_000,
                 "model": self.model, "choices": [], "usage": self.openai_usage()});
             events.push(format!("data: {data}\n\n"));
         }

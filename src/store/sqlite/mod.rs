@@ -26,7 +26,7 @@ use crate::protocol::Usage;
 const FILE: &str = "izzi.db";
 
 /// Bumped with each schema change; `open` migrates older files.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 5;
 /// The gateway connection's page cache: a negative `cache_size` is in KiB.
 const GATEWAY_CACHE_KIB: i64 = -512;
 
@@ -77,6 +77,22 @@ CREATE INDEX IF NOT EXISTS ledger_started_at ON ledger (started_at);
 const SCHEMA_1_TO_2: &str = "ALTER TABLE ledger ADD COLUMN request_id TEXT;";
 /// Schema 2 to 3: rows say where their prices came from (older rows had a catalog price).
 const SCHEMA_2_TO_3: &str = "ALTER TABLE ledger ADD COLUMN pricing TEXT NOT NULL DEFAULT 'listed';";
+
+/// Schema 4 to 5: stored Responses state (`store::responses`). Only creates its own table, so it
+/// applies whatever the schema before it holds.
+const SCHEMA_4_TO_5: &str = "
+CREATE TABLE IF NOT EXISTS responses (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    key_sha256 BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    response TEXT NOT NULL,
+    UNIQUE (key_sha256, id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS responses_created_at ON responses (created_at);
+";
 
 /// `$IZZI_HOME/izzi.db`.
 pub(crate) fn default_path() -> Result<PathBuf> {
@@ -148,6 +164,9 @@ impl Store {
         if (1..=2).contains(&version) {
             self.conn.execute_batch(SCHEMA_2_TO_3)?;
         }
+        if version < 5 {
+            self.conn.execute_batch(SCHEMA_4_TO_5)?;
+        }
         if version < SCHEMA_VERSION {
             self.conn.execute_batch(SCHEMA)?;
             self.conn
@@ -169,6 +188,11 @@ impl Store {
         Ok(self
             .conn
             .pragma_update(None, "cache_size", GATEWAY_CACHE_KIB)?)
+    }
+
+    /// The connection, for the other tables' queries (`store::responses`).
+    pub(in crate::store) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Where this database lives.
