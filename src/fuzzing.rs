@@ -40,6 +40,12 @@ fn target<'a>(selector: u8, request: &'a Body<'a>) -> Target<'a> {
         reasoning: selector & 0x08 != 0,
         request,
         created: 1_750_000_000,
+        caching: if selector & 0x04 == 0 {
+            crate::translate::Caching::Auto
+        } else {
+            crate::translate::Caching::Off
+        },
+        session: Some("fuzz-session"),
     }
 }
 

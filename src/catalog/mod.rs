@@ -99,6 +99,11 @@ pub(crate) struct Model {
     /// In the catalog or config, rather than only matched by a provider's `models` glob.
     #[serde(skip, default = "listed")]
     pub(crate) catalogued: bool,
+    /// Whether izzi adds prompt caching to requests it translates for this model (cache
+    /// breakpoints toward Anthropic, `prompt_cache_key` toward OpenAI); `[server]
+    /// prompt_caching = false` turns it off for every model.
+    #[serde(default = "listed", skip_serializing)]
+    pub(crate) prompt_caching: bool,
 }
 
 fn listed() -> bool {
@@ -135,6 +140,9 @@ pub(crate) struct ModelOverride {
     pub(crate) tokenizer: Option<String>,
     pub(crate) reasoning: Option<bool>,
     pub(crate) fallbacks: Option<Vec<String>>,
+    /// `false`: izzi adds no prompt caching to requests it translates for this model (no
+    /// cache breakpoints toward Anthropic, no `prompt_cache_key` toward OpenAI) [default: true].
+    pub(crate) prompt_caching: Option<bool>,
 }
 
 impl Model {
@@ -215,6 +223,7 @@ impl Model {
             fallbacks: Vec::new(),
             pricing: Pricing::Unpriced,
             catalogued: true,
+            prompt_caching: true,
         }
     }
 
@@ -230,7 +239,7 @@ impl Model {
             output_per_mtok,
             context_window
         );
-        set!(max_output, tokenizer, reasoning, fallbacks);
+        set!(max_output, tokenizer, reasoning, fallbacks, prompt_caching);
         if o.upstream_id.is_some() {
             self.upstream_id.clone_from(&o.upstream_id);
         }

@@ -102,10 +102,21 @@ pub(crate) enum Part {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum KnownPart {
-    Text { text: String },
-    ImageUrl { image_url: ImageUrl },
-    File { file: File },
-    Refusal { refusal: String },
+    Text {
+        text: String,
+        /// A prompt-cache breakpoint as OpenRouter and LiteLLM take it for Claude models.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    File {
+        file: File,
+    },
+    Refusal {
+        refusal: String,
+    },
 }
 
 /// `image_url` of an image part: an https URL or a `data:` URI.
@@ -171,6 +182,9 @@ pub(crate) struct Tool {
     pub(crate) kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) function: Option<FunctionDef>,
+    /// A prompt-cache breakpoint after the tools up to this one (OpenRouter's convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_control: Option<Value>,
 }
 
 /// `function` of a tool definition.

@@ -11,6 +11,7 @@
 //! Messages → Chat → Responses. Each of the three has a `request`, a `response` and a `stream`
 //! file; `stream` here holds the plumbing every translated or observed stream goes through.
 
+mod cache;
 mod chat_to_messages;
 mod messages_to_chat;
 mod names;
@@ -28,6 +29,7 @@ use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind, Usage, anthropic, openai, responses as rs};
 use names::ToolNames;
 
+pub(crate) use cache::Caching;
 pub(crate) use stream::{Stream, stream};
 
 /// What the translation needs to know about the routed model and the request.
@@ -47,6 +49,10 @@ pub(crate) struct Target<'a> {
     /// Unix seconds, for the `created` fields translated answers carry (translation reads no
     /// clock).
     pub(crate) created: u64,
+    /// Whether a translated request gets izzi's prompt caching.
+    pub(crate) caching: Caching,
+    /// The agent session (`attribution`), an OpenAI-kind provider's `prompt_cache_key`.
+    pub(crate) session: Option<&'a str>,
 }
 
 /// A request that cannot be carried to the target: a 400 `invalid_request_error` naming the field.
@@ -117,19 +123,35 @@ pub(crate) fn request<'a>(
             translated: false,
         });
     }
+    let caching = target.caching == Caching::Auto;
     let out = if format == Format::Messages {
         let req: anthropic::Request = parse(body.raw, "Messages")?;
-        encode(&messages_to_chat::request(req, target)?)?
+        let mut chat = messages_to_chat::request(req, target)?;
+        if caching {
+            cache::keep_key(&mut chat.extra, target.session);
+        }
+        encode(&chat)?
     } else {
-        let chat = if shaped {
+        let mut chat: openai::Request = if shaped {
             let req: rs::Request = parse(body.raw, "Responses")?;
             responses::request(req, kind, target)?
         } else {
             parse(body.raw, "Chat Completions")?
         };
         match kind {
-            Kind::Openai => encode(&chat)?,
-            Kind::Anthropic => encode(&chat_to_messages::request(chat, target)?)?,
+            Kind::Openai => {
+                if caching {
+                    cache::keep_key(&mut chat.extra, target.session);
+                }
+                encode(&chat)?
+            }
+            Kind::Anthropic => {
+                let mut messages = chat_to_messages::request(chat, target)?;
+                if caching {
+                    cache::place(&mut messages, target.upstream_model);
+                }
+                encode(&messages)?
+            }
         }
     };
     Ok(Prepared {
@@ -212,7 +234,7 @@ fn answer_text(content: Option<openai::Content>) -> String {
         Some(openai::Content::Parts(parts)) => parts
             .into_iter()
             .filter_map(|p| match p {
-                openai::Part::Known(openai::KnownPart::Text { text }) => Some(text),
+                openai::Part::Known(openai::KnownPart::Text { text, .. }) => Some(text),
                 _ => None,
             })
             .collect(),

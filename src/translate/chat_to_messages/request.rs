@@ -34,8 +34,11 @@ pub(crate) fn request(
     for (i, message) in req.messages.iter().enumerate() {
         let (role, blocks) = match message.role.as_str() {
             "system" | "developer" => {
-                for text in texts(message.content.as_ref(), i)? {
-                    system.push(text_block(text));
+                for (text, cache_control) in marked_texts(message.content.as_ref(), i)? {
+                    system.push(Block::Known(Known::Text {
+                        text,
+                        cache_control,
+                    }));
                 }
                 continue;
             }
@@ -43,11 +46,15 @@ pub(crate) fn request(
             "assistant" => ("assistant", assistant_blocks(message, i)?),
             "tool" => {
                 let id = message.tool_call_id.as_deref().unwrap_or_default();
-                let text = texts(message.content.as_ref(), i)?.join("\n");
+                let parts = marked_texts(message.content.as_ref(), i)?;
+                let cache_control = parts.iter().rev().find_map(|(_, mark)| mark.clone());
+                let text = parts.into_iter().map(|(text, _)| text).collect::<Vec<_>>();
+                let text = text.join("\n");
                 let result = Known::ToolResult {
                     tool_use_id: names::sanitize_id(id).into_owned(),
                     content: (!text.is_empty()).then_some(Content::Text(text)),
                     is_error: None,
+                    cache_control,
                 };
                 ("user", vec![Block::Known(result)])
             }
@@ -201,17 +208,30 @@ fn refuse_or_drop(req: &oa::Request) -> Result<(), TranslateError> {
 
 /// The texts of a content: the string, or its text (and refusal) parts.
 fn texts(content: Option<&oa::Content>, i: usize) -> Result<Vec<String>, TranslateError> {
+    Ok(marked_texts(content, i)?
+        .into_iter()
+        .map(|(text, _)| text)
+        .collect())
+}
+
+/// The texts of a content with the cache breakpoint each part carries.
+fn marked_texts(
+    content: Option<&oa::Content>,
+    i: usize,
+) -> Result<Vec<(String, Option<Value>)>, TranslateError> {
     match content {
         None => Ok(Vec::new()),
-        Some(oa::Content::Text(text)) => Ok(vec![text.clone()]),
+        Some(oa::Content::Text(text)) => Ok(vec![(text.clone(), None)]),
         Some(oa::Content::Parts(parts)) => {
             let mut out = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 match part {
-                    oa::Part::Known(
-                        oa::KnownPart::Text { text } | oa::KnownPart::Refusal { refusal: text },
-                    ) => {
-                        out.push(text.clone());
+                    oa::Part::Known(oa::KnownPart::Text {
+                        text,
+                        cache_control,
+                    }) => out.push((text.clone(), cache_control.clone())),
+                    oa::Part::Known(oa::KnownPart::Refusal { refusal }) => {
+                        out.push((refusal.clone(), None));
                     }
                     other => return Err(part_error(i, j, other)),
                 }
@@ -249,8 +269,16 @@ fn user_blocks(content: Option<&oa::Content>, i: usize) -> Result<Vec<Block>, Tr
     let mut blocks = Vec::with_capacity(parts.len());
     for (j, part) in parts.iter().enumerate() {
         match part {
-            oa::Part::Known(oa::KnownPart::Text { text }) => {
-                blocks.extend(non_blank(text).map(text_block));
+            oa::Part::Known(oa::KnownPart::Text {
+                text,
+                cache_control,
+            }) => {
+                blocks.extend(non_blank(text).map(|text| {
+                    Block::Known(Known::Text {
+                        text,
+                        cache_control: cache_control.clone(),
+                    })
+                }));
             }
             oa::Part::Known(oa::KnownPart::ImageUrl { image_url }) => {
                 blocks.push(Block::Known(Known::Image {
@@ -376,7 +404,7 @@ fn trim_prefill(turns: &mut Vec<(usize, an::Message)>) {
         return;
     }
     if let Content::Blocks(blocks) = &mut last.content
-        && let Some(Block::Known(Known::Text { text })) = blocks.last_mut()
+        && let Some(Block::Known(Known::Text { text, .. })) = blocks.last_mut()
     {
         let trimmed = text.trim_end().len();
         text.truncate(trimmed);
@@ -412,6 +440,7 @@ fn tools(req: &oa::Request, out: &mut an::Request) -> Result<(), TranslateError>
                     .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
             ),
             strict: None,
+            cache_control: tool.cache_control.clone(),
         });
     }
     if list.is_empty() {

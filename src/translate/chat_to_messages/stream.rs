@@ -207,6 +207,7 @@ impl Stream {
         let block = match want {
             Open::Text => Known::Text {
                 text: String::new(),
+                cache_control: None,
             },
             Open::Thinking => Known::Thinking {
                 thinking: String::new(),

@@ -67,6 +67,7 @@ pub(crate) fn request(
                     parameters: Some(tool.input_schema.clone().unwrap_or_else(empty_schema)),
                     strict: tool.strict,
                 }),
+                cache_control: None,
             });
         }
         if !list.is_empty() {
@@ -183,7 +184,7 @@ fn system_message(content: &Content, path: &str) -> Result<oa::Message, Translat
             let mut texts = Vec::with_capacity(blocks.len());
             for (j, block) in blocks.iter().enumerate() {
                 match block {
-                    Block::Known(Known::Text { text }) => texts.push(text.as_str()),
+                    Block::Known(Known::Text { text, .. }) => texts.push(text.as_str()),
                     other => return Err(block_error(&format!("{path}.content[{j}]"), other)),
                 }
             }
@@ -220,6 +221,7 @@ fn user_turn(
                 tool_use_id,
                 content,
                 is_error,
+                ..
             }) => {
                 let mut texts = Vec::new();
                 match content {
@@ -227,7 +229,7 @@ fn user_turn(
                     Some(Content::Blocks(inner)) => {
                         for (k, block) in inner.iter().enumerate() {
                             match block {
-                                Block::Known(Known::Text { text }) => texts.push(text.clone()),
+                                Block::Known(Known::Text { text, .. }) => texts.push(text.clone()),
                                 Block::Known(Known::Image { source }) => {
                                     result_images.push(image_part(source, &path)?);
                                 }
@@ -254,7 +256,7 @@ fn user_turn(
                     ..oa::Message::default()
                 });
             }
-            Block::Known(Known::Text { text }) => parts.push(text_part(text)),
+            Block::Known(Known::Text { text, .. }) => parts.push(text_part(text)),
             Block::Known(Known::Image { source }) => parts.push(image_part(source, &path)?),
             Block::Known(Known::Document { source, title }) => {
                 parts.push(document_part(source, title.as_deref(), &path)?);
@@ -272,7 +274,7 @@ fn user_turn(
 fn user_message(mut parts: Vec<oa::Part>) -> oa::Message {
     let content = match parts.as_slice() {
         [oa::Part::Known(oa::KnownPart::Text { .. })] => match parts.pop() {
-            Some(oa::Part::Known(oa::KnownPart::Text { text })) => oa::Content::Text(text),
+            Some(oa::Part::Known(oa::KnownPart::Text { text, .. })) => oa::Content::Text(text),
             _ => oa::Content::Parts(parts),
         },
         _ => oa::Content::Parts(parts),
@@ -287,6 +289,7 @@ fn user_message(mut parts: Vec<oa::Part>) -> oa::Message {
 fn text_part(text: &str) -> oa::Part {
     oa::Part::Known(oa::KnownPart::Text {
         text: text.to_owned(),
+        cache_control: None,
     })
 }
 
@@ -334,7 +337,7 @@ fn assistant_turn(i: usize, content: &Content) -> Result<oa::Message, TranslateE
         Content::Blocks(blocks) => {
             for (j, block) in blocks.iter().enumerate() {
                 match block {
-                    Block::Known(Known::Text { text: t }) => text.push_str(t),
+                    Block::Known(Known::Text { text: t, .. }) => text.push_str(t),
                     Block::Known(Known::ToolUse { id, name, input }) => {
                         calls.push(oa::ToolCall {
                             id: id.clone(),

@@ -44,7 +44,7 @@ pub(crate) fn response(resp: an::Response, target: &Target<'_>, names: &ToolName
     let mut calls = Vec::new();
     for block in resp.content {
         match block {
-            Block::Known(Known::Text { text: t }) => text.push_str(&t),
+            Block::Known(Known::Text { text: t, .. }) => text.push_str(&t),
             Block::Known(Known::ToolUse { id, name, input }) => calls.push(oa::ToolCall {
                 id,
                 kind: "function".to_owned(),

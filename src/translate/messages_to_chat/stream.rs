@@ -162,7 +162,7 @@ impl Stream {
 
     fn block_start(&mut self, index: u32, block: &Block, out: &mut Vec<ChatEvent>) {
         let open = match block {
-            Block::Known(Known::Text { text }) => {
+            Block::Known(Known::Text { text, .. }) => {
                 if !text.is_empty() {
                     out.push(self.chunk(content(text), None));
                 }

@@ -284,10 +284,12 @@ fn message_content(
             Some("input_text" | "output_text" | "text") => {
                 out.push(oa::Part::Known(oa::KnownPart::Text {
                     text: take_text(&mut part, "text", &part_path)?,
+                    cache_control: None,
                 }));
             }
             Some("refusal") => out.push(oa::Part::Known(oa::KnownPart::Text {
                 text: take_text(&mut part, "refusal", &part_path)?,
+                cache_control: None,
             })),
             Some("input_image") if role == "user" => {
                 let image: rs::InputImage = parse(part, &part_path)?;
@@ -335,7 +337,7 @@ fn message_content(
         let text: String = out
             .into_iter()
             .filter_map(|p| match p {
-                oa::Part::Known(oa::KnownPart::Text { text }) => Some(text),
+                oa::Part::Known(oa::KnownPart::Text { text, .. }) => Some(text),
                 _ => None,
             })
             .collect();
@@ -404,6 +406,7 @@ fn chat_tool(name: &str, function: rs::FunctionTool) -> oa::Tool {
             parameters: function.parameters,
             strict: function.strict,
         }),
+        cache_control: None,
     }
 }
 

@@ -46,12 +46,17 @@ fn kind_of(name: &str) -> Kind {
 struct Settings {
     reasoning: bool,
     max_output: u32,
+    /// The agent session the client's headers name.
+    session: Option<&'static str>,
+    caching: Caching,
 }
 
-/// No reasoning, 8192 output tokens: what most cases need.
+/// No reasoning, 8192 output tokens, no session, izzi's caching on: what most cases need.
 const PLAIN: Settings = Settings {
     reasoning: false,
     max_output: 8192,
+    session: None,
+    caching: Caching::Auto,
 };
 
 /// Reasoning on, up to `max_output` tokens.
@@ -59,6 +64,7 @@ fn reasoning(max_output: u32) -> Settings {
     Settings {
         reasoning: true,
         max_output,
+        ..PLAIN
     }
 }
 
@@ -70,6 +76,8 @@ fn target<'a>(request: &'a Body<'a>, settings: &Settings) -> Target<'a> {
         reasoning: settings.reasoning,
         request,
         created: CREATED,
+        caching: settings.caching,
+        session: settings.session,
     }
 }
 
