@@ -19,7 +19,17 @@
 //!   and split the cache writes into five-minute and one-hour ones, as Anthropic does);
 //!   `mock:word_bytes=N` makes each added word N bytes long (one big stream event per word).
 //!
-//! `GET /_mock/requests` lists what was received (path, headers, body); `DELETE` clears it.
+//! Without `mock:cache`, prompt caching works as the providers document it (tokens are bytes / 4):
+//! on the Anthropic wire a `cache_control` breakpoint whose prefix (tools, system, messages, in
+//! that order) holds at least 1024 tokens is written, and a later request whose breakpoint (or a
+//! block up to 20 before it) ends the same prefix reads it: `cache_read_input_tokens`, then
+//! `cache_creation_input_tokens` (split by `ttl` in `cache_creation`) up to the last breakpoint,
+//! then `input_tokens`. On the OpenAI wire, prompts of 1024 tokens or more are cached at every
+//! message boundary, per `prompt_cache_key`, and a later prompt with the same prefix reports
+//! it, in 128-token steps, as `prompt_tokens_details.cached_tokens`.
+//!
+//! `GET /_mock/requests` lists what was received (path, headers, body, and with `mock:raw` the
+//! body's exact text); `DELETE` clears it.
 //! Run: `mock-upstream [--port N]`; it prints `mock upstream listening on http://ADDR`.
 
 use std::sync::{Arc, Mutex};
@@ -36,6 +46,8 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct Mock {
     requests: Mutex<Vec<Value>>,
+    /// Hashes of the prompt prefixes cached so far.
+    cached: Mutex<std::collections::HashSet<u64>>,
     /// Requests seen per `mock:id`, for `mock:fail_first`.
     seen: Mutex<std::collections::HashMap<String, u64>>,
 }
@@ -160,7 +172,10 @@ fn record(state: &Mock, path: &str, headers: &HeaderMap, body: &[u8]) -> Value {
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
         .collect();
-    let entry = json!({"path": path, "headers": headers, "body": parsed});
+    let mut entry = json!({"path": path, "headers": headers, "body": parsed});
+    if memchr::memmem::find(body, b"mock:raw").is_some() {
+        entry["raw"] = json!(String::from_utf8_lossy(body));
+    }
     state.requests.lock().expect("lock").push(entry);
     parsed
 }
@@ -505,6 +520,145 @@ impl Plan {
     }
 }
 
+/// Tokens of a prompt prefix, the mock's tokenizer.
+fn tokens(bytes: usize) -> u64 {
+    (bytes / 4) as u64
+}
+
+/// Anthropic's and OpenAI's shortest cacheable prefix.
+const MIN_CACHED: u64 = 1024;
+
+/// One block of a prompt, in the order providers cache them.
+struct Piece {
+    /// Bytes of the prompt up to and including this block.
+    end: usize,
+    /// Hash of the prompt up to and including this block.
+    hash: u64,
+    /// Its `cache_control`, if it is a breakpoint.
+    mark: Option<Value>,
+    /// The last block of a message.
+    boundary: bool,
+}
+
+/// The prompt as pieces: tools, then system, then each message's blocks (`cache_control`
+/// itself is not part of what is cached).
+fn pieces(request: &Value, seed: &str) -> Vec<Piece> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut blocks: Vec<(Value, bool)> = Vec::new();
+    let list = |v: Option<&Value>| match v {
+        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(other) => vec![other.clone()],
+    };
+    for tool in list(request.get("tools")) {
+        blocks.push((tool, false));
+    }
+    for block in list(request.get("system")) {
+        blocks.push((block, false));
+    }
+    for message in list(request.get("messages")) {
+        let role = message.get("role").cloned().unwrap_or(Value::Null);
+        let content = list(message.get("content"));
+        let n = content.len();
+        let extra = message.as_object().map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "content")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+        });
+        blocks.push((json!({"role": role, "rest": extra}), n == 0));
+        for (i, block) in content.into_iter().enumerate() {
+            blocks.push((block, i + 1 == n));
+        }
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut hasher);
+    let mut end = 0;
+    blocks
+        .into_iter()
+        .map(|(mut block, boundary)| {
+            let mark = block
+                .as_object_mut()
+                .and_then(|b| b.remove("cache_control"));
+            let text = block.to_string();
+            end += text.len();
+            text.hash(&mut hasher);
+            Piece {
+                end,
+                hash: hasher.finish(),
+                mark,
+                boundary,
+            }
+        })
+        .collect()
+}
+
+/// Anthropic's prompt caching: breakpoints read what an earlier request wrote (looking back up
+/// to 20 blocks from each) and write their own prefixes.
+fn anthropic_cache(request: &Value, cached: &mut std::collections::HashSet<u64>, plan: &mut Plan) {
+    let pieces = pieces(request, "anthropic");
+    let marks: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].mark.is_some())
+        .collect();
+    if marks.is_empty() {
+        return;
+    }
+    let hit = marks
+        .iter()
+        .flat_map(|&m| (m.saturating_sub(19)..=m).rev())
+        .filter(|&i| tokens(pieces[i].end) >= MIN_CACHED && cached.contains(&pieces[i].hash))
+        .max();
+    let read_end = hit.map_or(0, |i| pieces[i].end);
+    let (mut five, mut hour) = (0, 0);
+    let mut from = read_end;
+    for &m in &marks {
+        let piece = &pieces[m];
+        if tokens(piece.end) < MIN_CACHED {
+            continue;
+        }
+        cached.insert(piece.hash);
+        if piece.end > from {
+            let written = tokens(piece.end) - tokens(from);
+            let ttl = piece.mark.as_ref().and_then(|m| m.get("ttl"));
+            if ttl.and_then(Value::as_str) == Some("1h") {
+                hour += written;
+            } else {
+                five += written;
+            }
+            from = piece.end;
+        }
+    }
+    plan.cached = tokens(read_end);
+    plan.cache_write = five + hour;
+    plan.cache_write_1h = Some(hour);
+    plan.input_tokens = plan
+        .input_tokens
+        .saturating_sub(plan.cached + plan.cache_write);
+}
+
+/// OpenAI's automatic caching: every message boundary of a long prompt is cached, per
+/// `prompt_cache_key`; reads come in 128-token steps.
+fn openai_cache(request: &Value, cached: &mut std::collections::HashSet<u64>, plan: &mut Plan) {
+    let key = request
+        .get("prompt_cache_key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let pieces = pieces(request, &format!("openai:{key}"));
+    let boundaries: Vec<&Piece> = pieces
+        .iter()
+        .filter(|p| p.boundary && tokens(p.end) >= MIN_CACHED)
+        .collect();
+    let hit = boundaries
+        .iter()
+        .filter(|p| cached.contains(&p.hash))
+        .map(|p| tokens(p.end))
+        .max()
+        .unwrap_or(0);
+    cached.extend(boundaries.iter().map(|p| p.hash));
+    plan.cached = hit / 128 * 128;
+    plan.input_tokens = plan.input_tokens.saturating_sub(plan.cached);
+}
+
 async fn reply(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -524,7 +678,14 @@ async fn reply(
     if let Some(status) = d.status.or_else(|| failing(&state, &d)) {
         return error_response(wire, &d, status);
     }
-    let plan = plan(&request, body.len(), wire, &d);
+    let mut plan = plan(&request, body.len(), wire, &d);
+    if !d.cache {
+        let mut cached = state.cached.lock().expect("lock");
+        match wire {
+            Wire::Anthropic => anthropic_cache(&request, &mut cached, &mut plan),
+            Wire::Openai => openai_cache(&request, &mut cached, &mut plan),
+        }
+    }
     let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
     if !stream {
         let value = match wire {
