@@ -43,8 +43,8 @@ fn min_tokens(model: &str) -> u64 {
 }
 
 /// The breakpoint izzi places: five minutes, Anthropic's default and cheapest write.
-fn ephemeral() -> Option<Value> {
-    Some(serde_json::json!({"type": "ephemeral"}))
+fn ephemeral() -> Value {
+    serde_json::json!({"type": "ephemeral"})
 }
 
 /// Places breakpoints in a Messages request izzi built, unless its client placed some.
@@ -60,7 +60,7 @@ pub(crate) fn place(req: &mut an::Request, model: &str) {
         if let Some(last) = tools.last_mut()
             && prefix >= min_bytes
         {
-            last.cache_control = ephemeral();
+            last.cache_control = Some(ephemeral());
             placed += 1;
         }
     }
@@ -69,7 +69,7 @@ pub(crate) fn place(req: &mut an::Request, model: &str) {
         if prefix >= min_bytes
             && let Some(Block::Known(Known::Text { cache_control, .. })) = system.last_mut()
         {
-            *cache_control = ephemeral();
+            *cache_control = Some(ephemeral());
             placed += 1;
         }
     }
@@ -107,14 +107,12 @@ fn mark_last(content: &mut Content) {
         return;
     };
     for block in blocks.iter_mut().rev() {
-        match block {
-            Block::Known(
-                Known::Text { cache_control, .. } | Known::ToolResult { cache_control, .. },
-            ) => {
-                *cache_control = ephemeral();
-                return;
-            }
-            _ => {}
+        if let Block::Known(
+            Known::Text { cache_control, .. } | Known::ToolResult { cache_control, .. },
+        ) = block
+        {
+            *cache_control = Some(ephemeral());
+            return;
         }
     }
 }
