@@ -124,7 +124,7 @@ pub fn translate_request(data: &[u8]) {
     let Ok(prepared) = translate::request(format, kind, &body, &target) else {
         return;
     };
-    if prepared.translated {
+    if !translate::forwards(format, kind, &body) {
         // izzi never sends a body its own reader of that API would refuse.
         let readable = match kind {
             Kind::Anthropic => serde_json::from_slice::<anthropic::Request>(&prepared.body).is_ok(),

@@ -147,13 +147,10 @@ async fn attempt(
         Cow::Borrowed(_) => out.raw.clone(),
         Cow::Owned(owned) => Bytes::from(owned),
     };
-    let mut forwarded = out.forwarded.clone();
-    if prepared.translated {
-        // Betas name Anthropic features; a translated body carries none of them.
-        forwarded.anthropic_beta = None;
-    }
+    // `anthropic-beta` goes to Anthropic-kind providers as the client sent it, translated or
+    // not (`upstream::send` gives it to no other kind).
     let (headers, answer) =
-        with_retries(state, &route.provider, body, &forwarded, out.stream).await?;
+        with_retries(state, &route.provider, body, out.forwarded, out.stream).await?;
     Ok(Sent {
         route,
         headers,

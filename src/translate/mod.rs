@@ -78,13 +78,17 @@ fn dropped(field: &str, why: &str) {
 #[derive(Debug)]
 pub(crate) struct Prepared<'a> {
     pub(crate) body: Cow<'a, [u8]>,
-    /// The body was translated rather than forwarded.
-    pub(crate) translated: bool,
 }
 
 /// Cursor's agent mode sends a Responses-shaped body (`input`, no `messages`) to Chat.
 fn responses_shaped(format: Format, body: &Body<'_>) -> bool {
     format == Format::Responses || (body.get("messages").is_none() && body.get("input").is_some())
+}
+
+/// Whether the body goes to the provider as the client sent it (only `model` rewritten, and
+/// `prompt_cache_key` added toward OpenAI) rather than translated.
+pub(crate) fn forwards(format: Format, kind: Kind, body: &Body<'_>) -> bool {
+    format.native_kind() == Some(kind) && !responses_shaped(format, body)
 }
 
 /// Parses a whole body as `T`; the error names the member that does not fit. Tracking the path
@@ -117,13 +121,17 @@ pub(crate) fn request<'a>(
     target: &Target<'_>,
 ) -> Result<Prepared<'a>, TranslateError> {
     let shaped = responses_shaped(format, body);
-    if format.native_kind() == Some(kind) && !shaped {
+    let caching = target.caching == Caching::Auto;
+    if forwards(format, kind, body) {
+        // A Chat client's own session still keys OpenAI's cache; Anthropic bodies go as sent.
+        let key = target
+            .session
+            .filter(|_| caching && kind == Kind::Openai)
+            .map(|session| ("prompt_cache_key", session));
         return Ok(Prepared {
-            body: body.with_model(target.upstream_model),
-            translated: false,
+            body: body.with_model_and(target.upstream_model, key),
         });
     }
-    let caching = target.caching == Caching::Auto;
     let out = if format == Format::Messages {
         let req: anthropic::Request = parse(body.raw, "Messages")?;
         let mut chat = messages_to_chat::request(req, target)?;
@@ -156,7 +164,6 @@ pub(crate) fn request<'a>(
     };
     Ok(Prepared {
         body: Cow::Owned(out),
-        translated: true,
     })
 }
 

@@ -221,7 +221,19 @@ async fn the_session_becomes_prompt_cache_key_toward_openai_and_the_provider_cac
     let chat = json!({"model": "gpt-4.1", "prompt_cache_key": "mine", "messages": [
         {"role": "system", "content": system}, {"role": "user", "content": "hi"}]});
     post(&gw, "/v1/chat/completions", &session, &chat).await;
+    // A Chat client on an OpenAI model, forwarded as it is, still gets its session as the key.
+    let chat = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
+    post(
+        &gw,
+        "/v1/chat/completions",
+        &[("x-izzi-session", "cline-7")],
+        &chat,
+    )
+    .await;
+    post(&gw, "/v1/chat/completions", &[], &chat).await;
     let requests = mock.requests().await;
+    assert_eq!(requests[3]["body"]["prompt_cache_key"], "cline-7");
+    assert!(requests[4]["body"].get("prompt_cache_key").is_none());
     assert_eq!(requests[0]["body"]["prompt_cache_key"], "9f1c-session");
     assert_eq!(requests[1]["body"]["prompt_cache_key"], "9f1c-session");
     assert_eq!(requests[2]["body"]["prompt_cache_key"], "mine");
