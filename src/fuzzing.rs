@@ -38,6 +38,7 @@ fn target<'a>(selector: u8, request: &'a Body<'a>) -> Target<'a> {
         client_model: "client-model",
         max_output,
         reasoning: selector & 0x08 != 0,
+        web_search: selector & 0x02 != 0,
         request,
         created: 1_750_000_000,
         caching: if selector & 0x04 == 0 {

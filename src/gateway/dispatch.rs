@@ -70,6 +70,7 @@ pub(crate) fn target<'a>(state: &AppState, route: &'a Route, out: &Outgoing<'a>)
         client_model: out.client_model,
         max_output: route.model.max_output,
         reasoning: route.model.reasoning,
+        web_search: route.model.web_search,
         request: out.body,
         created: jiff::Timestamp::now().as_second().try_into().unwrap_or(0),
         caching,

@@ -131,6 +131,10 @@ pub(crate) struct Tool {
     /// A prompt-cache breakpoint after the tools up to this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cache_control: Option<Value>,
+    /// A server tool's settings (`max_uses`, `user_location`, …) and beta members
+    /// (`defer_loading`).
+    #[serde(flatten)]
+    pub(crate) extra: Map<String, Value>,
 }
 
 /// `tool_choice`.

@@ -16,6 +16,7 @@ mod chat_to_messages;
 mod messages_to_chat;
 mod names;
 mod responses;
+mod server_tools;
 mod stream;
 
 #[cfg(test)]
@@ -43,6 +44,8 @@ pub(crate) struct Target<'a> {
     pub(crate) max_output: u32,
     /// Whether the model reasons (takes `reasoning_effort` / thinking).
     pub(crate) reasoning: bool,
+    /// Whether the model takes Chat's `web_search_options` (OpenAI-kind providers).
+    pub(crate) web_search: bool,
     /// The client's request: answers map tool names back through its `tools`, and a Chat
     /// stream carries usage only when its `stream_options` asked.
     pub(crate) request: &'a Body<'a>,

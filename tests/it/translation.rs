@@ -64,3 +64,39 @@ async fn anthropic_beta_reaches_anthropic_kind_providers_only_translated_or_not(
         ]
     );
 }
+
+#[tokio::test]
+async fn web_search_becomes_the_providers_own_or_is_dropped_never_a_400() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(
+        &mock,
+        "[[models]]\nid = \"gpt-4o-search-preview\"\nprovider = \"openai\"\nweb_search = true\n",
+    ));
+    // Claude Code's WebSearch and WebFetch, with its other tools.
+    let claude_code = |model: &str| {
+        json!({"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": "news?"}],
+               "tools": [{"name": "Bash", "input_schema": {"type": "object"}},
+                         {"type": "web_search_20250305", "name": "web_search", "max_uses": 8},
+                         {"type": "web_fetch_20250910", "name": "web_fetch"}]})
+    };
+    post(&gw, "/v1/messages", &[], &claude_code("gpt-4.1")).await;
+    post(
+        &gw,
+        "/v1/messages",
+        &[],
+        &claude_code("gpt-4o-search-preview"),
+    )
+    .await;
+    // Codex's built-in web search on Claude.
+    let codex = json!({"model": "sonnet", "input": "news?", "tools": [{"type": "web_search"}]});
+    post(&gw, "/v1/responses", &[], &codex).await;
+    let requests = mock.requests().await;
+    let plain = &requests[0]["body"];
+    assert!(plain.get("web_search_options").is_none(), "{plain}");
+    assert_eq!(plain["tools"].as_array().unwrap().len(), 1, "{plain}");
+    assert_eq!(requests[1]["body"]["web_search_options"], json!({}));
+    assert_eq!(
+        requests[2]["body"]["tools"],
+        json!([{"type": "web_search_20250305", "name": "web_search"}])
+    );
+}

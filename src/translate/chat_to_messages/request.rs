@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{input, text_block};
 use crate::protocol::anthropic::{self as an, Block, Content, Known, Source};
 use crate::protocol::openai as oa;
-use crate::translate::{Target, TranslateError, dropped, names};
+use crate::translate::{Target, TranslateError, dropped, names, server_tools};
 
 /// Where the refusal messages say the request was going.
 const TO: &str = "an Anthropic-kind provider";
@@ -119,6 +119,12 @@ pub(crate) fn request(
         ..an::Request::default()
     };
     tools(&req, &mut out)?;
+    if let Some(options) = req.extra.get("web_search_options").filter(|o| !o.is_null()) {
+        // Anthropic's own web search, run by the provider like OpenAI's.
+        out.tools
+            .get_or_insert_with(Vec::new)
+            .push(server_tools::anthropic_tool(options));
+    }
     out.thinking = thinking(&req, &out, target)?;
     if out.thinking.is_some() {
         // Anthropic refuses sampling changes while thinking.
@@ -186,9 +192,7 @@ fn refuse_or_drop(req: &oa::Request) -> Result<(), TranslateError> {
     for (key, value) in &req.extra {
         let refused = match key.as_str() {
             "logprobs" => value.as_bool() == Some(true),
-            "top_logprobs" | "prediction" | "web_search_options" | "audio" | "functions" => {
-                !value.is_null()
-            }
+            "top_logprobs" | "prediction" | "audio" | "functions" => !value.is_null(),
             "logit_bias" => value.as_object().is_some_and(|m| !m.is_empty()),
             "frequency_penalty" | "presence_penalty" => value.as_f64().is_some_and(|v| v != 0.0),
             "modalities" => value
@@ -199,7 +203,7 @@ fn refuse_or_drop(req: &oa::Request) -> Result<(), TranslateError> {
         if refused {
             return Err(TranslateError::cannot(key, TO));
         }
-        if key != "safety_identifier" {
+        if key != "safety_identifier" && key != "web_search_options" {
             dropped(key, "no Anthropic equivalent");
         }
     }
@@ -441,6 +445,7 @@ fn tools(req: &oa::Request, out: &mut an::Request) -> Result<(), TranslateError>
             ),
             strict: None,
             cache_control: tool.cache_control.clone(),
+            extra: serde_json::Map::new(),
         });
     }
     if list.is_empty() {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::arguments;
 use crate::protocol::anthropic::{self as an, Block, Content, Known, Source};
 use crate::protocol::openai as oa;
-use crate::translate::{Target, TranslateError, dropped, names};
+use crate::translate::{Target, TranslateError, dropped, names, server_tools};
 
 /// Where the refusal messages say the request was going.
 const TO: &str = "an OpenAI-kind provider";
@@ -16,13 +16,14 @@ pub(crate) fn request(
     req: an::Request,
     target: &Target<'_>,
 ) -> Result<oa::Request, TranslateError> {
-    for (key, value) in &req.extra {
-        match key.as_str() {
-            "mcp_servers" | "container" if !value.is_null() => {
-                return Err(TranslateError::cannot(key, TO));
-            }
-            _ => dropped(key, "no OpenAI equivalent"),
-        }
+    for key in req.extra.keys() {
+        let why = match key.as_str() {
+            "mcp_servers" => "Anthropic's MCP connector runs only at Anthropic",
+            "container" => "Anthropic's code-execution container runs only at Anthropic",
+            "context_management" => "OpenAI-kind providers clear no context for the client",
+            _ => "no OpenAI equivalent",
+        };
+        dropped(key, why);
     }
     if req.top_k.is_some() {
         return Err(TranslateError(format!(
@@ -54,10 +55,31 @@ pub(crate) fn request(
     if let Some(tools) = &req.tools {
         let mut list = Vec::with_capacity(tools.len());
         for (i, tool) in tools.iter().enumerate() {
-            if let Some(kind) = tool.kind.as_deref().filter(|k| *k != "custom") {
-                return Err(TranslateError(format!(
-                    "`tools[{i}].type` `{kind}` cannot be sent to {TO}: server tools run only on Anthropic; remove the tool or pick a Claude model."
-                )));
+            match tool.kind.as_deref().filter(|k| *k != "custom") {
+                None => {}
+                Some(kind) if kind.starts_with("web_search_") => {
+                    if target.web_search {
+                        out.extra.insert(
+                            "web_search_options".to_owned(),
+                            server_tools::chat_options(tool.extra.get("user_location")),
+                        );
+                    } else {
+                        dropped(kind, "the model has no web search");
+                    }
+                    continue;
+                }
+                Some(kind) if kind.starts_with("web_fetch_") => {
+                    dropped(kind, "OpenAI-kind providers fetch no pages");
+                    continue;
+                }
+                Some(kind) => {
+                    return Err(TranslateError(format!(
+                        "`tools[{i}].type` `{kind}` cannot be sent to {TO}: server tools run only on Anthropic; remove the tool or pick a Claude model."
+                    )));
+                }
+            }
+            if tool.extra.contains_key("defer_loading") {
+                dropped("defer_loading", "every tool is loaded up front");
             }
             list.push(oa::Tool {
                 kind: "function".to_owned(),
@@ -232,6 +254,15 @@ fn user_turn(
                                 Block::Known(Known::Text { text, .. }) => texts.push(text.clone()),
                                 Block::Known(Known::Image { source }) => {
                                     result_images.push(image_part(source, &path)?);
+                                }
+                                Block::Other(other)
+                                    if other.get("type").and_then(Value::as_str)
+                                        == Some("tool_reference") =>
+                                {
+                                    dropped(
+                                        "tool_reference",
+                                        "every tool is loaded up front, none is deferred",
+                                    );
                                 }
                                 other => {
                                     return Err(block_error(

@@ -7,7 +7,7 @@ use super::signed_block;
 use crate::protocol::Kind;
 use crate::protocol::openai as oa;
 use crate::protocol::responses as rs;
-use crate::translate::{Target, TranslateError, dropped, names};
+use crate::translate::{Target, TranslateError, dropped, names, server_tools};
 
 fn to(kind: Kind) -> &'static str {
     match kind {
@@ -57,8 +57,12 @@ pub(crate) fn request(
     }
     if let Some(tools) = req.tools {
         let mut list = Vec::with_capacity(tools.len());
+        let mut search = None;
         for (i, tool) in tools.into_iter().enumerate() {
-            function_tools(i, tool, kind, &mut list)?;
+            function_tools(i, tool, (kind, target.web_search), &mut list, &mut search)?;
+        }
+        if let Some(options) = search {
+            out.extra.insert("web_search_options".to_owned(), options);
         }
         if !list.is_empty() {
             out.tools = Some(list);
@@ -347,12 +351,15 @@ fn message_content(
 }
 
 /// One Responses tool as Chat function tools: a namespace gives one per inner function;
-/// `web_search` is dropped (Codex always sends it; the model just goes without).
+/// `web_search` becomes Chat's `web_search_options` where the target searches (Claude, or a
+/// model with `web_search`), else it is dropped (Codex always sends it; the model just goes
+/// without).
 fn function_tools(
     i: usize,
     tool: Value,
-    kind: Kind,
+    (kind, web_search): (Kind, bool),
     out: &mut Vec<oa::Tool>,
+    options: &mut Option<Value>,
 ) -> Result<(), TranslateError> {
     let path = format!("tools[{i}]");
     let kind_of = tool.get("type").and_then(Value::as_str).map(str::to_owned);
@@ -384,7 +391,11 @@ fn function_tools(
             }
         }
         Some(search @ ("web_search" | "web_search_preview")) => {
-            dropped(search, "OpenAI's hosted web search runs only at OpenAI");
+            if kind == Kind::Anthropic || web_search {
+                *options = Some(server_tools::chat_options(tool.get("user_location")));
+            } else {
+                dropped(search, "the model has no web search");
+            }
         }
         other => {
             return Err(TranslateError(format!(

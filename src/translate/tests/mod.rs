@@ -49,6 +49,8 @@ struct Settings {
     /// The agent session the client's headers name.
     session: Option<&'static str>,
     caching: Caching,
+    /// The model takes Chat's `web_search_options`.
+    web_search: bool,
 }
 
 /// No reasoning, 8192 output tokens, no session, izzi's caching on: what most cases need.
@@ -57,6 +59,7 @@ const PLAIN: Settings = Settings {
     max_output: 8192,
     session: None,
     caching: Caching::Auto,
+    web_search: false,
 };
 
 /// Reasoning on, up to `max_output` tokens.
@@ -74,6 +77,7 @@ fn target<'a>(request: &'a Body<'a>, settings: &Settings) -> Target<'a> {
         client_model: "client-model",
         max_output: settings.max_output,
         reasoning: settings.reasoning,
+        web_search: settings.web_search,
         request,
         created: CREATED,
         caching: settings.caching,
