@@ -15,6 +15,7 @@ mod cache;
 mod chat_to_messages;
 mod messages_to_chat;
 mod names;
+mod reasoning;
 mod responses;
 mod server_tools;
 mod stream;
@@ -126,6 +127,13 @@ pub(crate) fn request<'a>(
     let shaped = responses_shaped(format, body);
     let caching = target.caching == Caching::Auto;
     if forwards(format, kind, body) {
+        if kind == Kind::Anthropic
+            && let Some(out) = reasoning::without_unsigned(body.raw, target.upstream_model)
+        {
+            return Ok(Prepared {
+                body: Cow::Owned(out),
+            });
+        }
         // A Chat client's own session still keys OpenAI's cache; Anthropic bodies go as sent.
         let key = target
             .session

@@ -100,3 +100,36 @@ async fn web_search_becomes_the_providers_own_or_is_dropped_never_a_400() {
         json!([{"type": "web_search_20250305", "name": "web_search"}])
     );
 }
+
+#[tokio::test]
+async fn thinking_made_from_another_providers_reasoning_never_reaches_anthropic() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    // Claude Code on a GPT model that reasons (a route or a fallback), then back on Claude.
+    let mut messages = vec![json!({"role": "user", "content": "list the files mock:thinking"})];
+    let body = |model: &str, messages: &[Value]| {
+        json!({"model": model, "max_tokens": 4096, "messages": messages,
+               "thinking": {"type": "enabled", "budget_tokens": 2048}})
+    };
+    let first = post(&gw, "/v1/messages", &[], &body("gpt-4.1", &messages)).await;
+    assert_eq!(first["content"][0]["type"], "thinking", "{first}");
+    messages.push(json!({"role": "assistant", "content": first["content"]}));
+    messages.push(json!({"role": "user", "content": "and now? mock:thinking"}));
+    let second = post(&gw, "/v1/messages", &[], &body("sonnet", &messages)).await;
+    // Claude's own signed thinking goes back to Claude untouched.
+    messages.push(json!({"role": "assistant", "content": second["content"]}));
+    messages.push(json!({"role": "user", "content": "thanks"}));
+    post(&gw, "/v1/messages", &[], &body("sonnet", &messages)).await;
+    let requests = mock.requests().await;
+    let visible: Vec<&Value> = first["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] != "thinking")
+        .collect();
+    assert_eq!(requests[1]["body"]["messages"][1]["content"], json!(visible));
+    assert_eq!(
+        requests[2]["body"]["messages"][3]["content"][0]["signature"],
+        "mock-signature"
+    );
+}

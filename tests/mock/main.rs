@@ -19,6 +19,9 @@
 //!   and split the cache writes into five-minute and one-hour ones, as Anthropic does);
 //!   `mock:word_bytes=N` makes each added word N bytes long (one big stream event per word).
 //!
+//! As Anthropic does, the Anthropic wire refuses (400) a history with a thinking block whose
+//! signature is not the mock's own (`mock-signature`).
+//!
 //! Without `mock:cache`, prompt caching works as the providers document it (tokens are bytes / 4):
 //! on the Anthropic wire a `cache_control` breakpoint whose prefix (tools, system, messages, in
 //! that order) holds at least 1024 tokens is written, and a later request whose breakpoint (or a
@@ -520,6 +523,18 @@ impl Plan {
     }
 }
 
+/// Whether a thinking block in the history carries a signature the mock did not make.
+fn forged_thinking(request: &Value) -> bool {
+    let messages = request.get("messages").and_then(Value::as_array);
+    messages.into_iter().flatten().any(|m| {
+        let blocks = m.get("content").and_then(Value::as_array);
+        blocks.into_iter().flatten().any(|b| {
+            b.get("type").and_then(Value::as_str) == Some("thinking")
+                && b.get("signature").and_then(Value::as_str) != Some("mock-signature")
+        })
+    })
+}
+
 /// Tokens of a prompt prefix, the mock's tokenizer.
 fn tokens(bytes: usize) -> u64 {
     (bytes / 4) as u64
@@ -670,6 +685,12 @@ async fn reply(
     if !request.is_object() {
         // As the real APIs do: what does not parse as a JSON object is a 400.
         return error_response(wire, &Directives::default(), 400);
+    }
+    if wire == Wire::Anthropic && forged_thinking(&request) {
+        // As Anthropic does: thinking it did not sign is refused.
+        let body = json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "messages.1.content.0: Invalid `signature` in `thinking` block"}});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
     let d = Directives::parse(&String::from_utf8_lossy(&body));
     if d.delay_ms > 0 {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{input, text_block};
 use crate::protocol::anthropic::{self as an, Block, Content, Known, Source};
 use crate::protocol::openai as oa;
-use crate::translate::{Target, TranslateError, dropped, names, server_tools};
+use crate::translate::{Target, TranslateError, dropped, names, reasoning, server_tools};
 
 /// Where the refusal messages say the request was going.
 const TO: &str = "an Anthropic-kind provider";
@@ -332,7 +332,7 @@ fn assistant_blocks(message: &oa::Message, i: usize) -> Result<Vec<Block>, Trans
     let mut blocks = Vec::new();
     for block in message.thinking_blocks.iter().flatten() {
         match (block.kind.as_str(), &block.signature, &block.data) {
-            ("thinking", Some(signature), _) if !signature.is_empty() => {
+            ("thinking", Some(signature), _) if reasoning::signed(signature) => {
                 blocks.push(Block::Known(Known::Thinking {
                     thinking: block.thinking.clone().unwrap_or_default(),
                     signature: Some(signature.clone()),
