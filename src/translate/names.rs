@@ -3,7 +3,7 @@
 //! Pure functions of their input, so a request and its answer agree without shared state.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -56,6 +56,9 @@ pub(crate) fn sanitize_id(id: &str) -> Cow<'_, str> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ToolNames {
     map: HashMap<String, (String, Option<String>)>,
+    /// Upstream names of the client's freeform (`custom`) tools, which went upstream as a
+    /// function of one string and come back as `custom_tool_call`s.
+    custom: HashSet<String>,
 }
 
 impl ToolNames {
@@ -83,6 +86,10 @@ impl ToolNames {
                             names.add_str(inner.get("name"), Some(namespace));
                         }
                     }
+                    (Some("custom"), Some(Value::String(name))) => {
+                        names.add(name, None);
+                        names.custom.insert(upstream(name).into_owned());
+                    }
                     (_, name) => names.add_str(name, None),
                 }
             }
@@ -109,6 +116,11 @@ impl ToolNames {
                 (name.to_owned(), namespace.map(str::to_owned)),
             );
         }
+    }
+
+    /// Whether an upstream tool name is one of the client's freeform tools.
+    pub(crate) fn is_custom(&self, upstream: &str) -> bool {
+        self.custom.contains(upstream)
     }
 
     /// The client's name and namespace for an upstream tool name.

@@ -33,7 +33,10 @@ pub(crate) fn without_unsigned(raw: &[u8], model: &str) -> Option<Vec<u8>> {
             let before = blocks.len();
             blocks.retain(|b| {
                 let unsigned = b.get("type").and_then(Value::as_str) == Some("thinking")
-                    && !b.get("signature").and_then(Value::as_str).is_some_and(signed);
+                    && !b
+                        .get("signature")
+                        .and_then(Value::as_str)
+                        .is_some_and(signed);
                 !unsigned
             });
             removed |= blocks.len() != before;
@@ -43,7 +46,11 @@ pub(crate) fn without_unsigned(raw: &[u8], model: &str) -> Option<Vec<u8>> {
         return None;
     }
     dropped("thinking", "made from another provider's reasoning");
-    messages.retain(|m| m.get("content").and_then(Value::as_array).is_none_or(|c| !c.is_empty()));
+    messages.retain(|m| {
+        m.get("content")
+            .and_then(Value::as_array)
+            .is_none_or(|c| !c.is_empty())
+    });
     let pending = messages
         .iter()
         .rev()
@@ -51,7 +58,9 @@ pub(crate) fn without_unsigned(raw: &[u8], model: &str) -> Option<Vec<u8>> {
         .and_then(|m| m.get("content").and_then(Value::as_array))
         .is_some_and(|blocks| {
             let kind = |b: &Value| b.get("type").and_then(Value::as_str).map(str::to_owned);
-            let calls = blocks.iter().any(|b| kind(b).as_deref() == Some("tool_use"));
+            let calls = blocks
+                .iter()
+                .any(|b| kind(b).as_deref() == Some("tool_use"));
             let opens_signed = blocks
                 .first()
                 .and_then(kind)
@@ -62,7 +71,10 @@ pub(crate) fn without_unsigned(raw: &[u8], model: &str) -> Option<Vec<u8>> {
         && let Some(object) = body.as_object_mut()
         && object.remove("thinking").is_some()
     {
-        dropped("thinking", "the pending tool-call turn has no signed thinking left");
+        dropped(
+            "thinking",
+            "the pending tool-call turn has no signed thinking left",
+        );
     }
     body["model"] = Value::from(model);
     serde_json::to_vec(&body).ok()
@@ -97,8 +109,8 @@ mod tests {
             out["messages"][3]["content"],
             json!([{"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}])
         );
-        let clean = serde_json::to_vec(&json!({"model": "m", "messages": [body["messages"][1]]}))
-            .unwrap();
+        let clean =
+            serde_json::to_vec(&json!({"model": "m", "messages": [body["messages"][1]]})).unwrap();
         assert!(without_unsigned(&clean, "m").is_none());
     }
 }

@@ -127,9 +127,66 @@ async fn thinking_made_from_another_providers_reasoning_never_reaches_anthropic(
         .iter()
         .filter(|b| b["type"] != "thinking")
         .collect();
-    assert_eq!(requests[1]["body"]["messages"][1]["content"], json!(visible));
+    assert_eq!(
+        requests[1]["body"]["messages"][1]["content"],
+        json!(visible)
+    );
     assert_eq!(
         requests[2]["body"]["messages"][3]["content"][0]["signature"],
         "mock-signature"
     );
+}
+
+#[tokio::test]
+async fn codex_freeform_tools_work_on_claude_and_chat_providers_streamed_or_not() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let tools = json!([{"type": "custom", "name": "apply_patch", "description": "Edit files.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}]);
+    for model in ["sonnet", "gpt-4.1"] {
+        // The call comes back as a `custom_tool_call` with the raw input…
+        let first = json!({"model": model, "tools": tools, "input": "add mock.txt mock:tools"});
+        let answer = post(&gw, "/v1/responses", &[], &first).await;
+        let call = answer["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["type"] == "custom_tool_call")
+            .unwrap_or_else(|| panic!("{answer}"))
+            .clone();
+        assert_eq!(call["name"], "apply_patch");
+        assert!(
+            call["input"]
+                .as_str()
+                .unwrap()
+                .starts_with("*** Begin Patch\n"),
+            "{call}"
+        );
+        // … and goes back with its output on the next turn, streamed this time.
+        let next = json!({"model": model, "tools": tools, "stream": true, "input": [
+            {"role": "user", "content": "add mock.txt"}, call,
+            {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "Done."}]});
+        let response = http()
+            .post(format!("{}/v1/responses", gw.url))
+            .bearer_auth(KEY)
+            .json(&next)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("response.completed"), "{text}");
+    }
+    let requests = mock.requests().await;
+    // Anthropic got a tool with one string; the call and its result went back as a pair.
+    let claude = &requests[1]["body"];
+    assert_eq!(
+        claude["tools"][0]["input_schema"]["properties"]["input"]["type"],
+        "string"
+    );
+    assert_eq!(claude["messages"][1]["content"][0]["type"], "tool_use");
+    assert_eq!(claude["messages"][2]["content"][0]["content"], "Done.");
+    let chat = &requests[3]["body"];
+    assert_eq!(chat["tools"][0]["type"], "function");
+    assert_eq!(chat["messages"][2]["role"], "tool");
 }

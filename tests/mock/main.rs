@@ -14,7 +14,9 @@
 //! - `mock:drop_after=N` stream N events, then cut the connection; `mock:end_after=N` stream N
 //!   events, then end the body cleanly, without the final ones; `mock:half_after=N` stream N
 //!   events and the first half of the next, then cut the connection.
-//! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
+//! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two;
+//!   a tool whose one parameter is the string `input` gets a patch there, as Codex's freeform
+//!   `apply_patch` would);
 //!   `mock:thinking` reason first; `mock:cache` report cached input tokens (`mock:cache_1h`:
 //!   and split the cache writes into five-minute and one-hour ones, as Anthropic does);
 //!   `mock:word_bytes=N` makes each added word N bytes long (one big stream event per word).
@@ -252,7 +254,9 @@ struct Plan {
     model: String,
     words: Vec<String>,
     reasoning: Option<String>,
+    /// The tools called, and whether each takes one freeform `input` string.
     tools: Vec<String>,
+    freeform: Vec<bool>,
     truncated: bool,
     input_tokens: u64,
     cached: u64,
@@ -277,26 +281,35 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
     if let Some(n) = limit {
         words.truncate(n.max(1));
     }
-    let tools = if d.tools {
+    let called: Vec<(String, bool)> = if d.tools {
         request
             .get("tools")
             .and_then(Value::as_array)
             .map(|tools| {
                 tools
                     .iter()
-                    .filter_map(|t| match wire {
-                        Wire::Anthropic => t.get("name"),
-                        Wire::Openai => t.pointer("/function/name"),
+                    .filter_map(|t| {
+                        let (name, schema) = match wire {
+                            Wire::Anthropic => (t.get("name"), t.get("input_schema")),
+                            Wire::Openai => (
+                                t.pointer("/function/name"),
+                                t.pointer("/function/parameters"),
+                            ),
+                        };
+                        let freeform = schema
+                            .and_then(|s| s.pointer("/properties/input/type"))
+                            .and_then(Value::as_str)
+                            == Some("string");
+                        Some((name?.as_str()?.to_owned(), freeform))
                     })
-                    .filter_map(Value::as_str)
                     .take(2)
-                    .map(str::to_owned)
                     .collect()
             })
             .unwrap_or_default()
     } else {
         Vec::new()
     };
+    let (tools, freeform) = called.into_iter().unzip();
     Plan {
         model: request
             .get("model")
@@ -306,6 +319,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
         words,
         reasoning: d.thinking.then(|| "Let me think about this.".to_owned()),
         tools,
+        freeform,
         truncated,
         input_tokens: (body_len / 4) as u64 + 1,
         cached: if d.cache { 100 } else { 0 },
@@ -325,7 +339,10 @@ impl Plan {
     fn output_tokens(&self) -> u64 {
         (self.words.len() + self.tools.len() * 5) as u64
     }
-    fn args(i: usize) -> Value {
+    fn args(&self, i: usize) -> Value {
+        if self.freeform.get(i) == Some(&true) {
+            return json!({"input": "*** Begin Patch\n*** Add File: mock.txt\n+mock\n*** End Patch\n"});
+        }
         json!({"city": "Paris", "n": i})
     }
     fn anthropic_stop(&self) -> &'static str {
@@ -370,7 +387,7 @@ impl Plan {
         }
         content.push(json!({"type": "text", "text": self.text()}));
         for (i, name) in self.tools.iter().enumerate() {
-            content.push(json!({"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": Self::args(i)}));
+            content.push(json!({"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": self.args(i)}));
         }
         json!({"id": "msg_mock", "type": "message", "role": "assistant", "model": self.model,
                "content": content, "stop_reason": self.anthropic_stop(), "stop_sequence": null,
@@ -383,7 +400,7 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(i, name)| json!({"id": format!("call_mock{i}"), "type": "function",
-                                    "function": {"name": name, "arguments": Self::args(i).to_string()}}))
+                                    "function": {"name": name, "arguments": self.args(i).to_string()}}))
             .collect();
         let mut message = json!({"role": "assistant", "content": self.text(), "refusal": null});
         if !calls.is_empty() {
@@ -456,7 +473,7 @@ impl Plan {
                 json!({"type": "content_block_start", "index": index,
                 "content_block": {"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": {}}}),
             );
-            let args = Self::args(i).to_string();
+            let args = self.args(i).to_string();
             let (a, b) = args.split_at(args.len() / 2);
             for part in [a, b] {
                 push(
@@ -503,7 +520,7 @@ impl Plan {
         for (i, name) in self.tools.iter().enumerate() {
             events.push(chunk(json!({"tool_calls": [{"index": i, "id": format!("call_mock{i}"), "type": "function",
                 "function": {"name": name, "arguments": ""}}]}), Value::Null));
-            let args = Self::args(i).to_string();
+            let args = self.args(i).to_string();
             let (a, b) = args.split_at(args.len() / 2);
             for part in [a, b] {
                 events.push(chunk(

@@ -7,8 +7,8 @@ use crate::protocol::Format;
 use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
 use crate::translate::names::ToolNames;
-use crate::translate::stream::{CUT, ChatEvent, Slots, write_named};
 use crate::translate::reasoning::UNSIGNED;
+use crate::translate::stream::{CUT, ChatEvent, Slots, write_named};
 use crate::translate::{Target, ids};
 
 /// What kind of block is open in the client's stream.

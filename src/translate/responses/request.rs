@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::signed_block;
+use super::{FREEFORM_INPUT, freeform_parameters, signed_block};
 use crate::protocol::Kind;
 use crate::protocol::openai as oa;
 use crate::protocol::responses as rs;
@@ -173,18 +173,25 @@ fn input_items(
                 open_assistant = role == "assistant";
                 out.push(msg);
             }
-            Some("function_call") => {
-                let call: rs::FunctionCallItem = parse(item, &path)?;
-                let name = match &call.namespace {
-                    Some(namespace) => names::flatten(namespace, &call.name),
-                    None => call.name,
+            Some(call_kind @ ("function_call" | "custom_tool_call")) => {
+                let (id, name, arguments) = if call_kind == "custom_tool_call" {
+                    let call: rs::CustomToolCallItem = parse(item, &path)?;
+                    let arguments = serde_json::json!({FREEFORM_INPUT: call.input}).to_string();
+                    (call.call_id, call.name, arguments)
+                } else {
+                    let call: rs::FunctionCallItem = parse(item, &path)?;
+                    let name = match &call.namespace {
+                        Some(namespace) => names::flatten(namespace, &call.name),
+                        None => call.name,
+                    };
+                    (call.call_id, name, call.arguments)
                 };
                 let tool_call = oa::ToolCall {
-                    id: call.call_id,
+                    id,
                     kind: "function".to_owned(),
                     function: oa::FunctionCall {
                         name: names::upstream(&name).into_owned(),
-                        arguments: call.arguments,
+                        arguments,
                     },
                 };
                 match out.last_mut() {
@@ -202,7 +209,7 @@ fn input_items(
                     }
                 }
             }
-            Some("function_call_output") => {
+            Some("function_call_output" | "custom_tool_call_output") => {
                 let output: rs::FunctionCallOutput = parse(item, &path)?;
                 let text = match output.output {
                     rs::InputContent::Text(text) => text,
@@ -368,6 +375,21 @@ fn function_tools(
             let function: rs::FunctionTool = parse(tool, &path)?;
             let name = function.name.clone();
             out.push(chat_tool(&name, function));
+        }
+        Some("custom") => {
+            // A freeform tool (Codex's `apply_patch`) as a function of one string, which every
+            // provider takes; its calls go back to the client as `custom_tool_call`s.
+            let custom: rs::CustomTool = parse(tool, &path)?;
+            out.push(chat_tool(
+                &custom.name,
+                rs::FunctionTool {
+                    name: custom.name.clone(),
+                    description: custom.description,
+                    parameters: Some(freeform_parameters(custom.format.as_ref())),
+                    strict: None,
+                    tools: None,
+                },
+            ));
         }
         Some("namespace") => {
             let namespace: rs::FunctionTool = parse(tool, &path)?;

@@ -1,7 +1,7 @@
 //! A whole Chat response as a Responses object, and the items, status and usage the stream
 //! builds the same way.
 
-use super::encrypted;
+use super::{encrypted, freeform_input};
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem};
 use crate::translate::names::ToolNames;
@@ -87,6 +87,8 @@ pub(super) fn reasoning_item(
     }
 }
 
+/// A tool call as the client's item: a `custom_tool_call` with its raw input for a freeform
+/// tool, else a `function_call`.
 pub(super) fn function_call(
     id: &str,
     name: &str,
@@ -94,7 +96,17 @@ pub(super) fn function_call(
     arguments: String,
     status: &'static str,
 ) -> OutputItem {
+    let custom = names.is_custom(name);
     let (name, namespace) = names.client(name);
+    if custom {
+        return OutputItem::CustomToolCall {
+            id: format!("ctc_{}", ids::base(id)),
+            call_id: id.to_owned(),
+            name: name.to_owned(),
+            input: freeform_input(&arguments),
+            status,
+        };
+    }
     OutputItem::FunctionCall {
         id: format!("fc_{}", ids::base(id)),
         call_id: id.to_owned(),

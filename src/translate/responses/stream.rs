@@ -4,10 +4,10 @@
 use bytes::BytesMut;
 use serde::Serialize;
 
-use super::encrypted;
 use super::response::{
     empty_response, function_call, item_status, output_text, reasoning_item, status, usage,
 };
+use super::{encrypted, freeform_input};
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem, StreamEvent};
 use crate::translate::names::ToolNames;
@@ -301,6 +301,13 @@ impl Stream {
         let Some(arguments) = function.arguments.filter(|a| !a.is_empty()) else {
             return;
         };
+        if let Some(OutputItem::CustomToolCall { input, .. }) = self.response.output.get_mut(index)
+        {
+            // The function's arguments, held until the item closes: only then is the raw
+            // input inside them known.
+            input.push_str(&arguments);
+            return;
+        }
         let id = item_id(&self.response.output[index]).to_owned();
         self.write(
             out,
@@ -370,6 +377,30 @@ impl Stream {
                         output_index: index,
                         name,
                         arguments,
+                    },
+                );
+            }
+            OutputItem::CustomToolCall {
+                id, input, status, ..
+            } => {
+                *status = "completed";
+                *input = freeform_input(input);
+                if !input.is_empty() {
+                    self.write(
+                        out,
+                        &StreamEvent::CustomInputDelta {
+                            item_id: id,
+                            output_index: index,
+                            delta: input,
+                        },
+                    );
+                }
+                self.write(
+                    out,
+                    &StreamEvent::CustomInputDone {
+                        item_id: id,
+                        output_index: index,
+                        input,
                     },
                 );
             }
@@ -461,6 +492,7 @@ fn item_id(item: &OutputItem) -> &str {
     match item {
         OutputItem::Message { id, .. }
         | OutputItem::FunctionCall { id, .. }
+        | OutputItem::CustomToolCall { id, .. }
         | OutputItem::Reasoning { id, .. } => id,
     }
 }
