@@ -13,6 +13,7 @@
 
 mod cache;
 mod chat_to_messages;
+mod freeform;
 mod messages_to_chat;
 mod names;
 mod reasoning;

@@ -17,38 +17,6 @@ pub(crate) use request::request;
 pub(crate) use response::response;
 pub(crate) use stream::Stream;
 
-/// The one parameter of the function a freeform (`custom`) tool becomes where the provider has
-/// no freeform tools.
-const FREEFORM_INPUT: &str = "input";
-
-/// A freeform tool as a function of one string.
-fn freeform_parameters(format: Option<&serde_json::Value>) -> serde_json::Value {
-    let mut description = "The tool's whole input, as raw text.".to_owned();
-    if let Some(format) = format
-        && let Some(definition) = format.get("definition").and_then(serde_json::Value::as_str)
-    {
-        let syntax = format
-            .get("syntax")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("grammar");
-        description = format!("{description} It must follow this {syntax} grammar:\n{definition}");
-    }
-    serde_json::json!({"type": "object", "properties": {FREEFORM_INPUT: {"type": "string",
-        "description": description}}, "required": [FREEFORM_INPUT], "additionalProperties": false})
-}
-
-/// A freeform call's raw input from the arguments of the function it went upstream as
-/// (arguments that are not that object are taken as the input itself).
-fn freeform_input(arguments: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(arguments) {
-        Ok(serde_json::Value::Object(mut map)) => match map.remove(FREEFORM_INPUT) {
-            Some(serde_json::Value::String(input)) => input,
-            _ => arguments.to_owned(),
-        },
-        _ => arguments.to_owned(),
-    }
-}
-
 /// Prefixes of `encrypted_content` that izzi writes for Anthropic thinking, so a reasoning item
 /// Codex replays finds its way back to a signed block (and one from elsewhere is not forged).
 const SIGNED: &str = "izzi-thinking:";

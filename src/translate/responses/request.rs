@@ -3,10 +3,11 @@
 
 use serde_json::Value;
 
-use super::{FREEFORM_INPUT, freeform_parameters, signed_block};
+use super::signed_block;
 use crate::protocol::Kind;
 use crate::protocol::openai as oa;
 use crate::protocol::responses as rs;
+use crate::translate::freeform;
 use crate::translate::{Target, TranslateError, dropped, names, server_tools};
 
 fn to(kind: Kind) -> &'static str {
@@ -176,7 +177,7 @@ fn input_items(
             Some(call_kind @ ("function_call" | "custom_tool_call")) => {
                 let (id, name, arguments) = if call_kind == "custom_tool_call" {
                     let call: rs::CustomToolCallItem = parse(item, &path)?;
-                    let arguments = serde_json::json!({FREEFORM_INPUT: call.input}).to_string();
+                    let arguments = freeform::arguments(&call.input);
                     (call.call_id, call.name, arguments)
                 } else {
                     let call: rs::FunctionCallItem = parse(item, &path)?;
@@ -385,7 +386,7 @@ fn function_tools(
                 rs::FunctionTool {
                     name: custom.name.clone(),
                     description: custom.description,
-                    parameters: Some(freeform_parameters(custom.format.as_ref())),
+                    parameters: Some(freeform::parameters(custom.format.as_ref())),
                     strict: None,
                     tools: None,
                 },

@@ -1,9 +1,10 @@
 //! A whole Chat response as a Responses object, and the items, status and usage the stream
 //! builds the same way.
 
-use super::{encrypted, freeform_input};
+use super::encrypted;
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem};
+use crate::translate::freeform;
 use crate::translate::names::ToolNames;
 use crate::translate::{Target, answer_text, ids};
 
@@ -103,7 +104,7 @@ pub(super) fn function_call(
             id: format!("ctc_{}", ids::base(id)),
             call_id: id.to_owned(),
             name: name.to_owned(),
-            input: freeform_input(&arguments),
+            input: freeform::input(&arguments),
             status,
         };
     }

@@ -4,12 +4,13 @@
 use bytes::BytesMut;
 use serde::Serialize;
 
+use super::encrypted;
 use super::response::{
     empty_response, function_call, item_status, output_text, reasoning_item, status, usage,
 };
-use super::{encrypted, freeform_input};
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem, StreamEvent};
+use crate::translate::freeform;
 use crate::translate::names::ToolNames;
 use crate::translate::stream::{CUT, ChatEvent, Slots, write_named};
 use crate::translate::{Target, ids};
@@ -384,7 +385,7 @@ impl Stream {
                 id, input, status, ..
             } => {
                 *status = "completed";
-                *input = freeform_input(input);
+                *input = freeform::input(input);
                 if !input.is_empty() {
                     self.write(
                         out,
