@@ -138,13 +138,25 @@ pub(crate) struct File {
     pub(crate) filename: Option<String>,
 }
 
-/// A tool call of an assistant message.
+/// A tool call of an assistant message: a function's (`function`) or a freeform tool's
+/// (`type: custom`, `custom`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct ToolCall {
     pub(crate) id: String,
     #[serde(rename = "type", default = "function_type")]
     pub(crate) kind: String,
+    #[serde(default, skip_serializing_if = "FunctionCall::is_unset")]
     pub(crate) function: FunctionCall,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<CustomCall>,
+}
+
+/// `custom` of a freeform tool's call: its raw input.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct CustomCall {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) input: String,
 }
 
 /// `function` of a tool call: `arguments` is a JSON string.
@@ -153,6 +165,13 @@ pub(crate) struct FunctionCall {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) arguments: String,
+}
+
+impl FunctionCall {
+    /// A call with no function (a freeform tool's).
+    fn is_unset(&self) -> bool {
+        self.name.is_empty() && self.arguments.is_empty()
+    }
 }
 
 fn function_type() -> String {
@@ -182,6 +201,9 @@ pub(crate) struct Tool {
     pub(crate) kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) function: Option<FunctionDef>,
+    /// A freeform tool (`type: custom`): `name`, `description`, `format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<Value>,
     /// A prompt-cache breakpoint after the tools up to this one (OpenRouter's convention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cache_control: Option<Value>,
@@ -368,6 +390,18 @@ pub(crate) struct ToolCallDelta {
     pub(crate) kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) function: Option<FunctionDelta>,
+    /// A freeform tool's call: its name first, then its raw input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<CustomDelta>,
+}
+
+/// `custom` of a freeform tool call fragment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct CustomDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) input: Option<String>,
 }
 
 /// `function` of a tool call fragment.

@@ -74,6 +74,8 @@ impl ToolNames {
                 names.add_str(tool.get("name"), None);
             } else if let Some(function) = tool.get("function") {
                 names.add_str(function.get("name"), None);
+            } else if let Some(Value::String(name)) = tool.pointer("/custom/name") {
+                names.add_custom(name);
             } else if responses_shaped {
                 match (tool.get("type").and_then(Value::as_str), tool.get("name")) {
                     (Some("namespace"), Some(Value::String(namespace))) => {
@@ -86,10 +88,7 @@ impl ToolNames {
                             names.add_str(inner.get("name"), Some(namespace));
                         }
                     }
-                    (Some("custom"), Some(Value::String(name))) => {
-                        names.add(name, None);
-                        names.custom.insert(upstream(name).into_owned());
-                    }
+                    (Some("custom"), Some(Value::String(name))) => names.add_custom(name),
                     (_, name) => names.add_str(name, None),
                 }
             }
@@ -116,6 +115,12 @@ impl ToolNames {
                 (name.to_owned(), namespace.map(str::to_owned)),
             );
         }
+    }
+
+    /// Records a client freeform tool.
+    fn add_custom(&mut self, name: &str) {
+        self.add(name, None);
+        self.custom.insert(upstream(name).into_owned());
     }
 
     /// Whether an upstream tool name is one of the client's freeform tools.

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{input, text_block};
 use crate::protocol::anthropic::{self as an, Block, Content, Known, Source};
 use crate::protocol::openai as oa;
-use crate::translate::{Target, TranslateError, dropped, names, reasoning, server_tools};
+use crate::translate::{Target, TranslateError, dropped, freeform, names, reasoning, server_tools};
 
 /// Where the refusal messages say the request was going.
 const TO: &str = "an Anthropic-kind provider";
@@ -350,10 +350,17 @@ fn assistant_blocks(message: &oa::Message, i: usize) -> Result<Vec<Block>, Trans
     let text = texts(message.content.as_ref(), i)?.concat();
     blocks.extend(non_blank(&text).map(text_block));
     for call in message.tool_calls.iter().flatten() {
+        let (name, input) = match &call.custom {
+            Some(custom) => (
+                custom.name.as_str(),
+                serde_json::json!({freeform::INPUT: custom.input}),
+            ),
+            None => (call.function.name.as_str(), input(&call.function.arguments)),
+        };
         blocks.push(Block::Known(Known::ToolUse {
             id: names::sanitize_id(&call.id).into_owned(),
-            name: names::upstream(&call.function.name).into_owned(),
-            input: input(&call.function.arguments),
+            name: names::upstream(name).into_owned(),
+            input,
         }));
     }
     Ok(blocks)
@@ -424,9 +431,28 @@ fn trim_prefill(turns: &mut Vec<(usize, an::Message)>) {
 fn tools(req: &oa::Request, out: &mut an::Request) -> Result<(), TranslateError> {
     let mut list = Vec::new();
     for (i, tool) in req.tools.iter().flatten().enumerate() {
+        if let Some(custom) = tool.custom.as_ref().filter(|_| tool.kind == "custom") {
+            // A freeform tool as a function of one string; its calls go back as custom calls.
+            let Some(name) = custom.get("name").and_then(Value::as_str) else {
+                return Err(TranslateError(format!(
+                    "`tools[{i}].custom.name` is missing: a custom tool needs a name."
+                )));
+            };
+            list.push(an::Tool {
+                name: names::upstream(name).into_owned(),
+                description: custom
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                input_schema: Some(freeform::parameters(custom.get("format"))),
+                cache_control: tool.cache_control.clone(),
+                ..an::Tool::default()
+            });
+            continue;
+        }
         let Some(function) = tool.function.as_ref().filter(|_| tool.kind == "function") else {
             return Err(TranslateError(format!(
-                "`tools[{i}].type` `{}` cannot be sent to {TO}: only function tools can.",
+                "`tools[{i}].type` `{}` cannot be sent to {TO}: only function and custom tools can.",
                 tool.kind
             )));
         };

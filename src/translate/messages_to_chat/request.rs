@@ -89,6 +89,7 @@ pub(crate) fn request(
                     parameters: Some(tool.input_schema.clone().unwrap_or_else(empty_schema)),
                     strict: tool.strict,
                 }),
+                custom: None,
                 cache_control: None,
             });
         }
@@ -359,6 +360,19 @@ fn document_part(
     }
 }
 
+/// A block of a server tool's run at Anthropic (web search, web fetch, code execution, MCP).
+fn server_block(block: &Value) -> bool {
+    block
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| {
+            matches!(
+                kind,
+                "server_tool_use" | "mcp_tool_use" | "mcp_tool_result" | "container_upload"
+            ) || kind.ends_with("_tool_result")
+        })
+}
+
 /// An assistant turn: text joined, tool calls, thinking dropped (signatures are model-bound).
 fn assistant_turn(i: usize, content: &Content) -> Result<oa::Message, TranslateError> {
     let mut text = String::new();
@@ -377,12 +391,19 @@ fn assistant_turn(i: usize, content: &Content) -> Result<oa::Message, TranslateE
                                 name: names::upstream(name).into_owned(),
                                 arguments: arguments(input),
                             },
+                            custom: None,
                         });
                     }
                     Block::Known(Known::Thinking { .. } | Known::RedactedThinking { .. }) => {
                         dropped(
                             "thinking",
                             "thinking history is bound to the model that wrote it",
+                        );
+                    }
+                    Block::Other(other) if server_block(other) => {
+                        dropped(
+                            "server tool block",
+                            "a server tool's call and result ran at Anthropic; the text keeps what it found",
                         );
                     }
                     other => {

@@ -194,6 +194,7 @@ fn input_items(
                         name: names::upstream(&name).into_owned(),
                         arguments,
                     },
+                    custom: None,
                 };
                 match out.last_mut() {
                     Some(last) if open_assistant => {
@@ -440,6 +441,7 @@ fn chat_tool(name: &str, function: rs::FunctionTool) -> oa::Tool {
             parameters: function.parameters,
             strict: function.strict,
         }),
+        custom: None,
         cache_control: None,
     }
 }

@@ -144,7 +144,7 @@ fn refusals_name_the_field() {
             Format::Chat,
             Kind::Anthropic,
             r#"{"model":"m","messages":[],"tools":[{"type":"custom","custom":{}}]}"#,
-            "`tools[0].type` `custom`",
+            "`tools[0].custom.name`",
         ),
         (
             Format::Responses,
