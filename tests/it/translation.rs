@@ -190,3 +190,42 @@ async fn codex_freeform_tools_work_on_claude_and_chat_providers_streamed_or_not(
     assert_eq!(chat["tools"][0]["type"], "function");
     assert_eq!(chat["messages"][2]["role"], "tool");
 }
+
+#[tokio::test]
+async fn chat_custom_tools_come_back_as_custom_calls_from_claude() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let tools = json!([{"type": "custom", "custom": {"name": "apply_patch", "description": "Edit files."}}]);
+    let body = json!({"model": "sonnet", "tools": tools,
+                      "messages": [{"role": "user", "content": "add mock.txt mock:tools"}]});
+    let answer = post(&gw, "/v1/chat/completions", &[], &body).await;
+    let call = &answer["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "custom", "{answer}");
+    assert_eq!(call["custom"]["name"], "apply_patch");
+    let input = call["custom"]["input"].as_str().unwrap().to_owned();
+    assert!(input.starts_with("*** Begin Patch\n"), "{call}");
+    // Streamed, the raw input arrives whole in one fragment after the call's name.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let text = http()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fragments: String = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|chunk| {
+            chunk["choices"][0]["delta"]["tool_calls"][0]["custom"]["input"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(fragments, input);
+}

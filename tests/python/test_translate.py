@@ -234,3 +234,15 @@ def test_openai_sdk_chat_on_claude_reads_the_cache_izzi_placed(native, mock):
     assert first.usage.prompt_tokens_details.cached_tokens == 0
     assert second.usage.prompt_tokens_details.cached_tokens > 3000
     assert "cache_control" in json.dumps(mock.last("/v1/messages")["body"])
+
+
+def test_openai_sdk_chat_custom_tool_calls_from_claude(native):
+    """Chat's `custom` tools on Claude: the SDK parses the call as a custom tool call."""
+    client = oai(native)
+    tools = [{"type": "custom", "custom": {"name": "apply_patch", "description": "Edit files."}}]
+    resp = client.chat.completions.create(model="sonnet", tools=tools, messages=[
+        {"role": "user", "content": "add a file mock:tools"}])
+    call = resp.choices[0].message.tool_calls[0]
+    assert call.type == "custom" and call.custom.name == "apply_patch"
+    assert call.custom.input.startswith("*** Begin Patch\n")
+    assert resp.choices[0].finish_reason == "tool_calls"
