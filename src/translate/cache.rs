@@ -49,7 +49,17 @@ fn ephemeral() -> Value {
 
 /// Places breakpoints in a Messages request izzi built, unless its client placed some.
 pub(crate) fn place(req: &mut an::Request, model: &str) {
-    if has_breakpoints(req) {
+    let mut marks = client_marks(req);
+    if !marks.is_empty() {
+        // Anthropic refuses more than four: the first (the longest-lived prefix) and the
+        // latest are kept.
+        let extra = marks.len().saturating_sub(MAX_BREAKPOINTS);
+        for mark in marks.iter_mut().skip(1).take(extra) {
+            **mark = None;
+        }
+        if extra > 0 {
+            super::dropped("cache_control", "Anthropic takes at most four breakpoints");
+        }
         return;
     }
     let min_bytes = min_tokens(model) * BYTES_PER_TOKEN;
@@ -117,31 +127,32 @@ fn mark_last(content: &mut Content) {
     }
 }
 
-/// Whether the request already carries a breakpoint (the client's own).
-fn has_breakpoints(req: &an::Request) -> bool {
-    let marked = |block: &Block| {
-        matches!(
-            block,
-            Block::Known(
-                Known::Text {
-                    cache_control: Some(_),
-                    ..
-                } | Known::ToolResult {
-                    cache_control: Some(_),
-                    ..
-                }
-            )
-        )
+/// The client's own breakpoints, in prompt order (tools, system, turns).
+fn client_marks(req: &mut an::Request) -> Vec<&mut Option<Value>> {
+    let mut marks = Vec::new();
+    for tool in req.tools.iter_mut().flatten() {
+        if tool.cache_control.is_some() {
+            marks.push(&mut tool.cache_control);
+        }
+    }
+    let system = match &mut req.system {
+        Some(Content::Blocks(blocks)) => blocks.as_mut_slice(),
+        _ => &mut [],
     };
-    req.tools
-        .iter()
-        .flatten()
-        .any(|t| t.cache_control.is_some())
-        || matches!(&req.system, Some(Content::Blocks(b)) if b.iter().any(marked))
-        || req.messages.iter().any(|m| match &m.content {
-            Content::Blocks(blocks) => blocks.iter().any(marked),
-            Content::Text(_) => false,
-        })
+    let turns = req.messages.iter_mut().flat_map(|m| match &mut m.content {
+        Content::Blocks(blocks) => blocks.as_mut_slice(),
+        Content::Text(_) => &mut [],
+    });
+    for block in system.iter_mut().chain(turns) {
+        if let Block::Known(
+            Known::Text { cache_control, .. } | Known::ToolResult { cache_control, .. },
+        ) = block
+            && cache_control.is_some()
+        {
+            marks.push(cache_control);
+        }
+    }
+    marks
 }
 
 /// The serialized length of a value, without building the bytes.
@@ -280,6 +291,37 @@ mod tests {
         };
         place(&mut req, "claude-sonnet-4-20250514");
         assert_eq!(marks(&req), ["/messages/0/content/0"]);
+    }
+
+    #[test]
+    fn more_than_four_client_breakpoints_keep_the_first_and_the_latest() {
+        let mark = Some(serde_json::json!({"type": "ephemeral"}));
+        let marked = |text: &str| {
+            Block::Known(Known::Text {
+                text: text.to_owned(),
+                cache_control: mark.clone(),
+            })
+        };
+        let mut req = an::Request {
+            system: Some(Content::Blocks(vec![marked("system")])),
+            messages: (0..5)
+                .map(|i| an::Message {
+                    role: "user".to_owned(),
+                    content: Content::Blocks(vec![marked(&format!("turn {i}"))]),
+                })
+                .collect(),
+            ..an::Request::default()
+        };
+        place(&mut req, "claude-sonnet-4-20250514");
+        assert_eq!(
+            marks(&req),
+            [
+                "/messages/2/content/0",
+                "/messages/3/content/0",
+                "/messages/4/content/0",
+                "/system/0"
+            ]
+        );
     }
 
     #[test]
