@@ -107,6 +107,17 @@ pub(crate) struct CustomToolCallItem {
     pub(crate) input: String,
 }
 
+/// A `local_shell_call` item (history): Codex's legacy shell tool.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct LocalShellCallItem {
+    #[serde(default)]
+    pub(crate) id: Option<String>,
+    #[serde(default)]
+    pub(crate) call_id: Option<String>,
+    #[serde(default)]
+    pub(crate) action: Value,
+}
+
 /// A `custom` tool: freeform input, optionally held to a grammar (`format`).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct CustomTool {
@@ -117,10 +128,14 @@ pub(crate) struct CustomTool {
     pub(crate) format: Option<Value>,
 }
 
-/// A `function_call_output` (or `custom_tool_call_output`) item.
+/// A `function_call_output` (or `custom_tool_call_output`, `local_shell_call_output`) item.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct FunctionCallOutput {
+    /// The call answered (a `local_shell_call_output` may name it in `id` instead).
+    #[serde(default)]
     pub(crate) call_id: String,
+    #[serde(default)]
+    pub(crate) id: Option<String>,
     pub(crate) output: InputContent,
 }
 
@@ -215,6 +230,13 @@ pub(crate) enum OutputItem {
         call_id: String,
         name: String,
         input: String,
+        status: &'static str,
+    },
+    LocalShellCall {
+        id: String,
+        call_id: String,
+        /// `{type: exec, command, working_directory, timeout_ms, env, user}`.
+        action: Value,
         status: &'static str,
     },
     Reasoning {

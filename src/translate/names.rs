@@ -59,6 +59,8 @@ pub(crate) struct ToolNames {
     /// Upstream names of the client's freeform (`custom`) tools, which went upstream as a
     /// function of one string and come back as `custom_tool_call`s.
     custom: HashSet<String>,
+    /// The client declared Codex's `local_shell`, so a `local_shell` call is its.
+    local_shell: bool,
 }
 
 impl ToolNames {
@@ -89,6 +91,7 @@ impl ToolNames {
                         }
                     }
                     (Some("custom"), Some(Value::String(name))) => names.add_custom(name),
+                    (Some("local_shell"), _) => names.local_shell = true,
                     (_, name) => names.add_str(name, None),
                 }
             }
@@ -121,6 +124,11 @@ impl ToolNames {
     fn add_custom(&mut self, name: &str) {
         self.add(name, None);
         self.custom.insert(upstream(name).into_owned());
+    }
+
+    /// Whether an upstream tool name is the client's `local_shell`.
+    pub(crate) fn is_local_shell(&self, upstream: &str) -> bool {
+        self.local_shell && upstream == crate::translate::freeform::LOCAL_SHELL
     }
 
     /// Whether an upstream tool name is one of the client's freeform tools.

@@ -174,11 +174,16 @@ fn input_items(
                 open_assistant = role == "assistant";
                 out.push(msg);
             }
-            Some(call_kind @ ("function_call" | "custom_tool_call")) => {
+            Some(call_kind @ ("function_call" | "custom_tool_call" | "local_shell_call")) => {
                 let (id, name, arguments) = if call_kind == "custom_tool_call" {
                     let call: rs::CustomToolCallItem = parse(item, &path)?;
                     let arguments = freeform::arguments(&call.input);
                     (call.call_id, call.name, arguments)
+                } else if call_kind == "local_shell_call" {
+                    let call: rs::LocalShellCallItem = parse(item, &path)?;
+                    let arguments = freeform::local_shell_arguments(&call.action);
+                    let id = call.call_id.or(call.id).unwrap_or_default();
+                    (id, freeform::LOCAL_SHELL.to_owned(), arguments)
                 } else {
                     let call: rs::FunctionCallItem = parse(item, &path)?;
                     let name = match &call.namespace {
@@ -211,7 +216,9 @@ fn input_items(
                     }
                 }
             }
-            Some("function_call_output" | "custom_tool_call_output") => {
+            Some(
+                "function_call_output" | "custom_tool_call_output" | "local_shell_call_output",
+            ) => {
                 let output: rs::FunctionCallOutput = parse(item, &path)?;
                 let text = match output.output {
                     rs::InputContent::Text(text) => text,
@@ -236,7 +243,11 @@ fn input_items(
                 };
                 out.push(oa::Message {
                     role: "tool".to_owned(),
-                    tool_call_id: Some(output.call_id),
+                    tool_call_id: Some(if output.call_id.is_empty() {
+                        output.id.unwrap_or_default()
+                    } else {
+                        output.call_id
+                    }),
                     content: Some(oa::Content::Text(text)),
                     ..oa::Message::default()
                 });
@@ -388,6 +399,21 @@ fn function_tools(
                     name: custom.name.clone(),
                     description: custom.description,
                     parameters: Some(freeform::parameters(custom.format.as_ref())),
+                    strict: None,
+                    tools: None,
+                },
+            ));
+        }
+        Some("local_shell") => {
+            // Codex's legacy shell tool (codex-mini) as a function of its `exec` action.
+            out.push(chat_tool(
+                freeform::LOCAL_SHELL,
+                rs::FunctionTool {
+                    name: freeform::LOCAL_SHELL.to_owned(),
+                    description: Some(
+                        "Runs a command on the user's machine and returns its output.".to_owned(),
+                    ),
+                    parameters: Some(freeform::local_shell_parameters()),
                     strict: None,
                     tools: None,
                 },

@@ -97,6 +97,14 @@ pub(super) fn function_call(
     arguments: String,
     status: &'static str,
 ) -> OutputItem {
+    if names.is_local_shell(name) {
+        return OutputItem::LocalShellCall {
+            id: format!("lsh_{}", ids::base(id)),
+            call_id: id.to_owned(),
+            action: freeform::local_shell_action(&arguments),
+            status,
+        };
+    }
     let custom = names.is_custom(name);
     let (name, namespace) = names.client(name);
     if custom {

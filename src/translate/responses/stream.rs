@@ -32,6 +32,9 @@ pub(crate) struct Stream {
     slot_items: Vec<(u32, usize)>,
     finish: Option<String>,
     usage: Option<oa::Usage>,
+    /// The open custom or local shell call's arguments: its input or action is known only once
+    /// they are whole.
+    held: String,
 }
 
 #[derive(Serialize)]
@@ -54,6 +57,7 @@ impl Stream {
             slot_items: Vec::new(),
             finish: None,
             usage: None,
+            held: String::new(),
         }
     }
 
@@ -302,11 +306,10 @@ impl Stream {
         let Some(arguments) = function.arguments.filter(|a| !a.is_empty()) else {
             return;
         };
-        if let Some(OutputItem::CustomToolCall { input, .. }) = self.response.output.get_mut(index)
+        if let Some(OutputItem::CustomToolCall { .. } | OutputItem::LocalShellCall { .. }) =
+            self.response.output.get(index)
         {
-            // The function's arguments, held until the item closes: only then is the raw
-            // input inside them known.
-            input.push_str(&arguments);
+            self.held.push_str(&arguments);
             return;
         }
         let id = item_id(&self.response.output[index]).to_owned();
@@ -381,11 +384,15 @@ impl Stream {
                     },
                 );
             }
+            OutputItem::LocalShellCall { action, status, .. } => {
+                *status = "completed";
+                *action = freeform::local_shell_action(&std::mem::take(&mut self.held));
+            }
             OutputItem::CustomToolCall {
                 id, input, status, ..
             } => {
                 *status = "completed";
-                *input = freeform::input(input);
+                *input = freeform::input(&std::mem::take(&mut self.held));
                 if !input.is_empty() {
                     self.write(
                         out,
@@ -494,6 +501,7 @@ fn item_id(item: &OutputItem) -> &str {
         OutputItem::Message { id, .. }
         | OutputItem::FunctionCall { id, .. }
         | OutputItem::CustomToolCall { id, .. }
+        | OutputItem::LocalShellCall { id, .. }
         | OutputItem::Reasoning { id, .. } => id,
     }
 }
