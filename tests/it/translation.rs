@@ -229,3 +229,34 @@ async fn chat_custom_tools_come_back_as_custom_calls_from_claude() {
         .collect();
     assert_eq!(fragments, input);
 }
+
+#[tokio::test]
+async fn codex_local_shell_works_on_claude() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    let tools = json!([{"type": "local_shell"}]);
+    let first = json!({"model": "sonnet", "tools": tools, "input": "what is here? mock:tools"});
+    let answer = post(&gw, "/v1/responses", &[], &first).await;
+    let call = answer["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == "local_shell_call")
+        .unwrap_or_else(|| panic!("{answer}"))
+        .clone();
+    assert_eq!(
+        call["action"],
+        json!({"type": "exec", "command": ["echo", "mock"]})
+    );
+    let next = json!({"model": "sonnet", "tools": tools, "input": [
+        {"role": "user", "content": "what is here?"}, call,
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "mock"}]});
+    post(&gw, "/v1/responses", &[], &next).await;
+    let requests = mock.requests().await;
+    let sent = &requests[1]["body"]["messages"];
+    assert_eq!(
+        sent[1]["content"][0]["input"],
+        json!({"command": ["echo", "mock"]})
+    );
+    assert_eq!(sent[2]["content"][0]["tool_use_id"], call["call_id"]);
+}

@@ -16,7 +16,7 @@
 //!   events and the first half of the next, then cut the connection.
 //! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two;
 //!   a tool whose one parameter is the string `input` gets a patch there, as Codex's freeform
-//!   `apply_patch` would);
+//!   `apply_patch` would, one with a `command` list gets `["echo", "mock"]`);
 //!   `mock:thinking` reason first; `mock:cache` report cached input tokens (`mock:cache_1h`:
 //!   and split the cache writes into five-minute and one-hour ones, as Anthropic does);
 //!   `mock:word_bytes=N` makes each added word N bytes long (one big stream event per word).
@@ -249,14 +249,24 @@ async fn count_tokens(State(state): State<Shared>, headers: HeaderMap, body: Byt
     axum::Json(json!({"input_tokens": 1000 + messages})).into_response()
 }
 
+/// What a called tool's parameters ask for.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One `input` string: a freeform tool (Codex's `apply_patch`).
+    Freeform,
+    /// A `command` list: a shell tool.
+    Command,
+    Any,
+}
+
 /// What the mock model says and does for one request.
 struct Plan {
     model: String,
     words: Vec<String>,
     reasoning: Option<String>,
-    /// The tools called, and whether each takes one freeform `input` string.
+    /// The tools called, and the arguments a tool of that shape gets.
     tools: Vec<String>,
-    freeform: Vec<bool>,
+    shapes: Vec<Shape>,
     truncated: bool,
     input_tokens: u64,
     cached: u64,
@@ -281,7 +291,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
     if let Some(n) = limit {
         words.truncate(n.max(1));
     }
-    let called: Vec<(String, bool)> = if d.tools {
+    let called: Vec<(String, Shape)> = if d.tools {
         request
             .get("tools")
             .and_then(Value::as_array)
@@ -296,11 +306,19 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
                                 t.pointer("/function/parameters"),
                             ),
                         };
-                        let freeform = schema
-                            .and_then(|s| s.pointer("/properties/input/type"))
-                            .and_then(Value::as_str)
-                            == Some("string");
-                        Some((name?.as_str()?.to_owned(), freeform))
+                        let kind = |property: &str| {
+                            schema
+                                .and_then(|s| s.pointer(&format!("/properties/{property}/type")))
+                                .and_then(Value::as_str)
+                        };
+                        let shape = if kind("input") == Some("string") {
+                            Shape::Freeform
+                        } else if kind("command") == Some("array") {
+                            Shape::Command
+                        } else {
+                            Shape::Any
+                        };
+                        Some((name?.as_str()?.to_owned(), shape))
                     })
                     .take(2)
                     .collect()
@@ -309,7 +327,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
     } else {
         Vec::new()
     };
-    let (tools, freeform) = called.into_iter().unzip();
+    let (tools, shapes) = called.into_iter().unzip();
     Plan {
         model: request
             .get("model")
@@ -319,7 +337,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
         words,
         reasoning: d.thinking.then(|| "Let me think about this.".to_owned()),
         tools,
-        freeform,
+        shapes,
         truncated,
         input_tokens: (body_len / 4) as u64 + 1,
         cached: if d.cache { 100 } else { 0 },
@@ -340,8 +358,12 @@ impl Plan {
         (self.words.len() + self.tools.len() * 5) as u64
     }
     fn args(&self, i: usize) -> Value {
-        if self.freeform.get(i) == Some(&true) {
-            return json!({"input": "*** Begin Patch\n*** Add File: mock.txt\n+mock\n*** End Patch\n"});
+        match self.shapes.get(i) {
+            Some(Shape::Freeform) => {
+                return json!({"input": "*** Begin Patch\n*** Add File: mock.txt\n+mock\n*** End Patch\n"});
+            }
+            Some(Shape::Command) => return json!({"command": ["echo", "mock"]}),
+            _ => {}
         }
         json!({"city": "Paris", "n": i})
     }
