@@ -20,6 +20,15 @@ async fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) 
     answer
 }
 
+/// The first output item of a type in a Responses answer.
+fn output_item(answer: &Value, kind: &str) -> Value {
+    answer["output"]
+        .as_array()
+        .and_then(|items| items.iter().find(|item| item["type"] == kind))
+        .unwrap_or_else(|| panic!("no `{kind}` in {answer}"))
+        .clone()
+}
+
 #[tokio::test]
 async fn anthropic_beta_reaches_anthropic_kind_providers_only_translated_or_not() {
     let mock = Mock::start();
@@ -147,13 +156,7 @@ async fn codex_freeform_tools_work_on_claude_and_chat_providers_streamed_or_not(
         // The call comes back as a `custom_tool_call` with the raw input…
         let first = json!({"model": model, "tools": tools, "input": "add mock.txt mock:tools"});
         let answer = post(&gw, "/v1/responses", &[], &first).await;
-        let call = answer["output"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|item| item["type"] == "custom_tool_call")
-            .unwrap_or_else(|| panic!("{answer}"))
-            .clone();
+        let call = output_item(&answer, "custom_tool_call");
         assert_eq!(call["name"], "apply_patch");
         assert!(
             call["input"]
@@ -237,13 +240,7 @@ async fn codex_local_shell_works_on_claude() {
     let tools = json!([{"type": "local_shell"}]);
     let first = json!({"model": "sonnet", "tools": tools, "input": "what is here? mock:tools"});
     let answer = post(&gw, "/v1/responses", &[], &first).await;
-    let call = answer["output"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|item| item["type"] == "local_shell_call")
-        .unwrap_or_else(|| panic!("{answer}"))
-        .clone();
+    let call = output_item(&answer, "local_shell_call");
     assert_eq!(
         call["action"],
         json!({"type": "exec", "command": ["echo", "mock"]})
