@@ -38,8 +38,15 @@ fn target<'a>(selector: u8, request: &'a Body<'a>) -> Target<'a> {
         client_model: "client-model",
         max_output,
         reasoning: selector & 0x08 != 0,
+        web_search: selector & 0x02 != 0,
         request,
         created: 1_750_000_000,
+        caching: if selector & 0x04 == 0 {
+            crate::translate::Caching::Auto
+        } else {
+            crate::translate::Caching::Off
+        },
+        session: Some("fuzz-session"),
     }
 }
 
@@ -118,7 +125,7 @@ pub fn translate_request(data: &[u8]) {
     let Ok(prepared) = translate::request(format, kind, &body, &target) else {
         return;
     };
-    if prepared.translated {
+    if !translate::forwards(format, kind, &body) {
         // izzi never sends a body its own reader of that API would refuse.
         let readable = match kind {
             Kind::Anthropic => serde_json::from_slice::<anthropic::Request>(&prepared.body).is_ok(),

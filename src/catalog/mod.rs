@@ -99,6 +99,15 @@ pub(crate) struct Model {
     /// In the catalog or config, rather than only matched by a provider's `models` glob.
     #[serde(skip, default = "listed")]
     pub(crate) catalogued: bool,
+    /// Whether izzi adds prompt caching to requests it translates for this model (cache
+    /// breakpoints toward Anthropic, `prompt_cache_key` toward OpenAI); `[server]
+    /// prompt_caching = false` turns it off for every model.
+    #[serde(default = "listed", skip_serializing)]
+    pub(crate) prompt_caching: bool,
+    /// Whether the model searches the web through Chat's `web_search_options` (OpenAI's search
+    /// models), so Anthropic's and Responses' web search tools can become it.
+    #[serde(default, skip_serializing)]
+    pub(crate) web_search: bool,
 }
 
 fn listed() -> bool {
@@ -135,6 +144,13 @@ pub(crate) struct ModelOverride {
     pub(crate) tokenizer: Option<String>,
     pub(crate) reasoning: Option<bool>,
     pub(crate) fallbacks: Option<Vec<String>>,
+    /// `false`: izzi adds no prompt caching to requests it translates for this model (no
+    /// cache breakpoints toward Anthropic, no `prompt_cache_key` toward OpenAI) [default: true].
+    pub(crate) prompt_caching: Option<bool>,
+    /// `true`: the model (on an OpenAI-kind provider) searches the web through Chat's
+    /// `web_search_options`, as OpenAI's search models do; Anthropic's and Responses' web
+    /// search tools then become it instead of being dropped [default: false].
+    pub(crate) web_search: Option<bool>,
 }
 
 impl Model {
@@ -215,6 +231,8 @@ impl Model {
             fallbacks: Vec::new(),
             pricing: Pricing::Unpriced,
             catalogued: true,
+            prompt_caching: true,
+            web_search: false,
         }
     }
 
@@ -230,7 +248,14 @@ impl Model {
             output_per_mtok,
             context_window
         );
-        set!(max_output, tokenizer, reasoning, fallbacks);
+        set!(
+            max_output,
+            tokenizer,
+            reasoning,
+            fallbacks,
+            prompt_caching,
+            web_search
+        );
         if o.upstream_id.is_some() {
             self.upstream_id.clone_from(&o.upstream_id);
         }

@@ -143,6 +143,11 @@ pub(crate) struct Server {
     pub(crate) max_upstream_body_bytes: usize,
     /// Largest single event of an upstream stream; a larger one ends the stream with an error.
     pub(crate) max_upstream_event_bytes: usize,
+    /// Prompt caching for requests izzi translates: up to four cache breakpoints toward
+    /// Anthropic-kind providers (tools, system, the last two user turns) unless the client
+    /// placed its own, and `prompt_cache_key` from the agent session toward OpenAI-kind ones.
+    /// `false` turns it off for every model; `[[models]] prompt_caching = false` for one.
+    pub(crate) prompt_caching: bool,
 }
 
 impl Default for Server {
@@ -160,6 +165,7 @@ impl Default for Server {
             keepalive_s: 10,
             max_upstream_body_bytes: 64 * 1024 * 1024,
             max_upstream_event_bytes: 16 * 1024 * 1024,
+            prompt_caching: true,
         }
     }
 }

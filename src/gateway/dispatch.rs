@@ -20,7 +20,7 @@ use super::upstream::{self, Failure, Forwarded};
 use crate::catalog::Pricing;
 use crate::protocol::Format;
 use crate::protocol::json::{Body, without_values};
-use crate::translate::{self, Prepared, Target};
+use crate::translate::{self, Caching, Prepared, Target};
 
 /// The upstream's body after the first chunk.
 pub(crate) type ByteStream = Pin<Box<dyn FuturesStream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -54,31 +54,41 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) forwarded: &'a Forwarded,
     /// The key has credits or a budget: a fallback without a price is never tried.
     pub(crate) priced_only: bool,
+    /// The agent session the headers name (`attribution`).
+    pub(crate) session: Option<&'a str>,
 }
 
 /// The translation target for a route.
-pub(crate) fn target<'a>(
-    route: &'a Route,
-    client_model: &'a str,
-    request: &'a Body<'a>,
-) -> Target<'a> {
+pub(crate) fn target<'a>(state: &AppState, route: &'a Route, out: &Outgoing<'a>) -> Target<'a> {
+    let caching = if state.config.server.prompt_caching && route.model.prompt_caching {
+        Caching::Auto
+    } else {
+        Caching::Off
+    };
     Target {
         upstream_model: route.model.upstream_id(),
-        client_model,
+        client_model: out.client_model,
         max_output: route.model.max_output,
         reasoning: route.model.reasoning,
-        request,
+        web_search: route.model.web_search,
+        request: out.body,
         created: jiff::Timestamp::now().as_second().try_into().unwrap_or(0),
+        caching,
+        session: out.session,
     }
 }
 
 /// The upstream body for `route`: a request it cannot carry is a 400 that names the field.
-pub(crate) fn prepare<'a>(out: &Outgoing<'a>, route: &Route) -> Result<Prepared<'a>, ApiError> {
+pub(crate) fn prepare<'a>(
+    state: &AppState,
+    out: &Outgoing<'a>,
+    route: &Route,
+) -> Result<Prepared<'a>, ApiError> {
     translate::request(
         out.format,
         route.provider.kind,
         out.body,
-        &target(route, out.client_model, out.body),
+        &target(state, route, out),
     )
     .map_err(|err| ApiError::invalid(err.0))
 }
@@ -103,7 +113,7 @@ pub(crate) async fn send(
             }
             !free
         })
-        .filter_map(|route| match prepare(out, &route) {
+        .filter_map(|route| match prepare(state, out, &route) {
             Ok(prepared) => Some((route, prepared)),
             Err(err) => {
                 tracing::debug!(model = %route.model.id, error = %without_values(&err.message), "fallback cannot carry this request");
@@ -138,13 +148,10 @@ async fn attempt(
         Cow::Borrowed(_) => out.raw.clone(),
         Cow::Owned(owned) => Bytes::from(owned),
     };
-    let mut forwarded = out.forwarded.clone();
-    if prepared.translated {
-        // Betas name Anthropic features; a translated body carries none of them.
-        forwarded.anthropic_beta = None;
-    }
+    // `anthropic-beta` goes to Anthropic-kind providers as the client sent it, translated or
+    // not (`upstream::send` gives it to no other kind).
     let (headers, answer) =
-        with_retries(state, &route.provider, body, &forwarded, out.stream).await?;
+        with_retries(state, &route.provider, body, out.forwarded, out.stream).await?;
     Ok(Sent {
         route,
         headers,

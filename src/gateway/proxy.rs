@@ -26,6 +26,7 @@ use super::relay::relay_stream;
 use super::request::{check_shape, read_body, route};
 use super::routing::Route;
 use super::upstream::Forwarded;
+use crate::attribution::Attribution;
 use crate::catalog::Pricing;
 use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind};
@@ -70,6 +71,7 @@ async fn handle(
         )));
     }
     let forwarded = Forwarded::from_headers(&parts.headers);
+    let attribution = Attribution::of(&parts.headers);
     let outgoing = Outgoing {
         format,
         body: &body,
@@ -78,9 +80,10 @@ async fn handle(
         stream: shape.stream,
         forwarded: &forwarded,
         priced_only,
+        session: attribution.session.as_deref(),
     };
     // A request the provider cannot carry is a shape error: refused before it counts.
-    let prepared = dispatch::prepare(&outgoing, &route)?;
+    let prepared = dispatch::prepare(&state, &outgoing, &route)?;
     let admission = match admit(&state, &client, &route, &body, &bytes).await {
         Ok(admission) => admission,
         Err(refusal) => return Ok(ApiError::from(refusal).into_response()),
@@ -103,7 +106,7 @@ async fn handle(
     };
     life.model = Arc::clone(&sent.route.model);
     life.provider.clone_from(&sent.route.provider.name);
-    let target = dispatch::target(&sent.route, &shape.model, &body);
+    let target = dispatch::target(&state, &sent.route, &outgoing);
     let kind = sent.route.provider.kind;
     let mut response = match sent.answer {
         Answer::Whole(answer) => match whole(format, kind, &target, answer, life) {

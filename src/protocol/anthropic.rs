@@ -68,6 +68,9 @@ pub(crate) enum Block {
 pub(crate) enum Known {
     Text {
         text: String,
+        /// A prompt-cache breakpoint (`{"type":"ephemeral","ttl":"1h"}`), kept as sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
     },
     Image {
         source: Source,
@@ -89,6 +92,9 @@ pub(crate) enum Known {
         content: Option<Content>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
+        /// A prompt-cache breakpoint (`{"type":"ephemeral","ttl":"1h"}`), kept as sent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
     },
     Thinking {
         thinking: String,
@@ -122,6 +128,13 @@ pub(crate) struct Tool {
     pub(crate) input_schema: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) strict: Option<bool>,
+    /// A prompt-cache breakpoint after the tools up to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_control: Option<Value>,
+    /// A server tool's settings (`max_uses`, `user_location`, …) and beta members
+    /// (`defer_loading`).
+    #[serde(flatten)]
+    pub(crate) extra: Map<String, Value>,
 }
 
 /// `tool_choice`.

@@ -86,14 +86,27 @@ impl<'a> Body<'a> {
     /// The body with its top-level `model` set to `model`: borrowed when it already is, else
     /// rebuilt from the raw members (unknown fields and number formats survive exactly).
     pub(crate) fn with_model(&self, model: &str) -> Cow<'a, [u8]> {
+        self.with_model_and(model, None)
+    }
+
+    /// [`Self::with_model`], plus a string member the body does not have yet, placed after
+    /// `model`.
+    pub(crate) fn with_model_and(&self, model: &str, added: Option<(&str, &str)>) -> Cow<'a, [u8]> {
         let wanted = serde_json::Value::from(model).to_string();
-        if self.get("model").map(RawValue::get) == Some(wanted.as_str()) {
+        let added = added.filter(|(name, _)| self.get(name).is_none());
+        if added.is_none() && self.get("model").map(RawValue::get) == Some(wanted.as_str()) {
             return Cow::Borrowed(self.raw);
         }
         let mut out = Vec::with_capacity(self.raw.len() + wanted.len());
         out.push(b'{');
         out.extend_from_slice(b"\"model\":");
         out.extend_from_slice(wanted.as_bytes());
+        if let Some((name, value)) = added {
+            out.push(b',');
+            out.extend_from_slice(serde_json::Value::from(name).to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(serde_json::Value::from(value).to_string().as_bytes());
+        }
         for (key, value) in self.fields.iter().filter(|(k, _)| k != "model") {
             out.push(b',');
             out.extend_from_slice(serde_json::Value::from(key.as_ref()).to_string().as_bytes());
@@ -159,6 +172,21 @@ pub(crate) fn without_values(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_added_member_goes_after_model_only_when_absent() {
+        let raw = br#"{"model":"m","x":1.50}"#;
+        let body = Body::parse(raw).unwrap();
+        let out = body.with_model_and("m", Some(("prompt_cache_key", "s\"1")));
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"m","prompt_cache_key":"s\"1","x":1.50}"#
+        );
+        let raw = br#"{"prompt_cache_key":"mine","model":"m"}"#;
+        let body = Body::parse(raw).unwrap();
+        let out = body.with_model_and("m", Some(("prompt_cache_key", "s")));
+        assert!(matches!(out, Cow::Borrowed(_)));
+    }
 
     #[test]
     fn with_model_keeps_everything_else_exactly() {

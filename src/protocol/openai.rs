@@ -102,10 +102,21 @@ pub(crate) enum Part {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum KnownPart {
-    Text { text: String },
-    ImageUrl { image_url: ImageUrl },
-    File { file: File },
-    Refusal { refusal: String },
+    Text {
+        text: String,
+        /// A prompt-cache breakpoint as OpenRouter and LiteLLM take it for Claude models.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Value>,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    File {
+        file: File,
+    },
+    Refusal {
+        refusal: String,
+    },
 }
 
 /// `image_url` of an image part: an https URL or a `data:` URI.
@@ -127,13 +138,25 @@ pub(crate) struct File {
     pub(crate) filename: Option<String>,
 }
 
-/// A tool call of an assistant message.
+/// A tool call of an assistant message: a function's (`function`) or a freeform tool's
+/// (`type: custom`, `custom`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct ToolCall {
     pub(crate) id: String,
     #[serde(rename = "type", default = "function_type")]
     pub(crate) kind: String,
+    #[serde(default, skip_serializing_if = "FunctionCall::is_unset")]
     pub(crate) function: FunctionCall,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<CustomCall>,
+}
+
+/// `custom` of a freeform tool's call: its raw input.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct CustomCall {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) input: String,
 }
 
 /// `function` of a tool call: `arguments` is a JSON string.
@@ -142,6 +165,13 @@ pub(crate) struct FunctionCall {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) arguments: String,
+}
+
+impl FunctionCall {
+    /// A call with no function (a freeform tool's).
+    fn is_unset(&self) -> bool {
+        self.name.is_empty() && self.arguments.is_empty()
+    }
 }
 
 fn function_type() -> String {
@@ -171,6 +201,12 @@ pub(crate) struct Tool {
     pub(crate) kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) function: Option<FunctionDef>,
+    /// A freeform tool (`type: custom`): `name`, `description`, `format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<Value>,
+    /// A prompt-cache breakpoint after the tools up to this one (OpenRouter's convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_control: Option<Value>,
 }
 
 /// `function` of a tool definition.
@@ -354,6 +390,18 @@ pub(crate) struct ToolCallDelta {
     pub(crate) kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) function: Option<FunctionDelta>,
+    /// A freeform tool's call: its name first, then its raw input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<CustomDelta>,
+}
+
+/// `custom` of a freeform tool call fragment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct CustomDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) input: Option<String>,
 }
 
 /// `function` of a tool call fragment.

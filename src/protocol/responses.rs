@@ -98,10 +98,44 @@ pub(crate) struct FunctionCallItem {
     pub(crate) namespace: Option<String>,
 }
 
-/// A `function_call_output` item.
+/// A `custom_tool_call` item (history): a freeform tool's raw input.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct CustomToolCallItem {
+    pub(crate) call_id: String,
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) input: String,
+}
+
+/// A `local_shell_call` item (history): Codex's legacy shell tool.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct LocalShellCallItem {
+    #[serde(default)]
+    pub(crate) id: Option<String>,
+    #[serde(default)]
+    pub(crate) call_id: Option<String>,
+    #[serde(default)]
+    pub(crate) action: Value,
+}
+
+/// A `custom` tool: freeform input, optionally held to a grammar (`format`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct CustomTool {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: Option<String>,
+    #[serde(default)]
+    pub(crate) format: Option<Value>,
+}
+
+/// A `function_call_output` (or `custom_tool_call_output`, `local_shell_call_output`) item.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct FunctionCallOutput {
+    /// The call answered (a `local_shell_call_output` may name it in `id` instead).
+    #[serde(default)]
     pub(crate) call_id: String,
+    #[serde(default)]
+    pub(crate) id: Option<String>,
     pub(crate) output: InputContent,
 }
 
@@ -189,6 +223,20 @@ pub(crate) enum OutputItem {
         #[serde(skip_serializing_if = "Option::is_none")]
         namespace: Option<String>,
         arguments: String,
+        status: &'static str,
+    },
+    CustomToolCall {
+        id: String,
+        call_id: String,
+        name: String,
+        input: String,
+        status: &'static str,
+    },
+    LocalShellCall {
+        id: String,
+        call_id: String,
+        /// `{type: exec, command, working_directory, timeout_ms, env, user}`.
+        action: Value,
         status: &'static str,
     },
     Reasoning {
@@ -305,6 +353,18 @@ pub(crate) enum StreamEvent<'a> {
         name: &'a str,
         arguments: &'a str,
     },
+    #[serde(rename = "response.custom_tool_call_input.delta")]
+    CustomInputDelta {
+        item_id: &'a str,
+        output_index: usize,
+        delta: &'a str,
+    },
+    #[serde(rename = "response.custom_tool_call_input.done")]
+    CustomInputDone {
+        item_id: &'a str,
+        output_index: usize,
+        input: &'a str,
+    },
     #[serde(rename = "response.reasoning_summary_part.added")]
     SummaryPartAdded {
         item_id: &'a str,
@@ -358,6 +418,8 @@ impl StreamEvent<'_> {
             StreamEvent::TextDone { .. } => "response.output_text.done",
             StreamEvent::ArgumentsDelta { .. } => "response.function_call_arguments.delta",
             StreamEvent::ArgumentsDone { .. } => "response.function_call_arguments.done",
+            StreamEvent::CustomInputDelta { .. } => "response.custom_tool_call_input.delta",
+            StreamEvent::CustomInputDone { .. } => "response.custom_tool_call_input.done",
             StreamEvent::SummaryPartAdded { .. } => "response.reasoning_summary_part.added",
             StreamEvent::SummaryDelta { .. } => "response.reasoning_summary_text.delta",
             StreamEvent::SummaryDone { .. } => "response.reasoning_summary_text.done",

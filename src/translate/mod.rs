@@ -11,10 +11,14 @@
 //! Messages → Chat → Responses. Each of the three has a `request`, a `response` and a `stream`
 //! file; `stream` here holds the plumbing every translated or observed stream goes through.
 
+mod cache;
 mod chat_to_messages;
+mod freeform;
 mod messages_to_chat;
 mod names;
+mod reasoning;
 mod responses;
+mod server_tools;
 mod stream;
 
 #[cfg(test)]
@@ -28,6 +32,7 @@ use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind, Usage, anthropic, openai, responses as rs};
 use names::ToolNames;
 
+pub(crate) use cache::Caching;
 pub(crate) use stream::{Stream, stream};
 
 /// What the translation needs to know about the routed model and the request.
@@ -41,12 +46,18 @@ pub(crate) struct Target<'a> {
     pub(crate) max_output: u32,
     /// Whether the model reasons (takes `reasoning_effort` / thinking).
     pub(crate) reasoning: bool,
+    /// Whether the model takes Chat's `web_search_options` (OpenAI-kind providers).
+    pub(crate) web_search: bool,
     /// The client's request: answers map tool names back through its `tools`, and a Chat
     /// stream carries usage only when its `stream_options` asked.
     pub(crate) request: &'a Body<'a>,
     /// Unix seconds, for the `created` fields translated answers carry (translation reads no
     /// clock).
     pub(crate) created: u64,
+    /// Whether a translated request gets izzi's prompt caching.
+    pub(crate) caching: Caching,
+    /// The agent session (`attribution`), an OpenAI-kind provider's `prompt_cache_key`.
+    pub(crate) session: Option<&'a str>,
 }
 
 /// A request that cannot be carried to the target: a 400 `invalid_request_error` naming the field.
@@ -72,13 +83,17 @@ fn dropped(field: &str, why: &str) {
 #[derive(Debug)]
 pub(crate) struct Prepared<'a> {
     pub(crate) body: Cow<'a, [u8]>,
-    /// The body was translated rather than forwarded.
-    pub(crate) translated: bool,
 }
 
 /// Cursor's agent mode sends a Responses-shaped body (`input`, no `messages`) to Chat.
 fn responses_shaped(format: Format, body: &Body<'_>) -> bool {
     format == Format::Responses || (body.get("messages").is_none() && body.get("input").is_some())
+}
+
+/// Whether the body goes to the provider as the client sent it (only `model` rewritten, and
+/// `prompt_cache_key` added toward OpenAI) rather than translated.
+pub(crate) fn forwards(format: Format, kind: Kind, body: &Body<'_>) -> bool {
+    format.native_kind() == Some(kind) && !responses_shaped(format, body)
 }
 
 /// Parses a whole body as `T`; the error names the member that does not fit. Tracking the path
@@ -111,30 +126,56 @@ pub(crate) fn request<'a>(
     target: &Target<'_>,
 ) -> Result<Prepared<'a>, TranslateError> {
     let shaped = responses_shaped(format, body);
-    if format.native_kind() == Some(kind) && !shaped {
+    let caching = target.caching == Caching::Auto;
+    if forwards(format, kind, body) {
+        if kind == Kind::Anthropic
+            && let Some(out) = reasoning::without_unsigned(body.raw, target.upstream_model)
+        {
+            return Ok(Prepared {
+                body: Cow::Owned(out),
+            });
+        }
+        // A Chat client's own session still keys OpenAI's cache; Anthropic bodies go as sent.
+        let key = target
+            .session
+            .filter(|_| caching && kind == Kind::Openai)
+            .map(|session| ("prompt_cache_key", session));
         return Ok(Prepared {
-            body: body.with_model(target.upstream_model),
-            translated: false,
+            body: body.with_model_and(target.upstream_model, key),
         });
     }
     let out = if format == Format::Messages {
         let req: anthropic::Request = parse(body.raw, "Messages")?;
-        encode(&messages_to_chat::request(req, target)?)?
+        let mut chat = messages_to_chat::request(req, target)?;
+        if caching {
+            cache::keep_key(&mut chat.extra, target.session);
+        }
+        encode(&chat)?
     } else {
-        let chat = if shaped {
+        let mut chat: openai::Request = if shaped {
             let req: rs::Request = parse(body.raw, "Responses")?;
             responses::request(req, kind, target)?
         } else {
             parse(body.raw, "Chat Completions")?
         };
         match kind {
-            Kind::Openai => encode(&chat)?,
-            Kind::Anthropic => encode(&chat_to_messages::request(chat, target)?)?,
+            Kind::Openai => {
+                if caching {
+                    cache::keep_key(&mut chat.extra, target.session);
+                }
+                encode(&chat)?
+            }
+            Kind::Anthropic => {
+                let mut messages = chat_to_messages::request(chat, target)?;
+                if caching {
+                    cache::place(&mut messages, target.upstream_model);
+                }
+                encode(&messages)?
+            }
         }
     };
     Ok(Prepared {
         body: Cow::Owned(out),
-        translated: true,
     })
 }
 
@@ -212,7 +253,7 @@ fn answer_text(content: Option<openai::Content>) -> String {
         Some(openai::Content::Parts(parts)) => parts
             .into_iter()
             .filter_map(|p| match p {
-                openai::Part::Known(openai::KnownPart::Text { text }) => Some(text),
+                openai::Part::Known(openai::KnownPart::Text { text, .. }) => Some(text),
                 _ => None,
             })
             .collect(),

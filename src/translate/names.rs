@@ -3,7 +3,7 @@
 //! Pure functions of their input, so a request and its answer agree without shared state.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -56,6 +56,11 @@ pub(crate) fn sanitize_id(id: &str) -> Cow<'_, str> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ToolNames {
     map: HashMap<String, (String, Option<String>)>,
+    /// Upstream names of the client's freeform (`custom`) tools, which went upstream as a
+    /// function of one string and come back as `custom_tool_call`s.
+    custom: HashSet<String>,
+    /// The client declared Codex's `local_shell`, so a `local_shell` call is its.
+    local_shell: bool,
 }
 
 impl ToolNames {
@@ -71,6 +76,8 @@ impl ToolNames {
                 names.add_str(tool.get("name"), None);
             } else if let Some(function) = tool.get("function") {
                 names.add_str(function.get("name"), None);
+            } else if let Some(Value::String(name)) = tool.pointer("/custom/name") {
+                names.add_custom(name);
             } else if responses_shaped {
                 match (tool.get("type").and_then(Value::as_str), tool.get("name")) {
                     (Some("namespace"), Some(Value::String(namespace))) => {
@@ -83,6 +90,8 @@ impl ToolNames {
                             names.add_str(inner.get("name"), Some(namespace));
                         }
                     }
+                    (Some("custom"), Some(Value::String(name))) => names.add_custom(name),
+                    (Some("local_shell"), _) => names.local_shell = true,
                     (_, name) => names.add_str(name, None),
                 }
             }
@@ -109,6 +118,22 @@ impl ToolNames {
                 (name.to_owned(), namespace.map(str::to_owned)),
             );
         }
+    }
+
+    /// Records a client freeform tool.
+    fn add_custom(&mut self, name: &str) {
+        self.add(name, None);
+        self.custom.insert(upstream(name).into_owned());
+    }
+
+    /// Whether an upstream tool name is the client's `local_shell`.
+    pub(crate) fn is_local_shell(&self, upstream: &str) -> bool {
+        self.local_shell && upstream == crate::translate::freeform::LOCAL_SHELL
+    }
+
+    /// Whether an upstream tool name is one of the client's freeform tools.
+    pub(crate) fn is_custom(&self, upstream: &str) -> bool {
+        self.custom.contains(upstream)
     }
 
     /// The client's name and namespace for an upstream tool name.

@@ -689,7 +689,7 @@ async fn a_request_the_provider_cannot_carry_is_refused_before_it_counts() {
         &format!("\n[[keys]]\nname = \"one\"\nkey = \"{one}\"\nrpm = 1\n"),
     ));
     let server_tool = json!({"model": "gpt-4.1", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}],
-                             "tools": [{"type": "web_search_20250305", "name": "web_search"}]});
+                             "tools": [{"type": "computer_20250124", "name": "computer", "display_width_px": 1024, "display_height_px": 768}]});
     let r = gw.post("/v1/messages", one, &server_tool).await;
     let message = assert_error(r, 400, "invalid_request_error").await;
     assert!(message.contains("tools[0]"), "{message}");

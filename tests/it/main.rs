@@ -2,6 +2,7 @@
 //! against tool config trees in temp homes.
 
 mod access;
+mod caching;
 mod config_cli;
 mod count_tokens;
 mod durability;
@@ -26,3 +27,4 @@ mod shell;
 mod state_tls;
 mod support;
 mod telemetry;
+mod translation;

@@ -14,14 +14,29 @@
 //! - `mock:drop_after=N` stream N events, then cut the connection; `mock:end_after=N` stream N
 //!   events, then end the body cleanly, without the final ones; `mock:half_after=N` stream N
 //!   events and the first half of the next, then cut the connection.
-//! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two);
+//! - `mock:words=N` reply with N more words; `mock:tools` call every tool offered (at most two;
+//!   a tool whose one parameter is the string `input` gets a patch there, as Codex's freeform
+//!   `apply_patch` would, one with a `command` list gets `["echo", "mock"]`);
 //!   `mock:thinking` reason first; `mock:cache` report cached input tokens (`mock:cache_1h`:
 //!   and split the cache writes into five-minute and one-hour ones, as Anthropic does);
 //!   `mock:word_bytes=N` makes each added word N bytes long (one big stream event per word).
 //! - `mock:rid=X` answers with the id `msg_X` / `chatcmpl-X` (default `mock`); the last one in the
 //!   body counts, so a conversation's latest turn names its answer.
 //!
-//! `GET /_mock/requests` lists what was received (path, headers, body); `DELETE` clears it.
+//! As Anthropic does, the Anthropic wire refuses (400) a history with a thinking block whose
+//! signature is not the mock's own (`mock-signature`).
+//!
+//! Without `mock:cache`, prompt caching works as the providers document it (tokens are bytes / 4):
+//! on the Anthropic wire a `cache_control` breakpoint whose prefix (tools, system, messages, in
+//! that order) holds at least 1024 tokens is written, and a later request whose breakpoint (or a
+//! block up to 20 before it) ends the same prefix reads it: `cache_read_input_tokens`, then
+//! `cache_creation_input_tokens` (split by `ttl` in `cache_creation`) up to the last breakpoint,
+//! then `input_tokens`. On the OpenAI wire, prompts of 1024 tokens or more are cached at every
+//! message boundary, per `prompt_cache_key`, and a later prompt with the same prefix reports
+//! it, in 128-token steps, as `prompt_tokens_details.cached_tokens`.
+//!
+//! `GET /_mock/requests` lists what was received (path, headers, body, and with `mock:raw` the
+//! body's exact text); `DELETE` clears it.
 //! Run: `mock-upstream [--port N]`; it prints `mock upstream listening on http://ADDR`.
 
 use std::sync::{Arc, Mutex};
@@ -38,6 +53,8 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct Mock {
     requests: Mutex<Vec<Value>>,
+    /// Hashes of the prompt prefixes cached so far.
+    cached: Mutex<std::collections::HashSet<u64>>,
     /// Requests seen per `mock:id`, for `mock:fail_first`.
     seen: Mutex<std::collections::HashMap<String, u64>>,
 }
@@ -165,7 +182,10 @@ fn record(state: &Mock, path: &str, headers: &HeaderMap, body: &[u8]) -> Value {
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
         .collect();
-    let entry = json!({"path": path, "headers": headers, "body": parsed});
+    let mut entry = json!({"path": path, "headers": headers, "body": parsed});
+    if memchr::memmem::find(body, b"mock:raw").is_some() {
+        entry["raw"] = json!(String::from_utf8_lossy(body));
+    }
     state.requests.lock().expect("lock").push(entry);
     parsed
 }
@@ -234,12 +254,24 @@ async fn count_tokens(State(state): State<Shared>, headers: HeaderMap, body: Byt
     axum::Json(json!({"input_tokens": 1000 + messages})).into_response()
 }
 
+/// What a called tool's parameters ask for.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One `input` string: a freeform tool (Codex's `apply_patch`).
+    Freeform,
+    /// A `command` list: a shell tool.
+    Command,
+    Any,
+}
+
 /// What the mock model says and does for one request.
 struct Plan {
     model: String,
     words: Vec<String>,
     reasoning: Option<String>,
+    /// The tools called, and the arguments a tool of that shape gets.
     tools: Vec<String>,
+    shapes: Vec<Shape>,
     truncated: bool,
     input_tokens: u64,
     cached: u64,
@@ -265,26 +297,43 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
     if let Some(n) = limit {
         words.truncate(n.max(1));
     }
-    let tools = if d.tools {
+    let called: Vec<(String, Shape)> = if d.tools {
         request
             .get("tools")
             .and_then(Value::as_array)
             .map(|tools| {
                 tools
                     .iter()
-                    .filter_map(|t| match wire {
-                        Wire::Anthropic => t.get("name"),
-                        Wire::Openai => t.pointer("/function/name"),
+                    .filter_map(|t| {
+                        let (name, schema) = match wire {
+                            Wire::Anthropic => (t.get("name"), t.get("input_schema")),
+                            Wire::Openai => (
+                                t.pointer("/function/name"),
+                                t.pointer("/function/parameters"),
+                            ),
+                        };
+                        let kind = |property: &str| {
+                            schema
+                                .and_then(|s| s.pointer(&format!("/properties/{property}/type")))
+                                .and_then(Value::as_str)
+                        };
+                        let shape = if kind("input") == Some("string") {
+                            Shape::Freeform
+                        } else if kind("command") == Some("array") {
+                            Shape::Command
+                        } else {
+                            Shape::Any
+                        };
+                        Some((name?.as_str()?.to_owned(), shape))
                     })
-                    .filter_map(Value::as_str)
                     .take(2)
-                    .map(str::to_owned)
                     .collect()
             })
             .unwrap_or_default()
     } else {
         Vec::new()
     };
+    let (tools, shapes) = called.into_iter().unzip();
     Plan {
         model: request
             .get("model")
@@ -294,6 +343,7 @@ fn plan(request: &Value, body_len: usize, wire: Wire, d: &Directives) -> Plan {
         words,
         reasoning: d.thinking.then(|| "Let me think about this.".to_owned()),
         tools,
+        shapes,
         truncated,
         input_tokens: (body_len / 4) as u64 + 1,
         cached: if d.cache { 100 } else { 0 },
@@ -314,7 +364,14 @@ impl Plan {
     fn output_tokens(&self) -> u64 {
         (self.words.len() + self.tools.len() * 5) as u64
     }
-    fn args(i: usize) -> Value {
+    fn args(&self, i: usize) -> Value {
+        match self.shapes.get(i) {
+            Some(Shape::Freeform) => {
+                return json!({"input": "*** Begin Patch\n*** Add File: mock.txt\n+mock\n*** End Patch\n"});
+            }
+            Some(Shape::Command) => return json!({"command": ["echo", "mock"]}),
+            _ => {}
+        }
         json!({"city": "Paris", "n": i})
     }
     fn anthropic_stop(&self) -> &'static str {
@@ -359,7 +416,7 @@ impl Plan {
         }
         content.push(json!({"type": "text", "text": self.text()}));
         for (i, name) in self.tools.iter().enumerate() {
-            content.push(json!({"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": Self::args(i)}));
+            content.push(json!({"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": self.args(i)}));
         }
         json!({"id": format!("msg_{}", self.rid), "type": "message", "role": "assistant", "model": self.model,
                "content": content, "stop_reason": self.anthropic_stop(), "stop_sequence": null,
@@ -372,7 +429,7 @@ impl Plan {
             .iter()
             .enumerate()
             .map(|(i, name)| json!({"id": format!("call_mock{i}"), "type": "function",
-                                    "function": {"name": name, "arguments": Self::args(i).to_string()}}))
+                                    "function": {"name": name, "arguments": self.args(i).to_string()}}))
             .collect();
         let mut message = json!({"role": "assistant", "content": self.text(), "refusal": null});
         if !calls.is_empty() {
@@ -445,7 +502,7 @@ impl Plan {
                 json!({"type": "content_block_start", "index": index,
                 "content_block": {"type": "tool_use", "id": format!("toolu_mock{i}"), "name": name, "input": {}}}),
             );
-            let args = Self::args(i).to_string();
+            let args = self.args(i).to_string();
             let (a, b) = args.split_at(args.len() / 2);
             for part in [a, b] {
                 push(
@@ -492,7 +549,7 @@ impl Plan {
         for (i, name) in self.tools.iter().enumerate() {
             events.push(chunk(json!({"tool_calls": [{"index": i, "id": format!("call_mock{i}"), "type": "function",
                 "function": {"name": name, "arguments": ""}}]}), Value::Null));
-            let args = Self::args(i).to_string();
+            let args = self.args(i).to_string();
             let (a, b) = args.split_at(args.len() / 2);
             for part in [a, b] {
                 events.push(chunk(
@@ -512,6 +569,157 @@ impl Plan {
     }
 }
 
+/// Whether a thinking block in the history carries a signature the mock did not make.
+fn forged_thinking(request: &Value) -> bool {
+    let messages = request.get("messages").and_then(Value::as_array);
+    messages.into_iter().flatten().any(|m| {
+        let blocks = m.get("content").and_then(Value::as_array);
+        blocks.into_iter().flatten().any(|b| {
+            b.get("type").and_then(Value::as_str) == Some("thinking")
+                && b.get("signature").and_then(Value::as_str) != Some("mock-signature")
+        })
+    })
+}
+
+/// Tokens of a prompt prefix, the mock's tokenizer.
+fn tokens(bytes: usize) -> u64 {
+    (bytes / 4) as u64
+}
+
+/// Anthropic's and OpenAI's shortest cacheable prefix.
+const MIN_CACHED: u64 = 1024;
+
+/// One block of a prompt, in the order providers cache them.
+struct Piece {
+    /// Bytes of the prompt up to and including this block.
+    end: usize,
+    /// Hash of the prompt up to and including this block.
+    hash: u64,
+    /// Its `cache_control`, if it is a breakpoint.
+    mark: Option<Value>,
+    /// The last block of a message.
+    boundary: bool,
+}
+
+/// The prompt as pieces: tools, then system, then each message's blocks (`cache_control`
+/// itself is not part of what is cached).
+fn pieces(request: &Value, seed: &str) -> Vec<Piece> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut blocks: Vec<(Value, bool)> = Vec::new();
+    let list = |v: Option<&Value>| match v {
+        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Null) | None => Vec::new(),
+        Some(other) => vec![other.clone()],
+    };
+    for tool in list(request.get("tools")) {
+        blocks.push((tool, false));
+    }
+    for block in list(request.get("system")) {
+        blocks.push((block, false));
+    }
+    for message in list(request.get("messages")) {
+        let role = message.get("role").cloned().unwrap_or(Value::Null);
+        let content = list(message.get("content"));
+        let n = content.len();
+        let extra = message.as_object().map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "content")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+        });
+        blocks.push((json!({"role": role, "rest": extra}), n == 0));
+        for (i, block) in content.into_iter().enumerate() {
+            blocks.push((block, i + 1 == n));
+        }
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut hasher);
+    let mut end = 0;
+    blocks
+        .into_iter()
+        .map(|(mut block, boundary)| {
+            let mark = block
+                .as_object_mut()
+                .and_then(|b| b.remove("cache_control"));
+            let text = block.to_string();
+            end += text.len();
+            text.hash(&mut hasher);
+            Piece {
+                end,
+                hash: hasher.finish(),
+                mark,
+                boundary,
+            }
+        })
+        .collect()
+}
+
+/// Anthropic's prompt caching: breakpoints read what an earlier request wrote (looking back up
+/// to 20 blocks from each) and write their own prefixes.
+fn anthropic_cache(request: &Value, cached: &mut std::collections::HashSet<u64>, plan: &mut Plan) {
+    let pieces = pieces(request, "anthropic");
+    let marks: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].mark.is_some())
+        .collect();
+    if marks.is_empty() {
+        return;
+    }
+    let hit = marks
+        .iter()
+        .flat_map(|&m| (m.saturating_sub(19)..=m).rev())
+        .filter(|&i| tokens(pieces[i].end) >= MIN_CACHED && cached.contains(&pieces[i].hash))
+        .max();
+    let read_end = hit.map_or(0, |i| pieces[i].end);
+    let (mut five, mut hour) = (0, 0);
+    let mut from = read_end;
+    for &m in &marks {
+        let piece = &pieces[m];
+        if tokens(piece.end) < MIN_CACHED {
+            continue;
+        }
+        cached.insert(piece.hash);
+        if piece.end > from {
+            let written = tokens(piece.end) - tokens(from);
+            let ttl = piece.mark.as_ref().and_then(|m| m.get("ttl"));
+            if ttl.and_then(Value::as_str) == Some("1h") {
+                hour += written;
+            } else {
+                five += written;
+            }
+            from = piece.end;
+        }
+    }
+    plan.cached = tokens(read_end);
+    plan.cache_write = five + hour;
+    plan.cache_write_1h = Some(hour);
+    plan.input_tokens = plan
+        .input_tokens
+        .saturating_sub(plan.cached + plan.cache_write);
+}
+
+/// OpenAI's automatic caching: every message boundary of a long prompt is cached, per
+/// `prompt_cache_key`; reads come in 128-token steps.
+fn openai_cache(request: &Value, cached: &mut std::collections::HashSet<u64>, plan: &mut Plan) {
+    let key = request
+        .get("prompt_cache_key")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let pieces = pieces(request, &format!("openai:{key}"));
+    let boundaries: Vec<&Piece> = pieces
+        .iter()
+        .filter(|p| p.boundary && tokens(p.end) >= MIN_CACHED)
+        .collect();
+    let hit = boundaries
+        .iter()
+        .filter(|p| cached.contains(&p.hash))
+        .map(|p| tokens(p.end))
+        .max()
+        .unwrap_or(0);
+    cached.extend(boundaries.iter().map(|p| p.hash));
+    plan.cached = hit / 128 * 128;
+    plan.input_tokens = plan.input_tokens.saturating_sub(plan.cached);
+}
+
 async fn reply(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -524,6 +732,12 @@ async fn reply(
         // As the real APIs do: what does not parse as a JSON object is a 400.
         return error_response(wire, &Directives::default(), 400);
     }
+    if wire == Wire::Anthropic && forged_thinking(&request) {
+        // As Anthropic does: thinking it did not sign is refused.
+        let body = json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "messages.1.content.0: Invalid `signature` in `thinking` block"}});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
     let d = Directives::parse(&String::from_utf8_lossy(&body));
     if d.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(d.delay_ms)).await;
@@ -531,7 +745,14 @@ async fn reply(
     if let Some(status) = d.status.or_else(|| failing(&state, &d)) {
         return error_response(wire, &d, status);
     }
-    let plan = plan(&request, body.len(), wire, &d);
+    let mut plan = plan(&request, body.len(), wire, &d);
+    if !d.cache {
+        let mut cached = state.cached.lock().expect("lock");
+        match wire {
+            Wire::Anthropic => anthropic_cache(&request, &mut cached, &mut plan),
+            Wire::Openai => openai_cache(&request, &mut cached, &mut plan),
+        }
+    }
     let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
     if !stream {
         let value = match wire {

@@ -176,7 +176,8 @@ def test_translation_refusal_names_the_field(swapped):
     with pytest.raises(anthropic.BadRequestError) as err:
         claude(swapped).messages.create(
             model="claude-sonnet-4-20250514", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
-            tools=[{"type": "web_search_20250305", "name": "web_search"}])
+            tools=[{"type": "computer_20250124", "name": "computer", "display_width_px": 1024,
+                    "display_height_px": 768}])
     assert "`tools[0].type`" in str(err.value)
 
 
@@ -194,3 +195,54 @@ def test_first_translated_event_before_the_upstream_ends(swapped, model):
     total = time.monotonic() - started
     assert first is not None
     assert total - first > 1.0, f"first text at {first:.2f}s of {total:.2f}s"
+
+
+def test_openai_sdk_gets_codex_freeform_calls_from_claude(native, mock):
+    """A Responses `custom` tool on Claude: the SDK reads back a `custom_tool_call` with the raw
+    input, whole and streamed, and the next turn carries it and its output."""
+    client = oai(native)
+    tools = [{"type": "custom", "name": "apply_patch", "description": "Edit files.",
+              "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}]
+    resp = client.responses.create(model="sonnet", tools=tools, input="add a file mock:tools")
+    call = next(item for item in resp.output if item.type == "custom_tool_call")
+    assert call.name == "apply_patch" and call.input.startswith("*** Begin Patch\n")
+    with client.responses.stream(model="sonnet", tools=tools, input="again mock:tools") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.custom_tool_call_input.delta"]
+        final = stream.get_final_response()
+    streamed = next(item for item in final.output if item.type == "custom_tool_call")
+    assert "".join(deltas) == streamed.input == call.input
+    follow = client.responses.create(model="sonnet", tools=tools, input=[
+        {"role": "user", "content": "add a file"},
+        {"type": "custom_tool_call", "call_id": call.call_id, "name": call.name, "input": call.input},
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done."}])
+    assert follow.output_text == TEXT
+    sent = mock.last("/v1/messages")["body"]
+    assert sent["messages"][1]["content"][0]["input"] == {"input": call.input}
+    assert sent["messages"][2]["content"][0]["content"] == "Done."
+
+
+def test_openai_sdk_chat_on_claude_reads_the_cache_izzi_placed(native, mock):
+    """A Chat client on Claude that never heard of `cache_control`: its second turn reads the
+    prefix the first wrote, and the SDK sees it as `cached_tokens`."""
+    client = oai(native)
+    system = "".join(f"Rule {i}: keep each edit small and explain it. " for i in range(300))
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "first"}]
+    first = client.chat.completions.create(model="sonnet", messages=messages)
+    messages += [{"role": "assistant", "content": first.choices[0].message.content},
+                 {"role": "user", "content": "second"}]
+    second = client.chat.completions.create(model="sonnet", messages=messages)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    assert second.usage.prompt_tokens_details.cached_tokens > 3000
+    assert "cache_control" in json.dumps(mock.last("/v1/messages")["body"])
+
+
+def test_openai_sdk_chat_custom_tool_calls_from_claude(native):
+    """Chat's `custom` tools on Claude: the SDK parses the call as a custom tool call."""
+    client = oai(native)
+    tools = [{"type": "custom", "custom": {"name": "apply_patch", "description": "Edit files."}}]
+    resp = client.chat.completions.create(model="sonnet", tools=tools, messages=[
+        {"role": "user", "content": "add a file mock:tools"}])
+    call = resp.choices[0].message.tool_calls[0]
+    assert call.type == "custom" and call.custom.name == "apply_patch"
+    assert call.custom.input.startswith("*** Begin Patch\n")
+    assert resp.choices[0].finish_reason == "tool_calls"

@@ -18,7 +18,10 @@ pub(crate) use stream::Stream;
 
 /// A plain text block.
 fn text_block(text: String) -> Block {
-    Block::Known(Known::Text { text })
+    Block::Known(Known::Text {
+        text,
+        cache_control: None,
+    })
 }
 
 /// Tool input from Chat's argument string: `""` is `{}`; text that is not a JSON object is

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{input, text_block};
 use crate::protocol::anthropic::{self as an, Block, Content, Known, Source};
 use crate::protocol::openai as oa;
-use crate::translate::{Target, TranslateError, dropped, names};
+use crate::translate::{Target, TranslateError, dropped, freeform, names, reasoning, server_tools};
 
 /// Where the refusal messages say the request was going.
 const TO: &str = "an Anthropic-kind provider";
@@ -34,8 +34,11 @@ pub(crate) fn request(
     for (i, message) in req.messages.iter().enumerate() {
         let (role, blocks) = match message.role.as_str() {
             "system" | "developer" => {
-                for text in texts(message.content.as_ref(), i)? {
-                    system.push(text_block(text));
+                for (text, cache_control) in marked_texts(message.content.as_ref(), i)? {
+                    system.push(Block::Known(Known::Text {
+                        text,
+                        cache_control,
+                    }));
                 }
                 continue;
             }
@@ -43,11 +46,15 @@ pub(crate) fn request(
             "assistant" => ("assistant", assistant_blocks(message, i)?),
             "tool" => {
                 let id = message.tool_call_id.as_deref().unwrap_or_default();
-                let text = texts(message.content.as_ref(), i)?.join("\n");
+                let parts = marked_texts(message.content.as_ref(), i)?;
+                let cache_control = parts.iter().rev().find_map(|(_, mark)| mark.clone());
+                let text = parts.into_iter().map(|(text, _)| text).collect::<Vec<_>>();
+                let text = text.join("\n");
                 let result = Known::ToolResult {
                     tool_use_id: names::sanitize_id(id).into_owned(),
                     content: (!text.is_empty()).then_some(Content::Text(text)),
                     is_error: None,
+                    cache_control,
                 };
                 ("user", vec![Block::Known(result)])
             }
@@ -112,6 +119,12 @@ pub(crate) fn request(
         ..an::Request::default()
     };
     tools(&req, &mut out)?;
+    if let Some(options) = req.extra.get("web_search_options").filter(|o| !o.is_null()) {
+        // Anthropic's own web search, run by the provider like OpenAI's.
+        out.tools
+            .get_or_insert_with(Vec::new)
+            .push(server_tools::anthropic_tool(options));
+    }
     out.thinking = thinking(&req, &out, target)?;
     if out.thinking.is_some() {
         // Anthropic refuses sampling changes while thinking.
@@ -179,9 +192,7 @@ fn refuse_or_drop(req: &oa::Request) -> Result<(), TranslateError> {
     for (key, value) in &req.extra {
         let refused = match key.as_str() {
             "logprobs" => value.as_bool() == Some(true),
-            "top_logprobs" | "prediction" | "web_search_options" | "audio" | "functions" => {
-                !value.is_null()
-            }
+            "top_logprobs" | "prediction" | "audio" | "functions" => !value.is_null(),
             "logit_bias" => value.as_object().is_some_and(|m| !m.is_empty()),
             "frequency_penalty" | "presence_penalty" => value.as_f64().is_some_and(|v| v != 0.0),
             "modalities" => value
@@ -192,7 +203,7 @@ fn refuse_or_drop(req: &oa::Request) -> Result<(), TranslateError> {
         if refused {
             return Err(TranslateError::cannot(key, TO));
         }
-        if key != "safety_identifier" {
+        if key != "safety_identifier" && key != "web_search_options" {
             dropped(key, "no Anthropic equivalent");
         }
     }
@@ -201,17 +212,30 @@ fn refuse_or_drop(req: &oa::Request) -> Result<(), TranslateError> {
 
 /// The texts of a content: the string, or its text (and refusal) parts.
 fn texts(content: Option<&oa::Content>, i: usize) -> Result<Vec<String>, TranslateError> {
+    Ok(marked_texts(content, i)?
+        .into_iter()
+        .map(|(text, _)| text)
+        .collect())
+}
+
+/// The texts of a content with the cache breakpoint each part carries.
+fn marked_texts(
+    content: Option<&oa::Content>,
+    i: usize,
+) -> Result<Vec<(String, Option<Value>)>, TranslateError> {
     match content {
         None => Ok(Vec::new()),
-        Some(oa::Content::Text(text)) => Ok(vec![text.clone()]),
+        Some(oa::Content::Text(text)) => Ok(vec![(text.clone(), None)]),
         Some(oa::Content::Parts(parts)) => {
             let mut out = Vec::with_capacity(parts.len());
             for (j, part) in parts.iter().enumerate() {
                 match part {
-                    oa::Part::Known(
-                        oa::KnownPart::Text { text } | oa::KnownPart::Refusal { refusal: text },
-                    ) => {
-                        out.push(text.clone());
+                    oa::Part::Known(oa::KnownPart::Text {
+                        text,
+                        cache_control,
+                    }) => out.push((text.clone(), cache_control.clone())),
+                    oa::Part::Known(oa::KnownPart::Refusal { refusal }) => {
+                        out.push((refusal.clone(), None));
                     }
                     other => return Err(part_error(i, j, other)),
                 }
@@ -249,8 +273,16 @@ fn user_blocks(content: Option<&oa::Content>, i: usize) -> Result<Vec<Block>, Tr
     let mut blocks = Vec::with_capacity(parts.len());
     for (j, part) in parts.iter().enumerate() {
         match part {
-            oa::Part::Known(oa::KnownPart::Text { text }) => {
-                blocks.extend(non_blank(text).map(text_block));
+            oa::Part::Known(oa::KnownPart::Text {
+                text,
+                cache_control,
+            }) => {
+                blocks.extend(non_blank(text).map(|text| {
+                    Block::Known(Known::Text {
+                        text,
+                        cache_control: cache_control.clone(),
+                    })
+                }));
             }
             oa::Part::Known(oa::KnownPart::ImageUrl { image_url }) => {
                 blocks.push(Block::Known(Known::Image {
@@ -300,7 +332,7 @@ fn assistant_blocks(message: &oa::Message, i: usize) -> Result<Vec<Block>, Trans
     let mut blocks = Vec::new();
     for block in message.thinking_blocks.iter().flatten() {
         match (block.kind.as_str(), &block.signature, &block.data) {
-            ("thinking", Some(signature), _) if !signature.is_empty() => {
+            ("thinking", Some(signature), _) if reasoning::signed(signature) => {
                 blocks.push(Block::Known(Known::Thinking {
                     thinking: block.thinking.clone().unwrap_or_default(),
                     signature: Some(signature.clone()),
@@ -318,10 +350,17 @@ fn assistant_blocks(message: &oa::Message, i: usize) -> Result<Vec<Block>, Trans
     let text = texts(message.content.as_ref(), i)?.concat();
     blocks.extend(non_blank(&text).map(text_block));
     for call in message.tool_calls.iter().flatten() {
+        let (name, input) = match &call.custom {
+            Some(custom) => (
+                custom.name.as_str(),
+                serde_json::json!({freeform::INPUT: custom.input}),
+            ),
+            None => (call.function.name.as_str(), input(&call.function.arguments)),
+        };
         blocks.push(Block::Known(Known::ToolUse {
             id: names::sanitize_id(&call.id).into_owned(),
-            name: names::upstream(&call.function.name).into_owned(),
-            input: input(&call.function.arguments),
+            name: names::upstream(name).into_owned(),
+            input,
         }));
     }
     Ok(blocks)
@@ -376,7 +415,7 @@ fn trim_prefill(turns: &mut Vec<(usize, an::Message)>) {
         return;
     }
     if let Content::Blocks(blocks) = &mut last.content
-        && let Some(Block::Known(Known::Text { text })) = blocks.last_mut()
+        && let Some(Block::Known(Known::Text { text, .. })) = blocks.last_mut()
     {
         let trimmed = text.trim_end().len();
         text.truncate(trimmed);
@@ -392,9 +431,28 @@ fn trim_prefill(turns: &mut Vec<(usize, an::Message)>) {
 fn tools(req: &oa::Request, out: &mut an::Request) -> Result<(), TranslateError> {
     let mut list = Vec::new();
     for (i, tool) in req.tools.iter().flatten().enumerate() {
+        if let Some(custom) = tool.custom.as_ref().filter(|_| tool.kind == "custom") {
+            // A freeform tool as a function of one string; its calls go back as custom calls.
+            let Some(name) = custom.get("name").and_then(Value::as_str) else {
+                return Err(TranslateError(format!(
+                    "`tools[{i}].custom.name` is missing: a custom tool needs a name."
+                )));
+            };
+            list.push(an::Tool {
+                name: names::upstream(name).into_owned(),
+                description: custom
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                input_schema: Some(freeform::parameters(custom.get("format"))),
+                cache_control: tool.cache_control.clone(),
+                ..an::Tool::default()
+            });
+            continue;
+        }
         let Some(function) = tool.function.as_ref().filter(|_| tool.kind == "function") else {
             return Err(TranslateError(format!(
-                "`tools[{i}].type` `{}` cannot be sent to {TO}: only function tools can.",
+                "`tools[{i}].type` `{}` cannot be sent to {TO}: only function and custom tools can.",
                 tool.kind
             )));
         };
@@ -412,6 +470,8 @@ fn tools(req: &oa::Request, out: &mut an::Request) -> Result<(), TranslateError>
                     .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
             ),
             strict: None,
+            cache_control: tool.cache_control.clone(),
+            extra: serde_json::Map::new(),
         });
     }
     if list.is_empty() {

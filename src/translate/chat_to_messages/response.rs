@@ -5,6 +5,7 @@ use super::{input, text_block};
 use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
 use crate::translate::names::{self, ToolNames};
+use crate::translate::reasoning::UNSIGNED;
 use crate::translate::{Target, answer_text, ids};
 
 /// Chat's finish reason as Anthropic's stop reason; a tool turn is `tool_use` whatever the
@@ -57,7 +58,7 @@ pub(crate) fn response(resp: oa::Response, target: &Target<'_>, names: &ToolName
     if !signed && let Some(reasoning) = message.reasoning_content.filter(|r| !r.is_empty()) {
         content.push(Block::Known(Known::Thinking {
             thinking: reasoning,
-            signature: None,
+            signature: Some(UNSIGNED.to_owned()),
         }));
     }
     let text = answer_text(message.content);

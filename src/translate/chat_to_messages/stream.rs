@@ -7,6 +7,7 @@ use crate::protocol::Format;
 use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
 use crate::translate::names::ToolNames;
+use crate::translate::reasoning::UNSIGNED;
 use crate::translate::stream::{CUT, ChatEvent, Slots, write_named};
 use crate::translate::{Target, ids};
 
@@ -35,6 +36,8 @@ pub(crate) struct Stream {
     saw_tool: bool,
     finish: Option<String>,
     usage: Option<oa::Usage>,
+    /// The open thinking block has no signature yet: it gets [`UNSIGNED`] when it closes.
+    unsigned: bool,
 }
 
 impl Stream {
@@ -52,6 +55,7 @@ impl Stream {
             saw_tool: false,
             finish: None,
             usage: None,
+            unsigned: false,
         }
     }
 
@@ -128,6 +132,7 @@ impl Stream {
                 }
                 (_, Some(signature), _) => {
                     self.ensure(Open::Thinking, out);
+                    self.unsigned = false;
                     self.delta(an::Delta::Signature { signature }, out);
                     self.close(out);
                 }
@@ -207,11 +212,15 @@ impl Stream {
         let block = match want {
             Open::Text => Known::Text {
                 text: String::new(),
+                cache_control: None,
             },
-            Open::Thinking => Known::Thinking {
-                thinking: String::new(),
-                signature: None,
-            },
+            Open::Thinking => {
+                self.unsigned = true;
+                Known::Thinking {
+                    thinking: String::new(),
+                    signature: None,
+                }
+            }
             Open::Tool(_) => return,
         };
         self.open_block(want, block, out);
@@ -249,6 +258,11 @@ impl Stream {
     }
 
     fn close(&mut self, out: &mut BytesMut) {
+        if matches!(self.open, Some((_, Open::Thinking))) && self.unsigned {
+            self.unsigned = false;
+            let signature = UNSIGNED.to_owned();
+            self.delta(an::Delta::Signature { signature }, out);
+        }
         if let Some((index, open)) = self.open.take() {
             if let Open::Tool(slot) = open {
                 self.finished_slots.push(slot);

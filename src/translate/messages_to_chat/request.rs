@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::arguments;
 use crate::protocol::anthropic::{self as an, Block, Content, Known, Source};
 use crate::protocol::openai as oa;
-use crate::translate::{Target, TranslateError, dropped, names};
+use crate::translate::{Target, TranslateError, dropped, names, server_tools};
 
 /// Where the refusal messages say the request was going.
 const TO: &str = "an OpenAI-kind provider";
@@ -16,13 +16,14 @@ pub(crate) fn request(
     req: an::Request,
     target: &Target<'_>,
 ) -> Result<oa::Request, TranslateError> {
-    for (key, value) in &req.extra {
-        match key.as_str() {
-            "mcp_servers" | "container" if !value.is_null() => {
-                return Err(TranslateError::cannot(key, TO));
-            }
-            _ => dropped(key, "no OpenAI equivalent"),
-        }
+    for key in req.extra.keys() {
+        let why = match key.as_str() {
+            "mcp_servers" => "Anthropic's MCP connector runs only at Anthropic",
+            "container" => "Anthropic's code-execution container runs only at Anthropic",
+            "context_management" => "OpenAI-kind providers clear no context for the client",
+            _ => "no OpenAI equivalent",
+        };
+        dropped(key, why);
     }
     if req.top_k.is_some() {
         return Err(TranslateError(format!(
@@ -54,10 +55,31 @@ pub(crate) fn request(
     if let Some(tools) = &req.tools {
         let mut list = Vec::with_capacity(tools.len());
         for (i, tool) in tools.iter().enumerate() {
-            if let Some(kind) = tool.kind.as_deref().filter(|k| *k != "custom") {
-                return Err(TranslateError(format!(
-                    "`tools[{i}].type` `{kind}` cannot be sent to {TO}: server tools run only on Anthropic; remove the tool or pick a Claude model."
-                )));
+            match tool.kind.as_deref().filter(|k| *k != "custom") {
+                None => {}
+                Some(kind) if kind.starts_with("web_search_") => {
+                    if target.web_search {
+                        out.extra.insert(
+                            "web_search_options".to_owned(),
+                            server_tools::chat_options(tool.extra.get("user_location")),
+                        );
+                    } else {
+                        dropped(kind, "the model has no web search");
+                    }
+                    continue;
+                }
+                Some(kind) if kind.starts_with("web_fetch_") => {
+                    dropped(kind, "OpenAI-kind providers fetch no pages");
+                    continue;
+                }
+                Some(kind) => {
+                    return Err(TranslateError(format!(
+                        "`tools[{i}].type` `{kind}` cannot be sent to {TO}: server tools run only on Anthropic; remove the tool or pick a Claude model."
+                    )));
+                }
+            }
+            if tool.extra.contains_key("defer_loading") {
+                dropped("defer_loading", "every tool is loaded up front");
             }
             list.push(oa::Tool {
                 kind: "function".to_owned(),
@@ -67,6 +89,8 @@ pub(crate) fn request(
                     parameters: Some(tool.input_schema.clone().unwrap_or_else(empty_schema)),
                     strict: tool.strict,
                 }),
+                custom: None,
+                cache_control: None,
             });
         }
         if !list.is_empty() {
@@ -183,7 +207,7 @@ fn system_message(content: &Content, path: &str) -> Result<oa::Message, Translat
             let mut texts = Vec::with_capacity(blocks.len());
             for (j, block) in blocks.iter().enumerate() {
                 match block {
-                    Block::Known(Known::Text { text }) => texts.push(text.as_str()),
+                    Block::Known(Known::Text { text, .. }) => texts.push(text.as_str()),
                     other => return Err(block_error(&format!("{path}.content[{j}]"), other)),
                 }
             }
@@ -220,6 +244,7 @@ fn user_turn(
                 tool_use_id,
                 content,
                 is_error,
+                ..
             }) => {
                 let mut texts = Vec::new();
                 match content {
@@ -227,9 +252,18 @@ fn user_turn(
                     Some(Content::Blocks(inner)) => {
                         for (k, block) in inner.iter().enumerate() {
                             match block {
-                                Block::Known(Known::Text { text }) => texts.push(text.clone()),
+                                Block::Known(Known::Text { text, .. }) => texts.push(text.clone()),
                                 Block::Known(Known::Image { source }) => {
                                     result_images.push(image_part(source, &path)?);
+                                }
+                                Block::Other(other)
+                                    if other.get("type").and_then(Value::as_str)
+                                        == Some("tool_reference") =>
+                                {
+                                    dropped(
+                                        "tool_reference",
+                                        "every tool is loaded up front, none is deferred",
+                                    );
                                 }
                                 other => {
                                     return Err(block_error(
@@ -254,7 +288,7 @@ fn user_turn(
                     ..oa::Message::default()
                 });
             }
-            Block::Known(Known::Text { text }) => parts.push(text_part(text)),
+            Block::Known(Known::Text { text, .. }) => parts.push(text_part(text)),
             Block::Known(Known::Image { source }) => parts.push(image_part(source, &path)?),
             Block::Known(Known::Document { source, title }) => {
                 parts.push(document_part(source, title.as_deref(), &path)?);
@@ -272,7 +306,7 @@ fn user_turn(
 fn user_message(mut parts: Vec<oa::Part>) -> oa::Message {
     let content = match parts.as_slice() {
         [oa::Part::Known(oa::KnownPart::Text { .. })] => match parts.pop() {
-            Some(oa::Part::Known(oa::KnownPart::Text { text })) => oa::Content::Text(text),
+            Some(oa::Part::Known(oa::KnownPart::Text { text, .. })) => oa::Content::Text(text),
             _ => oa::Content::Parts(parts),
         },
         _ => oa::Content::Parts(parts),
@@ -287,6 +321,7 @@ fn user_message(mut parts: Vec<oa::Part>) -> oa::Message {
 fn text_part(text: &str) -> oa::Part {
     oa::Part::Known(oa::KnownPart::Text {
         text: text.to_owned(),
+        cache_control: None,
     })
 }
 
@@ -325,6 +360,19 @@ fn document_part(
     }
 }
 
+/// A block of a server tool's run at Anthropic (web search, web fetch, code execution, MCP).
+fn server_block(block: &Value) -> bool {
+    block
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|kind| {
+            matches!(
+                kind,
+                "server_tool_use" | "mcp_tool_use" | "mcp_tool_result" | "container_upload"
+            ) || kind.ends_with("_tool_result")
+        })
+}
+
 /// An assistant turn: text joined, tool calls, thinking dropped (signatures are model-bound).
 fn assistant_turn(i: usize, content: &Content) -> Result<oa::Message, TranslateError> {
     let mut text = String::new();
@@ -334,7 +382,7 @@ fn assistant_turn(i: usize, content: &Content) -> Result<oa::Message, TranslateE
         Content::Blocks(blocks) => {
             for (j, block) in blocks.iter().enumerate() {
                 match block {
-                    Block::Known(Known::Text { text: t }) => text.push_str(t),
+                    Block::Known(Known::Text { text: t, .. }) => text.push_str(t),
                     Block::Known(Known::ToolUse { id, name, input }) => {
                         calls.push(oa::ToolCall {
                             id: id.clone(),
@@ -343,12 +391,19 @@ fn assistant_turn(i: usize, content: &Content) -> Result<oa::Message, TranslateE
                                 name: names::upstream(name).into_owned(),
                                 arguments: arguments(input),
                             },
+                            custom: None,
                         });
                     }
                     Block::Known(Known::Thinking { .. } | Known::RedactedThinking { .. }) => {
                         dropped(
                             "thinking",
                             "thinking history is bound to the model that wrote it",
+                        );
+                    }
+                    Block::Other(other) if server_block(other) => {
+                        dropped(
+                            "server tool block",
+                            "a server tool's call and result ran at Anthropic; the text keeps what it found",
                         );
                     }
                     other => {

@@ -5,7 +5,7 @@ use super::arguments;
 use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
 use crate::translate::names::ToolNames;
-use crate::translate::{Target, dropped, ids};
+use crate::translate::{Target, dropped, freeform, ids};
 
 /// Anthropic's stop reason as Chat's finish reason.
 pub(super) fn finish_reason(stop: Option<&str>, tool_calls: bool) -> &'static str {
@@ -44,15 +44,31 @@ pub(crate) fn response(resp: an::Response, target: &Target<'_>, names: &ToolName
     let mut calls = Vec::new();
     for block in resp.content {
         match block {
-            Block::Known(Known::Text { text: t }) => text.push_str(&t),
-            Block::Known(Known::ToolUse { id, name, input }) => calls.push(oa::ToolCall {
-                id,
-                kind: "function".to_owned(),
-                function: oa::FunctionCall {
-                    name: names.client(&name).0.to_owned(),
-                    arguments: arguments(&input),
-                },
-            }),
+            Block::Known(Known::Text { text: t, .. }) => text.push_str(&t),
+            Block::Known(Known::ToolUse { id, name, input }) => {
+                let client = names.client(&name).0.to_owned();
+                calls.push(if names.is_custom(&name) {
+                    oa::ToolCall {
+                        id,
+                        kind: "custom".to_owned(),
+                        function: oa::FunctionCall::default(),
+                        custom: Some(oa::CustomCall {
+                            name: client,
+                            input: freeform::input(&arguments(&input)),
+                        }),
+                    }
+                } else {
+                    oa::ToolCall {
+                        id,
+                        kind: "function".to_owned(),
+                        function: oa::FunctionCall {
+                            name: client,
+                            arguments: arguments(&input),
+                        },
+                        custom: None,
+                    }
+                });
+            }
             Block::Known(Known::Thinking {
                 thinking,
                 signature,

@@ -8,7 +8,7 @@ use crate::protocol::anthropic::{self as an, Block, Known};
 use crate::protocol::openai as oa;
 use crate::translate::names::ToolNames;
 use crate::translate::stream::{CUT, ChatEvent};
-use crate::translate::{Target, dropped, ids};
+use crate::translate::{Target, dropped, freeform, ids};
 
 /// What a content block open in the upstream stream is.
 #[derive(Debug)]
@@ -20,6 +20,8 @@ enum Open {
         /// Input given whole in `content_block_start` (some upstreams do), sent at the stop
         /// if no `input_json_delta` came.
         start_input: Option<Value>,
+        /// A freeform tool's arguments so far: its raw input is sent once they are whole.
+        freeform: Option<String>,
     },
     Thinking,
     Other,
@@ -120,13 +122,29 @@ impl Stream {
                     return;
                 };
                 let (_, open) = self.open.remove(pos);
-                if let Open::Tool {
-                    slot,
-                    got_arguments: false,
-                    start_input: Some(input),
-                } = open
-                {
-                    out.push(self.tool_delta(slot, None, None, Some(input.to_string())));
+                match open {
+                    Open::Tool {
+                        slot,
+                        got_arguments,
+                        start_input,
+                        freeform: Some(arguments),
+                    } => {
+                        let arguments = match start_input {
+                            Some(input) if !got_arguments => input.to_string(),
+                            _ => arguments,
+                        };
+                        let input = freeform::input(&arguments);
+                        out.push(self.custom_delta(slot, None, None, Some(input)));
+                    }
+                    Open::Tool {
+                        slot,
+                        got_arguments: false,
+                        start_input: Some(input),
+                        freeform: None,
+                    } => {
+                        out.push(self.tool_delta(slot, None, None, Some(input.to_string())));
+                    }
+                    _ => {}
                 }
             }
             an::StreamEvent::MessageDelta { delta, usage } => {
@@ -162,7 +180,7 @@ impl Stream {
 
     fn block_start(&mut self, index: u32, block: &Block, out: &mut Vec<ChatEvent>) {
         let open = match block {
-            Block::Known(Known::Text { text }) => {
+            Block::Known(Known::Text { text, .. }) => {
                 if !text.is_empty() {
                     out.push(self.chunk(content(text), None));
                 }
@@ -171,8 +189,14 @@ impl Stream {
             Block::Known(Known::ToolUse { id, name, input }) => {
                 let slot = self.next_slot;
                 self.next_slot += 1;
+                let custom = self.names.is_custom(name);
                 let name = self.names.client(name).0.to_owned();
-                out.push(self.tool_delta(slot, Some(id.clone()), Some(name), Some(String::new())));
+                let start = if custom {
+                    self.custom_delta(slot, Some(id.clone()), Some(name), Some(String::new()))
+                } else {
+                    self.tool_delta(slot, Some(id.clone()), Some(name), Some(String::new()))
+                };
+                out.push(start);
                 let start_input = match input {
                     Value::Object(map) if !map.is_empty() => Some(input.clone()),
                     _ => None,
@@ -181,6 +205,7 @@ impl Stream {
                     slot,
                     got_arguments: false,
                     start_input,
+                    freeform: custom.then(String::new),
                 }
             }
             Block::Known(Known::Thinking { thinking, .. }) => {
@@ -222,10 +247,15 @@ impl Stream {
                 if let Some(Open::Tool {
                     slot,
                     got_arguments,
+                    freeform,
                     ..
                 }) = self.open_mut(index)
                 {
                     *got_arguments = true;
+                    if let Some(arguments) = freeform {
+                        arguments.push_str(partial_json);
+                        return;
+                    }
                     let slot = *slot;
                     out.push(self.tool_delta(slot, None, None, Some(partial_json.clone())));
                 }
@@ -265,6 +295,31 @@ impl Stream {
                     id,
                     kind,
                     function: Some(oa::FunctionDelta { name, arguments }),
+                    custom: None,
+                }]),
+                ..oa::Delta::default()
+            },
+            None,
+        )
+    }
+
+    /// A freeform tool's call fragment (`type: custom`): its name first, then its raw input.
+    fn custom_delta(
+        &self,
+        slot: u32,
+        id: Option<String>,
+        name: Option<String>,
+        input: Option<String>,
+    ) -> ChatEvent {
+        let kind = id.as_ref().map(|_| "custom".to_owned());
+        self.chunk(
+            oa::Delta {
+                tool_calls: Some(vec![oa::ToolCallDelta {
+                    index: Some(slot),
+                    id,
+                    kind,
+                    function: None,
+                    custom: Some(oa::CustomDelta { name, input }),
                 }]),
                 ..oa::Delta::default()
             },

@@ -7,7 +7,8 @@ use super::signed_block;
 use crate::protocol::Kind;
 use crate::protocol::openai as oa;
 use crate::protocol::responses as rs;
-use crate::translate::{Target, TranslateError, dropped, names};
+use crate::translate::freeform;
+use crate::translate::{Target, TranslateError, dropped, names, server_tools};
 
 fn to(kind: Kind) -> &'static str {
     match kind {
@@ -57,8 +58,12 @@ pub(crate) fn request(
     }
     if let Some(tools) = req.tools {
         let mut list = Vec::with_capacity(tools.len());
+        let mut search = None;
         for (i, tool) in tools.into_iter().enumerate() {
-            function_tools(i, tool, kind, &mut list)?;
+            function_tools(i, tool, (kind, target.web_search), &mut list, &mut search)?;
+        }
+        if let Some(options) = search {
+            out.extra.insert("web_search_options".to_owned(), options);
         }
         if !list.is_empty() {
             out.tools = Some(list);
@@ -169,19 +174,32 @@ fn input_items(
                 open_assistant = role == "assistant";
                 out.push(msg);
             }
-            Some("function_call") => {
-                let call: rs::FunctionCallItem = parse(item, &path)?;
-                let name = match &call.namespace {
-                    Some(namespace) => names::flatten(namespace, &call.name),
-                    None => call.name,
+            Some(call_kind @ ("function_call" | "custom_tool_call" | "local_shell_call")) => {
+                let (id, name, arguments) = if call_kind == "custom_tool_call" {
+                    let call: rs::CustomToolCallItem = parse(item, &path)?;
+                    let arguments = freeform::arguments(&call.input);
+                    (call.call_id, call.name, arguments)
+                } else if call_kind == "local_shell_call" {
+                    let call: rs::LocalShellCallItem = parse(item, &path)?;
+                    let arguments = freeform::local_shell_arguments(&call.action);
+                    let id = call.call_id.or(call.id).unwrap_or_default();
+                    (id, freeform::LOCAL_SHELL.to_owned(), arguments)
+                } else {
+                    let call: rs::FunctionCallItem = parse(item, &path)?;
+                    let name = match &call.namespace {
+                        Some(namespace) => names::flatten(namespace, &call.name),
+                        None => call.name,
+                    };
+                    (call.call_id, name, call.arguments)
                 };
                 let tool_call = oa::ToolCall {
-                    id: call.call_id,
+                    id,
                     kind: "function".to_owned(),
                     function: oa::FunctionCall {
                         name: names::upstream(&name).into_owned(),
-                        arguments: call.arguments,
+                        arguments,
                     },
+                    custom: None,
                 };
                 match out.last_mut() {
                     Some(last) if open_assistant => {
@@ -198,7 +216,9 @@ fn input_items(
                     }
                 }
             }
-            Some("function_call_output") => {
+            Some(
+                "function_call_output" | "custom_tool_call_output" | "local_shell_call_output",
+            ) => {
                 let output: rs::FunctionCallOutput = parse(item, &path)?;
                 let text = match output.output {
                     rs::InputContent::Text(text) => text,
@@ -223,7 +243,11 @@ fn input_items(
                 };
                 out.push(oa::Message {
                     role: "tool".to_owned(),
-                    tool_call_id: Some(output.call_id),
+                    tool_call_id: Some(if output.call_id.is_empty() {
+                        output.id.unwrap_or_default()
+                    } else {
+                        output.call_id
+                    }),
                     content: Some(oa::Content::Text(text)),
                     ..oa::Message::default()
                 });
@@ -284,10 +308,12 @@ fn message_content(
             Some("input_text" | "output_text" | "text") => {
                 out.push(oa::Part::Known(oa::KnownPart::Text {
                     text: take_text(&mut part, "text", &part_path)?,
+                    cache_control: None,
                 }));
             }
             Some("refusal") => out.push(oa::Part::Known(oa::KnownPart::Text {
                 text: take_text(&mut part, "refusal", &part_path)?,
+                cache_control: None,
             })),
             Some("input_image") if role == "user" => {
                 let image: rs::InputImage = parse(part, &part_path)?;
@@ -335,7 +361,7 @@ fn message_content(
         let text: String = out
             .into_iter()
             .filter_map(|p| match p {
-                oa::Part::Known(oa::KnownPart::Text { text }) => Some(text),
+                oa::Part::Known(oa::KnownPart::Text { text, .. }) => Some(text),
                 _ => None,
             })
             .collect();
@@ -345,12 +371,15 @@ fn message_content(
 }
 
 /// One Responses tool as Chat function tools: a namespace gives one per inner function;
-/// `web_search` is dropped (Codex always sends it; the model just goes without).
+/// `web_search` becomes Chat's `web_search_options` where the target searches (Claude, or a
+/// model with `web_search`), else it is dropped (Codex always sends it; the model just goes
+/// without).
 fn function_tools(
     i: usize,
     tool: Value,
-    kind: Kind,
+    (kind, web_search): (Kind, bool),
     out: &mut Vec<oa::Tool>,
+    options: &mut Option<Value>,
 ) -> Result<(), TranslateError> {
     let path = format!("tools[{i}]");
     let kind_of = tool.get("type").and_then(Value::as_str).map(str::to_owned);
@@ -359,6 +388,36 @@ fn function_tools(
             let function: rs::FunctionTool = parse(tool, &path)?;
             let name = function.name.clone();
             out.push(chat_tool(&name, function));
+        }
+        Some("custom") => {
+            // A freeform tool (Codex's `apply_patch`) as a function of one string, which every
+            // provider takes; its calls go back to the client as `custom_tool_call`s.
+            let custom: rs::CustomTool = parse(tool, &path)?;
+            out.push(chat_tool(
+                &custom.name,
+                rs::FunctionTool {
+                    name: custom.name.clone(),
+                    description: custom.description,
+                    parameters: Some(freeform::parameters(custom.format.as_ref())),
+                    strict: None,
+                    tools: None,
+                },
+            ));
+        }
+        Some("local_shell") => {
+            // Codex's legacy shell tool (codex-mini) as a function of its `exec` action.
+            out.push(chat_tool(
+                freeform::LOCAL_SHELL,
+                rs::FunctionTool {
+                    name: freeform::LOCAL_SHELL.to_owned(),
+                    description: Some(
+                        "Runs a command on the user's machine and returns its output.".to_owned(),
+                    ),
+                    parameters: Some(freeform::local_shell_parameters()),
+                    strict: None,
+                    tools: None,
+                },
+            ));
         }
         Some("namespace") => {
             let namespace: rs::FunctionTool = parse(tool, &path)?;
@@ -382,7 +441,11 @@ fn function_tools(
             }
         }
         Some(search @ ("web_search" | "web_search_preview")) => {
-            dropped(search, "OpenAI's hosted web search runs only at OpenAI");
+            if kind == Kind::Anthropic || web_search {
+                *options = Some(server_tools::chat_options(tool.get("user_location")));
+            } else {
+                dropped(search, "the model has no web search");
+            }
         }
         other => {
             return Err(TranslateError(format!(
@@ -404,6 +467,8 @@ fn chat_tool(name: &str, function: rs::FunctionTool) -> oa::Tool {
             parameters: function.parameters,
             strict: function.strict,
         }),
+        custom: None,
+        cache_control: None,
     }
 }
 

@@ -4,6 +4,7 @@
 use super::encrypted;
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem};
+use crate::translate::freeform;
 use crate::translate::names::ToolNames;
 use crate::translate::{Target, answer_text, ids};
 
@@ -87,6 +88,8 @@ pub(super) fn reasoning_item(
     }
 }
 
+/// A tool call as the client's item: a `custom_tool_call` with its raw input for a freeform
+/// tool, else a `function_call`.
 pub(super) fn function_call(
     id: &str,
     name: &str,
@@ -94,7 +97,25 @@ pub(super) fn function_call(
     arguments: String,
     status: &'static str,
 ) -> OutputItem {
+    if names.is_local_shell(name) {
+        return OutputItem::LocalShellCall {
+            id: format!("lsh_{}", ids::base(id)),
+            call_id: id.to_owned(),
+            action: freeform::local_shell_action(&arguments),
+            status,
+        };
+    }
+    let custom = names.is_custom(name);
     let (name, namespace) = names.client(name);
+    if custom {
+        return OutputItem::CustomToolCall {
+            id: format!("ctc_{}", ids::base(id)),
+            call_id: id.to_owned(),
+            name: name.to_owned(),
+            input: freeform::input(&arguments),
+            status,
+        };
+    }
     OutputItem::FunctionCall {
         id: format!("fc_{}", ids::base(id)),
         call_id: id.to_owned(),

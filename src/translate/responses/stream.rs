@@ -10,6 +10,7 @@ use super::response::{
 };
 use crate::protocol::openai as oa;
 use crate::protocol::responses::{self as rs, OutputItem, StreamEvent};
+use crate::translate::freeform;
 use crate::translate::names::ToolNames;
 use crate::translate::stream::{CUT, ChatEvent, Slots, write_named};
 use crate::translate::{Target, ids};
@@ -31,6 +32,9 @@ pub(crate) struct Stream {
     slot_items: Vec<(u32, usize)>,
     finish: Option<String>,
     usage: Option<oa::Usage>,
+    /// The open custom or local shell call's arguments: its input or action is known only once
+    /// they are whole.
+    held: String,
 }
 
 #[derive(Serialize)]
@@ -53,6 +57,7 @@ impl Stream {
             slot_items: Vec::new(),
             finish: None,
             usage: None,
+            held: String::new(),
         }
     }
 
@@ -301,6 +306,12 @@ impl Stream {
         let Some(arguments) = function.arguments.filter(|a| !a.is_empty()) else {
             return;
         };
+        if let Some(OutputItem::CustomToolCall { .. } | OutputItem::LocalShellCall { .. }) =
+            self.response.output.get(index)
+        {
+            self.held.push_str(&arguments);
+            return;
+        }
         let id = item_id(&self.response.output[index]).to_owned();
         self.write(
             out,
@@ -370,6 +381,34 @@ impl Stream {
                         output_index: index,
                         name,
                         arguments,
+                    },
+                );
+            }
+            OutputItem::LocalShellCall { action, status, .. } => {
+                *status = "completed";
+                *action = freeform::local_shell_action(&std::mem::take(&mut self.held));
+            }
+            OutputItem::CustomToolCall {
+                id, input, status, ..
+            } => {
+                *status = "completed";
+                *input = freeform::input(&std::mem::take(&mut self.held));
+                if !input.is_empty() {
+                    self.write(
+                        out,
+                        &StreamEvent::CustomInputDelta {
+                            item_id: id,
+                            output_index: index,
+                            delta: input,
+                        },
+                    );
+                }
+                self.write(
+                    out,
+                    &StreamEvent::CustomInputDone {
+                        item_id: id,
+                        output_index: index,
+                        input,
                     },
                 );
             }
@@ -461,6 +500,8 @@ fn item_id(item: &OutputItem) -> &str {
     match item {
         OutputItem::Message { id, .. }
         | OutputItem::FunctionCall { id, .. }
+        | OutputItem::CustomToolCall { id, .. }
+        | OutputItem::LocalShellCall { id, .. }
         | OutputItem::Reasoning { id, .. } => id,
     }
 }

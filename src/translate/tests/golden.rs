@@ -3,7 +3,7 @@
 //! A golden directory is named `<what>-<client format>-<provider kind>`, `what` being
 //! `request`, `response` or `stream`. A case is `NAME.in.json` (or `.in.sse`) with
 //! `NAME.out.json` (`.out.sse`) beside it, plus optional `NAME.request.json` (the client's
-//! request, for responses and streams) and `NAME.target.json` (`reasoning`, `max_output`).
+//! request, for responses and streams) and `NAME.target.json` (`reasoning`, `max_output`, `session`, `caching`, `web_search`).
 //! `IZZI_BLESS=1 cargo test --lib translate::` rewrites the expected files; review the diff.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +21,15 @@ fn settings(path: &Path) -> Settings {
         max_output: value["max_output"]
             .as_u64()
             .map_or(8192, |v| u32::try_from(v).unwrap_or(u32::MAX)),
+        session: value["session"]
+            .as_str()
+            .map(|s| &*Box::leak(s.to_owned().into_boxed_str())),
+        web_search: value["web_search"].as_bool().unwrap_or(false),
+        caching: if value["caching"].as_bool() == Some(false) {
+            Caching::Off
+        } else {
+            Caching::Auto
+        },
     }
 }
 

@@ -46,12 +46,20 @@ fn kind_of(name: &str) -> Kind {
 struct Settings {
     reasoning: bool,
     max_output: u32,
+    /// The agent session the client's headers name.
+    session: Option<&'static str>,
+    caching: Caching,
+    /// The model takes Chat's `web_search_options`.
+    web_search: bool,
 }
 
-/// No reasoning, 8192 output tokens: what most cases need.
+/// No reasoning, 8192 output tokens, no session, izzi's caching on: what most cases need.
 const PLAIN: Settings = Settings {
     reasoning: false,
     max_output: 8192,
+    session: None,
+    caching: Caching::Auto,
+    web_search: false,
 };
 
 /// Reasoning on, up to `max_output` tokens.
@@ -59,6 +67,7 @@ fn reasoning(max_output: u32) -> Settings {
     Settings {
         reasoning: true,
         max_output,
+        ..PLAIN
     }
 }
 
@@ -68,8 +77,11 @@ fn target<'a>(request: &'a Body<'a>, settings: &Settings) -> Target<'a> {
         client_model: "client-model",
         max_output: settings.max_output,
         reasoning: settings.reasoning,
+        web_search: settings.web_search,
         request,
         created: CREATED,
+        caching: settings.caching,
+        session: settings.session,
     }
 }
 

@@ -101,20 +101,14 @@ fn refusals_name_the_field() {
         (
             Format::Messages,
             Kind::Openai,
-            r#"{"model":"m","max_tokens":10,"messages":[],"tools":[{"name":"a","input_schema":{}},{"name":"b","input_schema":{}},{"type":"web_search_20250305","name":"web_search"}]}"#,
-            "`tools[2].type` `web_search_20250305` cannot be sent to an OpenAI-kind provider",
+            r#"{"model":"m","max_tokens":10,"messages":[],"tools":[{"name":"a","input_schema":{}},{"name":"b","input_schema":{}},{"type":"computer_20250124","name":"computer"}]}"#,
+            "`tools[2].type` `computer_20250124` cannot be sent to an OpenAI-kind provider",
         ),
         (
             Format::Messages,
             Kind::Openai,
             r#"{"model":"m","max_tokens":10,"messages":[],"top_k":5}"#,
             "`top_k`",
-        ),
-        (
-            Format::Messages,
-            Kind::Openai,
-            r#"{"model":"m","max_tokens":10,"messages":[],"mcp_servers":[{}]}"#,
-            "`mcp_servers`",
         ),
         (
             Format::Messages,
@@ -150,7 +144,7 @@ fn refusals_name_the_field() {
             Format::Chat,
             Kind::Anthropic,
             r#"{"model":"m","messages":[],"tools":[{"type":"custom","custom":{}}]}"#,
-            "`tools[0].type` `custom`",
+            "`tools[0].custom.name`",
         ),
         (
             Format::Responses,

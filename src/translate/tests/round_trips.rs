@@ -37,7 +37,8 @@ fn pitfall_tool_turn_with_stop_is_tool_use() {
 /// a signed block survives byte for byte through a Responses reasoning item.
 #[test]
 fn pitfall_thinking_signatures() {
-    // Chat upstream reasoning → Messages client: a thinking block without a signature.
+    // Chat upstream reasoning → Messages client: a thinking block with no Anthropic signature,
+    // only izzi's mark, never a forged one.
     let input = sse_of(&[
         chunk(
             json!({"role":"assistant","reasoning_content":"think"}),
@@ -47,15 +48,25 @@ fn pitfall_thinking_signatures() {
         done(),
     ]);
     let (events, _) = translate_stream(Format::Messages, Kind::Openai, EMPTY_REQUEST, &input);
-    assert!(
-        events
-            .iter()
-            .all(|(_, d)| d["delta"]["type"] != "signature_delta")
-    );
+    let signatures: Vec<&Value> = events
+        .iter()
+        .filter(|(_, d)| d["delta"]["type"] == "signature_delta")
+        .map(|(_, d)| &d["delta"]["signature"])
+        .collect();
+    assert_eq!(signatures, [reasoning::UNSIGNED]);
     assert!(
         events
             .iter()
             .all(|(_, d)| d["content_block"].get("signature").is_none())
+    );
+    // Replayed toward Anthropic in the client's own format, that block is removed.
+    let replay = br#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"q"},
+        {"role":"assistant","content":[{"type":"thinking","thinking":"think","signature":"izzi-unsigned"},
+        {"type":"text","text":"answer"}]},{"role":"user","content":"q2"}]}"#;
+    let out = upstream(Format::Messages, Kind::Anthropic, replay, &PLAIN);
+    assert_eq!(
+        out["messages"][1]["content"],
+        json!([{"type":"text","text":"answer"}])
     );
 
     // Unsigned reasoning in Chat history is not sent as thinking.
