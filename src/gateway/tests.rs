@@ -4,7 +4,7 @@
 //! clients) is tested against the real binary in `tests/it`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -14,7 +14,7 @@ use tower::ServiceExt as _;
 
 use super::{AppState, auth, identity, ledger, limits, reload, routing, server, upstream};
 use crate::config::Config;
-use crate::store::{Database, Store};
+use crate::store::{Database, ResponseStore, Store};
 
 const KEY: &str = "izzi-test-key-0123456789abcdef";
 
@@ -49,7 +49,8 @@ plan = "ultra"
 "#
     ))
     .unwrap();
-    let store = Database::from(Store::open(&dir.path().join("izzi.db")).unwrap());
+    let db = dir.path().join("izzi.db");
+    let store = Database::from(Store::open(&db).unwrap());
     let keys = Arc::new(identity::Keys::new(&config.keys, None, &[]));
     let ledger = ledger::Ledger::start(store, Arc::clone(&keys), None).unwrap();
     let limits = limits::Limits::new(
@@ -68,6 +69,7 @@ plan = "ultra"
             .build_recorder()
             .handle(),
         limits: Arc::new(limits),
+        responses: Arc::new(ResponseStore::Sqlite(Mutex::new(Store::open(&db).unwrap()))),
         keys,
         ledger,
         config,
