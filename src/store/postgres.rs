@@ -31,6 +31,7 @@ use super::{
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_pricing.sql")),
+    (3, include_str!("../../migrations/0003_attribution.sql")),
 ];
 
 /// Any one call, connecting included, fails after this long; a gateway's ledger thread must not
@@ -494,6 +495,8 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let col = |f: &dyn Fn(&Row) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let optional =
+        |f: &dyn Fn(&Row) -> Option<String>| rows.iter().map(f).collect::<Vec<Option<String>>>();
     let int = |f: &dyn Fn(&Row) -> u64| {
         rows.iter()
             .map(|r| i64::try_from(f(r)).unwrap_or(i64::MAX))
@@ -504,13 +507,16 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
             "INSERT INTO ledger (request_id, started_at, key_name, model, provider, status, outcome,
                                  stream, input_tokens, output_tokens, cache_read_tokens,
                                  cache_write_tokens, usage_source, cost_usd, latency_ms, ttft_ms,
-                                 pricing)
-             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t, pr
+                                 pricing, tool, session, project, requested_model, route)
+             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t, pr,
+                    tl, se, pj, rm, ro
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
                          $7::text[], $8::bool[], $9::int8[], $10::int8[], $11::int8[],
                          $12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[],
-                         $17::text[])
-                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t, pr)
+                         $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+                         $22::text[])
+                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t, pr, tl, se, pj, rm,
+                       ro)
              ON CONFLICT (request_id) DO NOTHING
              RETURNING key_name, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM'), cost_usd::text",
             &[
@@ -534,6 +540,11 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
                     .map(|r| r.ttft_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
                     .collect::<Vec<Option<i64>>>(),
                 &col(&|r| r.pricing.as_str().to_owned()),
+                &col(&|r| r.attribution.tool.as_str().to_owned()),
+                &optional(&|r| r.attribution.session.clone()),
+                &optional(&|r| r.attribution.project.clone()),
+                &col(&|r| r.requested_model.clone()),
+                &optional(&|r| r.route.clone()),
             ],
         )
         .await?;

@@ -41,6 +41,8 @@ fn finished(limiter: &Arc<Limiter>, usage: Usage, answered: Option<Answered>) ->
                 .admit(&client(), Decimal::new(5, 1), jiff::Timestamp::now(), false)
                 .unwrap(),
         ),
+        attribution: crate::attribution::Attribution::default(),
+        requested_model: "m".into(),
         model: model(),
         provider: "p".into(),
         status: 200,

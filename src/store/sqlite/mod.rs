@@ -19,6 +19,7 @@ use super::{
     Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, StoredKey, UsageLine, UsageSource,
     count, decimal, int, month, parse_plan, stamp,
 };
+use crate::attribution::{Attribution, Tool};
 use crate::config::Synchronous;
 use crate::protocol::Usage;
 
@@ -26,7 +27,7 @@ use crate::protocol::Usage;
 const FILE: &str = "izzi.db";
 
 /// Bumped with each schema change; `open` migrates older files.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// The gateway connection's page cache: a negative `cache_size` is in KiB.
 const GATEWAY_CACHE_KIB: i64 = -512;
 
@@ -68,15 +69,31 @@ CREATE TABLE IF NOT EXISTS ledger (
     cost_usd TEXT NOT NULL,
     latency_ms INTEGER NOT NULL,
     ttft_ms INTEGER,
-    pricing TEXT NOT NULL DEFAULT 'listed'
+    pricing TEXT NOT NULL DEFAULT 'listed',
+    tool TEXT NOT NULL DEFAULT 'other',
+    session TEXT,
+    project TEXT,
+    requested_model TEXT,
+    route TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ledger_started_at ON ledger (started_at);
+CREATE INDEX IF NOT EXISTS ledger_session ON ledger (session, started_at);
 ";
 
 /// Schema 1 to 2: rows carry the request's id, so a row copied to PostgreSQL twice is kept once.
 const SCHEMA_1_TO_2: &str = "ALTER TABLE ledger ADD COLUMN request_id TEXT;";
 /// Schema 2 to 3: rows say where their prices came from (older rows had a catalog price).
 const SCHEMA_2_TO_3: &str = "ALTER TABLE ledger ADD COLUMN pricing TEXT NOT NULL DEFAULT 'listed';";
+/// Schema 3 to 4: who sent each request (tool, session, project), the model it asked for and the
+/// routing rule that served it. Older rows read as tool `other`, no session, asked for the model
+/// served.
+const SCHEMA_3_TO_4: &str = "
+ALTER TABLE ledger ADD COLUMN tool TEXT NOT NULL DEFAULT 'other';
+ALTER TABLE ledger ADD COLUMN session TEXT;
+ALTER TABLE ledger ADD COLUMN project TEXT;
+ALTER TABLE ledger ADD COLUMN requested_model TEXT;
+ALTER TABLE ledger ADD COLUMN route TEXT;
+";
 
 /// `$IZZI_HOME/izzi.db`.
 pub(crate) fn default_path() -> Result<PathBuf> {
@@ -148,6 +165,9 @@ impl Store {
         if (1..=2).contains(&version) {
             self.conn.execute_batch(SCHEMA_2_TO_3)?;
         }
+        if (1..=3).contains(&version) {
+            self.conn.execute_batch(SCHEMA_3_TO_4)?;
+        }
         if version < SCHEMA_VERSION {
             self.conn.execute_batch(SCHEMA)?;
             self.conn
@@ -181,7 +201,8 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, request_id, started_at, key_name, model, provider, status, outcome, stream,
                     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                    usage_source, cost_usd, latency_ms, ttft_ms, pricing
+                    usage_source, cost_usd, latency_ms, ttft_ms, pricing, tool, session,
+                    project, requested_model, route
              FROM ledger ORDER BY id LIMIT ?1",
         )?;
         let mut rows = stmt.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
@@ -191,6 +212,7 @@ impl Store {
             let started: String = r.get(2)?;
             let outcome: String = r.get(7)?;
             let source: String = r.get(13)?;
+            let model: String = r.get(4)?;
             out.push((
                 id,
                 Row {
@@ -202,7 +224,16 @@ impl Store {
                         format!("`{started}` in the database is not a timestamp")
                     })?,
                     key_name: r.get(3)?,
-                    model: r.get(4)?,
+                    attribution: Attribution {
+                        tool: Tool::parse(&r.get::<_, String>(18)?)?,
+                        session: r.get(19)?,
+                        project: r.get(20)?,
+                    },
+                    requested_model: r
+                        .get::<_, Option<String>>(21)?
+                        .unwrap_or_else(|| model.clone()),
+                    model,
+                    route: r.get(22)?,
                     provider: r.get(5)?,
                     status: r.get(6)?,
                     outcome: Outcome::parse(&outcome)?,
@@ -399,9 +430,10 @@ impl Backend for Store {
                 "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome, stream,
                                      input_tokens, output_tokens, cache_read_tokens,
                                      cache_write_tokens, usage_source, cost_usd, latency_ms,
-                                     ttft_ms, request_id, pricing)
+                                     ttft_ms, request_id, pricing, tool, session, project,
+                                     requested_model, route)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                         ?17)",
+                         ?17, ?18, ?19, ?20, ?21, ?22)",
             )?;
             let mut read = tx.prepare_cached(
                 "SELECT spent_usd, month, month_spent_usd FROM accounts WHERE key_name = ?1",
@@ -425,6 +457,11 @@ impl Backend for Store {
                     row.ttft_ms.map(int),
                     row.request_id,
                     row.pricing.as_str(),
+                    row.attribution.tool.as_str(),
+                    row.attribution.session,
+                    row.attribution.project,
+                    row.requested_model,
+                    row.route,
                 ])?;
                 if !accounts.contains_key(row.key_name.as_str()) {
                     let stored = read

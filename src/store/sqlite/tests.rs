@@ -12,7 +12,14 @@ fn row(key: &str, started: &str, cost: &str) -> Row {
         request_id: format!("{:032x}", rand::random::<u128>()),
         started_at: at(started),
         key_name: key.into(),
+        attribution: Attribution {
+            tool: Tool::Codex,
+            session: Some("0199a1b2-c3d4".into()),
+            project: None,
+        },
+        requested_model: "gpt".into(),
         model: "gpt-4.1".into(),
+        route: None,
         provider: "openai".into(),
         status: 200,
         outcome: Outcome::Completed,
@@ -169,28 +176,60 @@ fn usage_sums_per_key_and_model_exactly() {
     assert!(store.usage(Some("c"), None).unwrap().is_empty());
 }
 
+/// `izzi.db`'s ledger as schema 3 made it (before attribution).
+const LEDGER_3: &str = "
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT,
+    started_at TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    usage_source TEXT NOT NULL,
+    cost_usd TEXT NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    ttft_ms INTEGER,
+    pricing TEXT NOT NULL DEFAULT 'listed'
+) STRICT;
+CREATE INDEX ledger_started_at ON ledger (started_at);
+";
+
+/// A database file of schema `version` (1 or 3) holding one row of key `old`, cost 0.5.
+fn old_file(path: &Path, version: i64) {
+    let conn = Connection::open(path).unwrap();
+    let ledger = if version == 1 {
+        LEDGER_3.replace("    request_id TEXT,\n", "").replace(
+            "    ttft_ms INTEGER,\n    pricing TEXT NOT NULL DEFAULT 'listed'\n",
+            "    ttft_ms INTEGER\n",
+        )
+    } else {
+        LEDGER_3.to_owned()
+    };
+    conn.execute_batch(&ledger).unwrap();
+    conn.execute(
+        "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome,
+             stream, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+             usage_source, cost_usd, latency_ms)
+         VALUES ('2026-03-01T00:00:00.000Z', 'old', 'm', 'p', 200, 'completed', 0,
+             1, 2, 0, 0, 'upstream', '0.5', 10)",
+        [],
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", version).unwrap();
+}
+
 #[test]
 fn a_schema_1_file_is_migrated_and_keeps_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("izzi.db");
-    {
-        let conn = Connection::open(&path).unwrap();
-        let schema_1 = SCHEMA.replace("    request_id TEXT,\n", "").replace(
-            "    ttft_ms INTEGER,\n    pricing TEXT NOT NULL DEFAULT 'listed'\n",
-            "    ttft_ms INTEGER\n",
-        );
-        conn.execute_batch(&schema_1).unwrap();
-        conn.execute(
-            "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome,
-                 stream, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                 usage_source, cost_usd, latency_ms)
-             VALUES ('2026-03-01T00:00:00.000Z', 'old', 'm', 'p', 200, 'completed', 0,
-                 1, 2, 0, 0, 'upstream', '0.5', 10)",
-            [],
-        )
-        .unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
-    }
+    old_file(&path, 1);
     let mut store = Store::open(&path).unwrap();
     store
         .record(&[row("new", "2026-03-02T00:00:00Z", "0.25")])
@@ -200,6 +239,33 @@ fn a_schema_1_file_is_migrated_and_keeps_its_rows() {
     assert_eq!(rows[0].1.request_id, format!("local-{}", rows[0].0));
     assert_eq!(rows[0].1.cost_usd.to_string(), "0.5");
     assert_eq!(rows[1].1, row_with_id(&rows[1].1.request_id));
+}
+
+#[test]
+fn a_schema_3_file_is_migrated_its_old_rows_read_as_other_and_still_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("izzi.db");
+    old_file(&path, 3);
+    let mut store = Store::open(&path).unwrap();
+    store
+        .record(&[row("new", "2026-03-02T00:00:00Z", "0.25")])
+        .unwrap();
+    let rows = store.oldest(10).unwrap();
+    let old = &rows[0].1;
+    assert_eq!(old.attribution, Attribution::default());
+    assert_eq!(
+        (old.requested_model.as_str(), old.route.as_deref()),
+        ("m", None)
+    );
+    assert_eq!(rows[1].1, row_with_id(&rows[1].1.request_id));
+    let lines = store.usage(None, None).unwrap();
+    let total: Decimal = lines.iter().map(|l| l.counts.cost_usd).sum();
+    assert_eq!(total, "0.75".parse::<Decimal>().unwrap());
+    let version: i64 = store
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 fn row_with_id(id: &str) -> Row {
