@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::ledger::{izzi, json_of};
 use crate::support::{Gateway, KEY, Mock, http, mock_config};
 
 /// One client's request as it goes on the wire.
@@ -221,4 +222,104 @@ async fn postgres_rows_record_the_same_attribution() {
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();
     assert_eq!(rows, expected());
+    // The same sums as from izzi.db.
+    let usage = json_of(
+        gw.home.path(),
+        &["usage", "--by", "day,tool,session", "--json"],
+    );
+    let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let lines: Vec<(&str, &str, Value)> = usage["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            assert_eq!(l["requests"], 1);
+            (
+                l["day"].as_str().unwrap(),
+                l["tool"].as_str().unwrap(),
+                l["session"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|(day, ..)| *day == today), "{lines:?}");
+    assert_eq!(lines[1].1, "claude-code");
+    assert_eq!(lines[1].2, json!(CLAUDE_SESSION));
+    assert_eq!(usage["total"]["requests"], 5);
+}
+
+#[tokio::test]
+async fn usage_by_tool_and_session_in_json_and_csv() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&mock_config(&mock, ""));
+    send_every_client(&gw).await;
+    send_every_client(&gw).await;
+    let quoted = Client {
+        path: "/v1/chat/completions",
+        headers: &[
+            ("user-agent", "OpenAI/Python 1.109.1"),
+            ("x-izzi-session", "fix,\"quoted\""),
+        ],
+        body: json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}),
+    };
+    assert_eq!(send_as(&gw, KEY, &quoted).await, 200);
+    let home = gw.home.path();
+    let rows = crate::ledger::wait_rows(home, 11).await;
+    let usage = json_of(home, &["usage", "--by", "tool,session", "--json"]);
+    assert_eq!(usage["by"], json!(["tool", "session"]));
+    let lines: Vec<(String, Value, u64)> = usage["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["tool"].as_str().unwrap().to_owned(),
+                l["session"].clone(),
+                l["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let line = |tool: &str, session: Value, n: u64| (tool.to_owned(), session, n);
+    assert_eq!(
+        lines,
+        vec![
+            line("anthropic-sdk", Value::Null, 2),
+            line("claude-code", json!(CLAUDE_SESSION), 2),
+            line("cline", Value::Null, 2),
+            line("codex", json!(CODEX_SESSION), 2),
+            line("openai-sdk", json!("fix,\"quoted\""), 1),
+            line("openai-sdk", json!("review-42"), 2),
+        ]
+    );
+    let total: rust_decimal::Decimal = rows.iter().map(|r| r.cost).sum();
+    assert_eq!(usage["total"]["cost_usd"], json!(total.to_string()));
+    assert_eq!(usage["total"]["requests"], 11);
+    let (csv, stderr, code) = izzi(
+        home,
+        &["usage", "--by", "session", "--since", "1h", "--csv"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let csv: Vec<&str> = csv.split("\r\n").collect();
+    assert_eq!(
+        csv[0],
+        "session,requests,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,cost_usd,unpriced_requests"
+    );
+    // No session sorts first (empty); a field with a comma or a quote is quoted.
+    assert!(csv[1].starts_with(",4,"), "{csv:?}");
+    assert!(csv[4].starts_with("\"fix,\"\"quoted\"\"\",1,"), "{csv:?}");
+    assert_eq!((csv.len(), csv[6]), (7, ""), "{csv:?}");
+    let table = izzi(home, &["usage", "--by", "day,tool"]).0;
+    assert!(
+        table.starts_with("DAY") && table.contains("claude-code"),
+        "{table}"
+    );
+    let (_, stderr, code) = izzi(home, &["usage", "--by", "colour"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("day, model, key, tool or session"),
+        "{stderr}"
+    );
+    let (_, stderr, code) = izzi(home, &["usage", "--since", "yesterday"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("7d, 24h or 30m"), "{stderr}");
 }

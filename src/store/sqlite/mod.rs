@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use jiff::Timestamp;
-use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
+use super::query::{Dialect, Dim, Filter, RequestFilter, Session, cost_sum};
 use super::{
-    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, StoredKey, UsageLine, UsageSource,
-    count, decimal, int, month, parse_plan, stamp,
+    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, StoredKey, UsageSource, count,
+    decimal, int, month, parse_plan, stamp,
 };
 use crate::attribution::{Attribution, Tool};
 use crate::config::Synchronous;
@@ -198,61 +198,14 @@ impl Store {
 
     /// The oldest `limit` rows with their local ids (the spill reads what it must copy on).
     pub(crate) fn oldest(&self, limit: usize) -> Result<Vec<(i64, Row)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, request_id, started_at, key_name, model, provider, status, outcome, stream,
-                    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                    usage_source, cost_usd, latency_ms, ttft_ms, pricing, tool, session,
-                    project, requested_model, route
-             FROM ledger ORDER BY id LIMIT ?1",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, {} FROM ledger ORDER BY id LIMIT ?1",
+            Dialect::Sqlite.row_columns()
+        ))?;
         let mut rows = stmt.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let started: String = r.get(2)?;
-            let outcome: String = r.get(7)?;
-            let source: String = r.get(13)?;
-            let model: String = r.get(4)?;
-            out.push((
-                id,
-                Row {
-                    // Rows written before ids existed get one from their place in this file.
-                    request_id: r
-                        .get::<_, Option<String>>(1)?
-                        .unwrap_or_else(|| format!("local-{id}")),
-                    started_at: started.parse().with_context(|| {
-                        format!("`{started}` in the database is not a timestamp")
-                    })?,
-                    key_name: r.get(3)?,
-                    attribution: Attribution {
-                        tool: Tool::parse(&r.get::<_, String>(18)?)?,
-                        session: r.get(19)?,
-                        project: r.get(20)?,
-                    },
-                    requested_model: r
-                        .get::<_, Option<String>>(21)?
-                        .unwrap_or_else(|| model.clone()),
-                    model,
-                    route: r.get(22)?,
-                    provider: r.get(5)?,
-                    status: r.get(6)?,
-                    outcome: Outcome::parse(&outcome)?,
-                    stream: r.get(8)?,
-                    usage: Usage {
-                        input_tokens: count(r.get(9)?),
-                        output_tokens: count(r.get(10)?),
-                        cache_read_tokens: count(r.get(11)?),
-                        cache_write_tokens: count(r.get(12)?),
-                        // Only the cost, already computed, depends on the one-hour writes.
-                        ..Usage::default()
-                    },
-                    usage_source: UsageSource::parse(&source)?,
-                    pricing: Pricing::parse(&r.get::<_, String>(17)?)?,
-                    cost_usd: decimal(&r.get::<_, String>(14)?)?,
-                    latency_ms: count(r.get(15)?),
-                    ttft_ms: r.get::<_, Option<i64>>(16)?.map(count),
-                },
-            ));
+            out.push(read_row(r)?);
         }
         Ok(out)
     }
@@ -276,6 +229,51 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// A row of `id, ` and [`Dialect::row_columns`].
+fn read_row(r: &rusqlite::Row<'_>) -> Result<(i64, Row)> {
+    let id: i64 = r.get(0)?;
+    let started: String = r.get(2)?;
+    let model: String = r.get(4)?;
+    let row = Row {
+        // Rows written before ids existed get one from their place in this file.
+        request_id: r
+            .get::<_, Option<String>>(1)?
+            .unwrap_or_else(|| format!("local-{id}")),
+        started_at: started
+            .parse()
+            .with_context(|| format!("`{started}` in the database is not a timestamp"))?,
+        key_name: r.get(3)?,
+        attribution: Attribution {
+            tool: Tool::parse(&r.get::<_, String>(18)?)?,
+            session: r.get(19)?,
+            project: r.get(20)?,
+        },
+        requested_model: r
+            .get::<_, Option<String>>(21)?
+            .unwrap_or_else(|| model.clone()),
+        model,
+        route: r.get(22)?,
+        provider: r.get(5)?,
+        status: r.get(6)?,
+        outcome: Outcome::parse(&r.get::<_, String>(7)?)?,
+        stream: r.get(8)?,
+        usage: Usage {
+            input_tokens: count(r.get(9)?),
+            output_tokens: count(r.get(10)?),
+            cache_read_tokens: count(r.get(11)?),
+            cache_write_tokens: count(r.get(12)?),
+            // Only the cost, already computed, depends on the one-hour writes.
+            ..Usage::default()
+        },
+        usage_source: UsageSource::parse(&r.get::<_, String>(13)?)?,
+        pricing: Pricing::parse(&r.get::<_, String>(17)?)?,
+        cost_usd: decimal(&r.get::<_, String>(14)?)?,
+        latency_ms: count(r.get(15)?),
+        ttft_ms: r.get::<_, Option<i64>>(16)?.map(count),
+    };
+    Ok((id, row))
 }
 
 impl Backend for Store {
@@ -506,42 +504,75 @@ impl Backend for Store {
         Ok(())
     }
 
-    /// Requests, tokens and cost per key and model, of requests that started on or after
-    /// `since` (UTC), for one key or all.
-    fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
-        let since = since.map_or_else(String::new, |d| d.to_string());
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT key_name, model, input_tokens, output_tokens, cache_read_tokens,
-                    cache_write_tokens, cost_usd, outcome, pricing
-             FROM ledger WHERE started_at >= ?1 AND (?2 IS NULL OR key_name = ?2)",
-        )?;
-        let mut rows = stmt.query(params![since, key])?;
-        // Costs are decimal text; they are summed here, exactly, rather than as SQL floats.
-        let mut lines: HashMap<(String, String), UsageLine> = HashMap::new();
+    fn usage(&self, filter: &Filter, by: &[Dim]) -> Result<Vec<(Vec<Option<String>>, Counts)>> {
+        let mut stmt = self.conn.prepare_cached(&Dialect::Sqlite.usage_sql(by))?;
+        let mut rows = stmt.query(params![filter.since.map(stamp), filter.key, filter.session])?;
+        let n = by.len();
+        let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let key: String = r.get(0)?;
-            let model: String = r.get(1)?;
-            let line = lines
-                .entry((key.clone(), model.clone()))
-                .or_insert_with(|| UsageLine {
-                    key,
-                    model,
-                    ..UsageLine::default()
-                });
-            let outcome = Outcome::parse(&r.get::<_, String>(7)?)?;
-            let pricing = Pricing::parse(&r.get::<_, String>(8)?)?;
-            line.counts.add(&Counts {
-                input_tokens: count(r.get(2)?),
-                output_tokens: count(r.get(3)?),
-                cache_read_tokens: count(r.get(4)?),
-                cache_write_tokens: count(r.get(5)?),
-                cost_usd: decimal(&r.get::<_, String>(6)?)?,
-                ..Counts::of(1, outcome, pricing)
+            let group = (0..n)
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect::<rusqlite::Result<_>>()?;
+            let outcome = Outcome::parse(&r.get::<_, String>(n)?)?;
+            let pricing = Pricing::parse(&r.get::<_, String>(n + 1)?)?;
+            out.push((
+                group,
+                Counts {
+                    input_tokens: count(r.get(n + 3)?),
+                    output_tokens: count(r.get(n + 4)?),
+                    cache_read_tokens: count(r.get(n + 5)?),
+                    cache_write_tokens: count(r.get(n + 6)?),
+                    cost_usd: cost_sum(&r.get::<_, String>(n + 7)?)?,
+                    ..Counts::of(count(r.get(n + 2)?), outcome, pricing)
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn sessions(&self, since: Option<Timestamp>, limit: usize) -> Result<Vec<Session>> {
+        let mut stmt = self.conn.prepare_cached(&Dialect::Sqlite.sessions_sql())?;
+        let mut rows = stmt.query(params![since.map(stamp), int(limit as u64)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(Session {
+                session: r.get(0)?,
+                tool: r.get(1)?,
+                first_at: r.get(2)?,
+                last_at: r.get(3)?,
+                turns: count(r.get(4)?),
+                models: r
+                    .get::<_, String>(5)?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+                input_tokens: count(r.get(6)?),
+                output_tokens: count(r.get(7)?),
+                cache_read_tokens: count(r.get(8)?),
+                cost_usd: cost_sum(&r.get::<_, String>(9)?)?,
             });
         }
-        let mut lines: Vec<UsageLine> = lines.into_values().collect();
-        lines.sort_by(|a, b| (&a.key, &a.model).cmp(&(&b.key, &b.model)));
-        Ok(lines)
+        Ok(out)
+    }
+
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<(i64, Row)>> {
+        let mut stmt = self.conn.prepare_cached(&Dialect::Sqlite.requests_sql())?;
+        let mut rows = stmt.query(params![
+            int(filter.limit() as u64),
+            filter.before,
+            filter.after,
+            filter.key,
+            filter.tool,
+            filter.session,
+            filter.model,
+            filter.status,
+            filter.outcome,
+        ])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(read_row(r)?);
+        }
+        Ok(out)
     }
 }
 

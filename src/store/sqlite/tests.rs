@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::query;
 use rust_decimal::Decimal;
 
 use crate::config::Plan;
@@ -162,18 +163,71 @@ fn usage_sums_per_key_and_model_exactly() {
         .chain([row("b", "2026-03-01T10:00:00Z", "2")])
         .collect();
     store.record(&rows).unwrap();
-    let all = store.usage(None, None).unwrap();
+    let now = at("2026-03-03T00:00:00Z");
+    let by = [Dim::Key, Dim::Model];
+    let all = query::usage(&store, &by, None, None, now).unwrap().lines;
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].counts.requests, 10);
     assert_eq!(all[0].counts.cost_usd.to_string(), "1.0");
     assert_eq!(all[0].counts.input_tokens, 100);
     assert_eq!(all[0].counts.cache_read_tokens, 20);
-    let since = store
-        .usage(None, Some("2026-03-02".parse().unwrap()))
-        .unwrap();
+    let since: query::Since = "2026-03-02".parse().unwrap();
+    let since = query::usage(&store, &by, Some(&since), None, now)
+        .unwrap()
+        .lines;
     assert_eq!(since.len(), 1);
-    assert_eq!(since[0].key, "a");
-    assert!(store.usage(Some("c"), None).unwrap().is_empty());
+    assert_eq!(since[0].group[&Dim::Key].as_deref(), Some("a"));
+    let day: query::Since = "1d".parse().unwrap();
+    let day = query::usage(&store, &[Dim::Day], Some(&day), None, now).unwrap();
+    assert_eq!(day.total.requests, 10);
+    let none = query::usage(&store, &by, None, Some("c"), now).unwrap();
+    assert!(none.lines.is_empty());
+}
+
+#[test]
+fn usage_groups_by_tool_and_session_and_old_rows_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("izzi.db");
+    old_file(&path, 3);
+    let mut store = Store::open(&path).unwrap();
+    store
+        .record(&[
+            row("a", "2026-03-02T10:00:00Z", "0.1"),
+            row("a", "2026-03-02T10:00:01Z", "0.2"),
+        ])
+        .unwrap();
+    let now = at("2026-03-03T00:00:00Z");
+    let report = query::usage(&store, &[Dim::Tool, Dim::Session], None, None, now).unwrap();
+    let groups: Vec<(Option<&str>, Option<&str>, u64, String)> = report
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.group[&Dim::Tool].as_deref(),
+                l.group[&Dim::Session].as_deref(),
+                l.counts.requests,
+                l.counts.cost_usd.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (Some("codex"), Some("0199a1b2-c3d4"), 2, "0.3".to_owned()),
+            (Some("other"), None, 1, "0.5".to_owned()),
+        ]
+    );
+    let sessions = store.sessions(None, 10).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        (
+            sessions[0].turns,
+            sessions[0].models.clone(),
+            sessions[0].cost_usd.to_string()
+        ),
+        (2, vec!["gpt-4.1".to_owned()], "0.3".to_owned())
+    );
+    assert_eq!(sessions[0].last_at, "2026-03-02T10:00:01.000Z");
 }
 
 /// `izzi.db`'s ledger as schema 3 made it (before attribution).
@@ -258,9 +312,9 @@ fn a_schema_3_file_is_migrated_its_old_rows_read_as_other_and_still_sum() {
         ("m", None)
     );
     assert_eq!(rows[1].1, row_with_id(&rows[1].1.request_id));
-    let lines = store.usage(None, None).unwrap();
-    let total: Decimal = lines.iter().map(|l| l.counts.cost_usd).sum();
-    assert_eq!(total, "0.75".parse::<Decimal>().unwrap());
+    let report = query::usage(&store, &[Dim::Key], None, None, Timestamp::now()).unwrap();
+    assert_eq!(report.total.cost_usd, "0.75".parse::<Decimal>().unwrap());
+    assert_eq!(report.total.requests, 2);
     let version: i64 = store
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -310,7 +364,8 @@ fn reopening_keeps_everything() {
         .unwrap();
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.usage(None, None).unwrap()[0].counts.requests, 1);
+    let filter = query::Filter::default();
+    assert_eq!(query::total(&store, &filter).unwrap().requests, 1);
 }
 
 #[cfg(unix)]
