@@ -37,6 +37,18 @@ pub(crate) struct Config {
     pub(crate) state: State,
     #[serde(default)]
     pub(crate) telemetry: Telemetry,
+    #[serde(default)]
+    pub(crate) dashboard: Dashboard,
+}
+
+/// `[dashboard]`: who may read the usage dashboard's JSON API (`/izzi/api/`) besides this
+/// machine.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Dashboard {
+    /// A secret that lets other addresses read it, sent as `Authorization: Bearer ADMIN_KEY`
+    /// (at least 16 characters, and not a client key) [default: none, loopback only].
+    pub(crate) admin_key: Option<String>,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -413,6 +425,14 @@ impl Config {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             bail!("`telemetry.otlp_endpoint` must start with http:// or https://, not `{url}`");
+        }
+        if let Some(admin) = &self.dashboard.admin_key {
+            if admin.trim().len() < 16 {
+                bail!("`dashboard.admin_key` must be at least 16 characters long");
+            }
+            if self.keys.iter().any(|k| k.key == *admin) {
+                bail!("`dashboard.admin_key` must not be a client key of `[[keys]]`");
+            }
         }
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");

@@ -26,3 +26,4 @@ mod shell;
 mod state_tls;
 mod support;
 mod telemetry;
+mod usage_api;
