@@ -581,6 +581,27 @@ rpm = 600
     }
 
     #[test]
+    fn the_admin_key_is_long_and_no_client_key_and_masked() {
+        let admin = "izzi-admin-0123456789abcdef";
+        let ok = Config::parse(&format!("[dashboard]\nadmin_key = \"{admin}\"\n")).unwrap();
+        assert_eq!(ok.dashboard.admin_key.as_deref(), Some(admin));
+        assert_eq!(
+            ok.masked().dashboard.admin_key.as_deref(),
+            Some(masked::MASK)
+        );
+        let short = Config::parse("[dashboard]\nadmin_key = \"short\"\n").unwrap_err();
+        assert!(short.to_string().contains("at least 16"), "{short}");
+        let shared = Config::parse(&format!(
+            "[dashboard]\nadmin_key = \"{admin}\"\n[[keys]]\nname = \"a\"\nkey = \"{admin}\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            shared.to_string().contains("not be a client key"),
+            "{shared}"
+        );
+    }
+
+    #[test]
     fn a_parse_error_never_shows_a_key() {
         let err = Config::parse(
             "[[keys]]\nname = \"ci\"\nkey = \"izzi-ci-secret-0123456789\"\nplan = \"gold\"\n",
