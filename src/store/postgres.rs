@@ -381,15 +381,15 @@ impl Backend for Postgres {
     }
 
     fn usage(&self, filter: &Filter, by: &[Dim]) -> Result<Vec<(Vec<Option<String>>, Counts)>> {
-        let since = filter.since.map(stamp);
+        let (sql, params) = Dialect::Postgres.usage_sql(by, filter);
         let rows = self.run(async {
             let client = self.client().await?;
-            let statement = client
-                .prepare_cached(&Dialect::Postgres.usage_sql(by))
-                .await?;
-            Ok(client
-                .query(&statement, &[&since, &filter.key, &filter.session])
-                .await?)
+            let statement = client.prepare_cached(&sql).await?;
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            Ok(client.query(&statement, &params).await?)
         })?;
         let count = |v: i64| u64::try_from(v).unwrap_or(0);
         let n = by.len();

@@ -428,22 +428,28 @@ impl Dialect {
         }
     }
 
-    /// `filter` as a `WHERE` clause over parameters 1 to 3: since, key, session.
-    fn filter(self) -> String {
-        format!(
-            "({since} IS NULL OR {since_cmp}) AND ({key} IS NULL OR key_name = {key})
-             AND ({session} IS NULL OR session = {session})",
-            since = self.text(1),
-            since_cmp = self.since(1),
-            key = self.text(2),
-            session = self.text(3),
-        )
+    /// `filter` as a `WHERE` clause and its parameters (text, numbered from 1): only the
+    /// conditions it sets, so the indexes on `started_at` and `session` serve them.
+    fn filter(self, filter: &Filter) -> (String, Vec<String>) {
+        let mut clauses = vec!["TRUE".to_owned()];
+        let mut params = Vec::new();
+        if let Some(since) = filter.since {
+            params.push(stamp(since));
+            clauses.push(self.since(params.len()));
+        }
+        for (column, value) in [("key_name", &filter.key), ("session", &filter.session)] {
+            if let Some(value) = value {
+                params.push(value.clone());
+                clauses.push(format!("{column} = {}", self.text(params.len())));
+            }
+        }
+        (clauses.join(" AND "), params)
     }
 
-    /// The sums by `by` (and by outcome and pricing, which [`Counts`] keep apart): the group's
-    /// values, outcome, pricing, requests, the four token sums, the costs. Parameters 1 to 3
-    /// are [`Filter`]'s, as text.
-    pub(super) fn usage_sql(self, by: &[Dim]) -> String {
+    /// The sums by `by` (and by outcome and pricing, which [`Counts`] keep apart) of the rows
+    /// `filter` selects: the group's values, outcome, pricing, requests, the four token sums,
+    /// the costs; and the parameters, as text.
+    pub(super) fn usage_sql(self, by: &[Dim], filter: &Filter) -> (String, Vec<String>) {
         let dims: String = by
             .iter()
             .map(|d| format!("{}, ", self.column(*d)))
@@ -452,17 +458,18 @@ impl Dialect {
             Self::Sqlite => format!("sum({column})"),
             Self::Postgres => format!("sum({column})::int8"),
         };
-        format!(
+        let (clause, params) = self.filter(filter);
+        let sql = format!(
             "SELECT {dims}outcome, pricing, count(*), {}, {}, {}, {}, {}
-             FROM ledger WHERE {}
+             FROM ledger WHERE {clause}
              GROUP BY {dims}outcome, pricing",
             sum("input_tokens"),
             sum("output_tokens"),
             sum("cache_read_tokens"),
             sum("cache_write_tokens"),
             self.costs(),
-            self.filter(),
-        )
+        );
+        (sql, params)
     }
 
     /// Sessions, newest first: session, tool, first and last start, turns, models (comma
@@ -487,8 +494,9 @@ impl Dialect {
         )
     }
 
-    /// The request log's rows, newest first: `id`, then [`ROW_COLUMNS`]. Parameters: limit,
-    /// before, after, key, tool, session, model, status, outcome.
+    /// The request log's rows, newest first: `id`, then [`Dialect::row_columns`]. Parameters:
+    /// limit, before, after, key, tool, session, model, status, outcome. The id range is a
+    /// range on the primary key (a poll for rows `after` the newest reads only those).
     pub(super) fn requests_sql(self) -> String {
         let eq =
             |column: &str, n: usize| format!("({p} IS NULL OR {column} = {p})", p = self.text(n));
@@ -498,7 +506,7 @@ impl Dialect {
         };
         format!(
             "SELECT id, {} FROM ledger
-             WHERE ({before} IS NULL OR id < {before}) AND ({after} IS NULL OR id > {after})
+             WHERE id < coalesce({before}, {max}) AND id > coalesce({after}, 0)
                AND {} AND {} AND {} AND ({model} IS NULL OR model = {model}
                                          OR requested_model = {model})
                AND {status} AND {}
@@ -512,6 +520,7 @@ impl Dialect {
             before = self.int(2),
             after = self.int(3),
             model = self.text(7),
+            max = i64::MAX,
         )
     }
 

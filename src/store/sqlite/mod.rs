@@ -505,8 +505,9 @@ impl Backend for Store {
     }
 
     fn usage(&self, filter: &Filter, by: &[Dim]) -> Result<Vec<(Vec<Option<String>>, Counts)>> {
-        let mut stmt = self.conn.prepare_cached(&Dialect::Sqlite.usage_sql(by))?;
-        let mut rows = stmt.query(params![filter.since.map(stamp), filter.key, filter.session])?;
+        let (sql, params) = Dialect::Sqlite.usage_sql(by, filter);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         let n = by.len();
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
