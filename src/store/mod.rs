@@ -21,6 +21,7 @@ use rust_decimal::Decimal;
 
 use crate::config::{Plan, State};
 
+mod pg_read;
 mod pg_tls;
 mod postgres;
 pub(crate) mod query;
