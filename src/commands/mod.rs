@@ -12,6 +12,7 @@ mod serve;
 mod service;
 mod setup;
 mod status;
+mod statusline;
 mod usage;
 
 use anyhow::Result;
@@ -26,6 +27,10 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Usage(args) => usage::run(&args),
         Command::Setup(args) => setup::run(args),
         Command::Status(args) => status::run(&args),
+        Command::Statusline(args) => {
+            statusline::run(&args);
+            Ok(())
+        }
         Command::Service { command } => service::run(command),
         Command::Key { command } => key::run(&command),
         Command::Models(args) => models::run(&args),

@@ -1,5 +1,5 @@
 //! The effective config with its secrets masked, for `izzi config check`: upstream keys
-//! (`providers[].api_key`), client keys (`keys[].key`) and passwords in `[state]` and
+//! (`providers[].api_key`), client keys (`keys[].key`), the dashboard's admin key and passwords in `[state]` and
 //! `[telemetry]` URLs.
 
 use reqwest::Url;
@@ -20,6 +20,9 @@ impl Config {
         }
         for key in &mut config.keys {
             MASK.clone_into(&mut key.key);
+        }
+        if config.dashboard.admin_key.is_some() {
+            config.dashboard.admin_key = Some(MASK.to_owned());
         }
         for url in [
             &mut config.state.redis_url,

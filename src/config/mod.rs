@@ -41,6 +41,17 @@ pub(crate) struct Config {
     pub(crate) telemetry: Telemetry,
     #[serde(default)]
     pub(crate) responses: Responses,
+    pub(crate) dashboard: Dashboard,
+}
+
+/// `[dashboard]`: who may read the usage dashboard's JSON API (`/izzi/api/`) besides this
+/// machine.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Dashboard {
+    /// A secret that lets other addresses read it, sent as `Authorization: Bearer ADMIN_KEY`
+    /// (at least 16 characters, and not a client key) [default: none, loopback only].
+    pub(crate) admin_key: Option<String>,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -427,6 +438,14 @@ impl Config {
         {
             bail!("`telemetry.otlp_endpoint` must start with http:// or https://, not `{url}`");
         }
+        if let Some(admin) = &self.dashboard.admin_key {
+            if admin.trim().len() < 16 {
+                bail!("`dashboard.admin_key` must be at least 16 characters long");
+            }
+            if self.keys.iter().any(|k| k.key == *admin) {
+                bail!("`dashboard.admin_key` must not be a client key of `[[keys]]`");
+            }
+        }
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
         }
@@ -571,6 +590,27 @@ rpm = 600
         assert!(Config::parse("").unwrap().security.accept_stored_key);
         let off = Config::parse("[security]\naccept_stored_key = false\n").unwrap();
         assert!(!off.security.accept_stored_key);
+    }
+
+    #[test]
+    fn the_admin_key_is_long_and_no_client_key_and_masked() {
+        let admin = "izzi-admin-0123456789abcdef";
+        let ok = Config::parse(&format!("[dashboard]\nadmin_key = \"{admin}\"\n")).unwrap();
+        assert_eq!(ok.dashboard.admin_key.as_deref(), Some(admin));
+        assert_eq!(
+            ok.masked().dashboard.admin_key.as_deref(),
+            Some(masked::MASK)
+        );
+        let short = Config::parse("[dashboard]\nadmin_key = \"short\"\n").unwrap_err();
+        assert!(short.to_string().contains("at least 16"), "{short}");
+        let shared = Config::parse(&format!(
+            "[dashboard]\nadmin_key = \"{admin}\"\n[[keys]]\nname = \"a\"\nkey = \"{admin}\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            shared.to_string().contains("not be a client key"),
+            "{shared}"
+        );
     }
 
     #[test]

@@ -242,6 +242,21 @@ impl Keys {
         !self.current.load().by_hash.is_empty()
     }
 
+    /// Every accepted key's client (the stored key's too), by name.
+    pub(crate) fn clients(&self) -> Vec<Arc<Client>> {
+        let mut clients: Vec<Arc<Client>> = self
+            .current
+            .load()
+            .by_hash
+            .values()
+            .chain(self.setup.iter().map(|(_, client)| client))
+            .cloned()
+            .collect();
+        clients.sort_by(|a, b| a.name.cmp(&b.name));
+        clients.dedup_by(|a, b| a.name == b.name);
+        clients
+    }
+
     /// The client a key belongs to, for a request from `peer`. The lookup is by SHA-256
     /// digest, so its timing says nothing about how much of a real key a guess matched.
     pub(crate) fn find(&self, key: &str, peer: Peer) -> Option<Arc<Client>> {

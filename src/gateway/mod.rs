@@ -1,6 +1,7 @@
 //! `izzi serve`: the local gateway. `server` wires HTTP; `proxy` carries one request through
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
+mod api;
 mod auth;
 mod compact;
 mod count;
@@ -23,6 +24,7 @@ mod telemetry;
 #[cfg(test)]
 mod tests;
 mod upstream;
+mod upstream_stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +58,8 @@ pub(crate) struct AppState {
     pub(crate) client: reqwest::Client,
     /// Where the config came from, when it started, how its reloads went: for `/health`.
     pub(crate) process: Arc<reload::Process>,
+    /// The JSON API's own connection to the ledger.
+    pub(crate) reader: Arc<api::Reader>,
 }
 
 /// Where to listen and which config to use, from the command line.
@@ -133,6 +137,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let state = Arc::new(AppState {
         ip_block: Arc::new(auth::IpBlock::new(&config.security)),
         process: Arc::new(reload::Process::new(path.clone())),
+        reader: Arc::new(api::Reader::new(&config.state)),
         config,
         router,
         keys,

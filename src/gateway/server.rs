@@ -22,7 +22,7 @@ use tower::ServiceExt as _;
 use super::AppState;
 use super::errors::ApiError;
 use super::reload::{Hangups, Source};
-use super::{auth, compact, count, metrics, models, proxy, responses};
+use super::{api, auth, compact, count, metrics, models, proxy, responses};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -58,6 +58,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
         .nest("/v1", api.clone())
         .nest("/openai/v1", api.clone())
         .nest("/api/v1", api)
+        .nest("/izzi/api", api::routes(&state))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         .route("/", get(root).head(root))

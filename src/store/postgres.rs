@@ -19,18 +19,18 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
-use jiff::civil::Date;
 use rust_decimal::Decimal;
 
+use super::query::{Dim, Filter, RequestFilter, Session};
 use super::{
-    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, Store, StoredKey, UsageLine,
-    decimal, parse_plan, pg_tls, stamp,
+    Account, Backend, Counts, NameTaken, Row, Store, StoredKey, decimal, parse_plan, pg_tls, stamp,
 };
 
 /// The migrations, in order; each runs once per database.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_pricing.sql")),
+    (3, include_str!("../../migrations/0003_attribution.sql")),
     (4, include_str!("../../migrations/0004_responses.sql")),
 ];
 
@@ -378,44 +378,16 @@ impl Backend for Postgres {
             .collect())
     }
 
-    fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
-        let since = since.map(|d| format!("{d}T00:00:00Z"));
-        let rows = self.run(async {
-            let client = self.client().await?;
-            Ok(client
-                .query(
-                    "SELECT key_name, model, count(*), sum(input_tokens)::bigint,
-                            sum(output_tokens)::bigint, sum(cache_read_tokens)::bigint,
-                            sum(cache_write_tokens)::bigint, sum(cost_usd)::text, outcome, pricing
-                     FROM ledger
-                     WHERE ($1::text IS NULL OR started_at >= $1::text::timestamptz)
-                       AND ($2::text IS NULL OR key_name = $2)
-                     GROUP BY key_name, model, outcome, pricing",
-                    &[&since, &key],
-                )
-                .await?)
-        })?;
-        let count = |v: i64| u64::try_from(v).unwrap_or(0);
-        let mut lines: BTreeMap<(String, String), Counts> = BTreeMap::new();
-        for r in &rows {
-            let counts = Counts {
-                input_tokens: count(r.get(3)),
-                output_tokens: count(r.get(4)),
-                cache_read_tokens: count(r.get(5)),
-                cache_write_tokens: count(r.get(6)),
-                cost_usd: decimal(r.get(7))?,
-                ..Counts::of(
-                    count(r.get(2)),
-                    Outcome::parse(r.get(8))?,
-                    Pricing::parse(r.get(9))?,
-                )
-            };
-            lines.entry((r.get(0), r.get(1))).or_default().add(&counts);
-        }
-        Ok(lines
-            .into_iter()
-            .map(|((key, model), counts)| UsageLine { key, model, counts })
-            .collect())
+    fn usage(&self, filter: &Filter, by: &[Dim]) -> Result<Vec<(Vec<Option<String>>, Counts)>> {
+        self.grouped(filter, by)
+    }
+
+    fn sessions(&self, since: Option<Timestamp>, limit: usize) -> Result<Vec<Session>> {
+        self.sessions_since(since, limit)
+    }
+
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<(i64, Row)>> {
+        self.logged(filter)
     }
 
     /// Adds `rows` to the ledger and their costs to the accounts, in one transaction. When
@@ -495,6 +467,8 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let col = |f: &dyn Fn(&Row) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let optional =
+        |f: &dyn Fn(&Row) -> Option<String>| rows.iter().map(f).collect::<Vec<Option<String>>>();
     let int = |f: &dyn Fn(&Row) -> u64| {
         rows.iter()
             .map(|r| i64::try_from(f(r)).unwrap_or(i64::MAX))
@@ -505,13 +479,16 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
             "INSERT INTO ledger (request_id, started_at, key_name, model, provider, status, outcome,
                                  stream, input_tokens, output_tokens, cache_read_tokens,
                                  cache_write_tokens, usage_source, cost_usd, latency_ms, ttft_ms,
-                                 pricing)
-             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t, pr
+                                 pricing, tool, session, project, requested_model, route)
+             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t, pr,
+                    tl, se, pj, rm, ro
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
                          $7::text[], $8::bool[], $9::int8[], $10::int8[], $11::int8[],
                          $12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[],
-                         $17::text[])
-                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t, pr)
+                         $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+                         $22::text[])
+                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t, pr, tl, se, pj, rm,
+                       ro)
              ON CONFLICT (request_id) DO NOTHING
              RETURNING key_name, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM'), cost_usd::text",
             &[
@@ -535,6 +512,11 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
                     .map(|r| r.ttft_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
                     .collect::<Vec<Option<i64>>>(),
                 &col(&|r| r.pricing.as_str().to_owned()),
+                &col(&|r| r.attribution.tool.as_str().to_owned()),
+                &optional(&|r| r.attribution.session.clone()),
+                &optional(&|r| r.attribution.project.clone()),
+                &col(&|r| r.requested_model.clone()),
+                &optional(&|r| r.route.clone()),
             ],
         )
         .await?;

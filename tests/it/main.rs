@@ -2,6 +2,7 @@
 //! against tool config trees in temp homes.
 
 mod access;
+mod attribution;
 mod caching;
 mod config_cli;
 mod count_tokens;
@@ -25,6 +26,8 @@ mod setup_tty;
 mod shared_state;
 mod shell;
 mod state_tls;
+mod statusline;
 mod support;
 mod telemetry;
 mod translation;
+mod usage_api;

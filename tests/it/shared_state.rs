@@ -258,7 +258,7 @@ impl Postgres {
         format!("postgres://izzi@127.0.0.1:{}/{database}", self.port)
     }
 
-    async fn connect(&self, database: &str) -> tokio_postgres::Client {
+    pub(crate) async fn connect(&self, database: &str) -> tokio_postgres::Client {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match tokio_postgres::connect(&self.url(database), tokio_postgres::NoTls).await {
@@ -300,7 +300,7 @@ impl Postgres {
     }
 
     /// Waits until the ledger holds exactly `n` rows and stays so briefly.
-    async fn wait_rows(&self, n: usize) -> Vec<(String, String)> {
+    pub(crate) async fn wait_rows(&self, n: usize) -> Vec<(String, String)> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let rows = self.rows().await;

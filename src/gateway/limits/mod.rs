@@ -39,7 +39,7 @@ mod shared;
 
 pub(crate) use admission::Admission;
 pub(crate) use headers::RateHeaders;
-pub(crate) use limiter::Limiter;
+pub(crate) use limiter::{Gauge, Limiter};
 pub(crate) use refusal::{Decision, Refusal};
 
 /// How long a request may wait for a concurrency slot whose request has ended and is being
@@ -158,6 +158,11 @@ impl Limits {
             return headers;
         }
         self.local.peek(client, Timestamp::now())
+    }
+
+    /// What `client` uses of its limits, as this process counts it.
+    pub(crate) fn gauge(&self, client: &Client) -> Gauge {
+        self.local.gauge(client, Timestamp::now())
     }
 }
 
