@@ -41,6 +41,7 @@ pub(crate) struct Config {
     pub(crate) telemetry: Telemetry,
     #[serde(default)]
     pub(crate) responses: Responses,
+    #[serde(default)]
     pub(crate) dashboard: Dashboard,
 }
 
