@@ -1,6 +1,6 @@
 //! The effective config with its secrets masked, for `izzi config check`: upstream keys
-//! (`providers[].api_key`), client keys (`keys[].key`) and passwords in `[state]` and
-//! `[telemetry]` URLs.
+//! (`providers[].api_key`), client keys (`keys[].key`), `dashboard.admin_key` and passwords in
+//! `[state]`, `[telemetry]` and `[alerts]` URLs.
 
 use reqwest::Url;
 
@@ -21,10 +21,14 @@ impl Config {
         for key in &mut config.keys {
             MASK.clone_into(&mut key.key);
         }
+        if config.dashboard.admin_key.is_some() {
+            config.dashboard.admin_key = Some(MASK.to_owned());
+        }
         for url in [
             &mut config.state.redis_url,
             &mut config.state.postgres_url,
             &mut config.telemetry.otlp_endpoint,
+            &mut config.alerts.webhook_url,
         ]
         .into_iter()
         .flatten()

@@ -9,7 +9,10 @@ use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod dashboard;
 mod masked;
+
+pub(crate) use dashboard::{Alerts, Dashboard};
 
 use crate::catalog::{DefaultPrice, ModelOverride};
 use crate::protocol::Kind;
@@ -37,6 +40,10 @@ pub(crate) struct Config {
     pub(crate) state: State,
     #[serde(default)]
     pub(crate) telemetry: Telemetry,
+    #[serde(default)]
+    pub(crate) dashboard: Dashboard,
+    #[serde(default)]
+    pub(crate) alerts: Alerts,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -414,6 +421,8 @@ impl Config {
         {
             bail!("`telemetry.otlp_endpoint` must start with http:// or https://, not `{url}`");
         }
+        self.dashboard.check()?;
+        self.alerts.check()?;
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
         }

@@ -242,6 +242,11 @@ impl Keys {
         !self.current.load().by_hash.is_empty()
     }
 
+    /// Every client of a client key (not the key `izzi setup` stored), in no order.
+    pub(crate) fn clients(&self) -> Vec<Arc<Client>> {
+        self.current.load().by_hash.values().cloned().collect()
+    }
+
     /// The client a key belongs to, for a request from `peer`. The lookup is by SHA-256
     /// digest, so its timing says nothing about how much of a real key a guess matched.
     pub(crate) fn find(&self, key: &str, peer: Peer) -> Option<Arc<Client>> {

@@ -1,8 +1,10 @@
 //! `izzi serve`: the local gateway. `server` wires HTTP; `proxy` carries one request through
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
+mod alerts;
 mod auth;
 mod count;
+mod dashboard;
 mod dispatch;
 mod errors;
 mod identity;
@@ -50,6 +52,8 @@ pub(crate) struct AppState {
     pub(crate) client: reqwest::Client,
     /// Where the config came from, when it started, how its reloads went: for `/health`.
     pub(crate) process: Arc<reload::Process>,
+    /// The budget and balance alerts fired this month.
+    pub(crate) alerts: Arc<alerts::Alerts>,
 }
 
 /// Where to listen and which config to use, from the command line.
@@ -125,6 +129,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let state = Arc::new(AppState {
         ip_block: Arc::new(auth::IpBlock::new(&config.security)),
         process: Arc::new(reload::Process::new(path.clone())),
+        alerts: Arc::new(alerts::Alerts::new()),
         config,
         router,
         keys,

@@ -163,6 +163,7 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
         metrics: current.metrics.clone(),
         client,
         process: Arc::clone(&current.process),
+        alerts: Arc::clone(&current.alerts),
     };
     Ok((state, path))
 }

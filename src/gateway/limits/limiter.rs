@@ -184,6 +184,14 @@ impl Limiter {
         state.headers(client)
     }
 
+    /// `key`'s settled spend (holds of running requests left out).
+    pub(crate) fn account(&self, key: &str) -> Account {
+        self.lock()
+            .get(key)
+            .map(|state| state.account.clone())
+            .unwrap_or_default()
+    }
+
     /// Resolves once an admission is settled after this call.
     pub(crate) fn settled(&self) -> tokio::sync::futures::Notified<'_> {
         self.settled.notified()

@@ -149,6 +149,12 @@ impl Limits {
         }
     }
 
+    /// `client`'s settled spend as this process knows it (with `[state].redis_url`, as it was
+    /// at start plus what this process's own fallback admitted).
+    pub(crate) fn account(&self, client: &Client) -> crate::store::Account {
+        self.local.account(&client.name)
+    }
+
     /// The headers for a request that counts toward nothing (models, count_tokens) or that
     /// failed before admission.
     pub(crate) async fn peek(&self, client: &Client) -> RateHeaders {
