@@ -4,6 +4,7 @@
 mod access;
 mod config_cli;
 mod count_tokens;
+mod dashboard;
 mod durability;
 mod gateway;
 mod hostile;

@@ -209,8 +209,12 @@ pub(crate) fn annotate(state: &AppState, client: &Client, headers: &mut HeaderMa
     }
     if standing.iter().any(|a| a.kind == Kind::Balance)
         && let Some(credits) = client.credits
-        && let Ok(left) =
-            HeaderValue::try_from((credits - account.spent_usd).round_dp(6).to_string())
+        && let Ok(left) = HeaderValue::try_from(
+            (credits - account.spent_usd)
+                .round_dp(6)
+                .normalize()
+                .to_string(),
+        )
     {
         headers.insert(BALANCE, left);
     }
