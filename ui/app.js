@@ -169,7 +169,6 @@ async function overview() {
     { title: "Requests", num: true, cell: (r) => n(r.requests) },
     { title: "Input", num: true, cell: (r) => compact(r.input_tokens) },
     { title: "Output", num: true, cell: (r) => compact(r.output_tokens) },
-    { title: "Cache read", num: true, cell: (r) => compact(r.cache_read_tokens) },
     { title: "Cost", num: true, cell: (r) => usd(r.cost_usd) },
   ];
   const byCost = (lines) => [...lines].sort((a, b) => Number(b.cost_usd) - Number(a.cost_usd) || b.requests - a.requests);
