@@ -69,12 +69,12 @@ async fn the_page_and_its_files_come_from_the_binary_and_stay_on_this_origin() {
 
 /// An address of this machine that is not loopback, for requests that arrive from "elsewhere".
 fn outside_address() -> IpAddr {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
     // No packet is sent: connecting a UDP socket only picks the route and its source address.
     socket
         .connect("192.0.2.1:9")
         .expect("this test needs a network interface besides loopback (a route to 192.0.2.1)");
-    let ip = socket.local_addr().unwrap().ip();
+    let ip = socket.local_addr().expect("its address").ip();
     assert!(!ip.is_loopback(), "{ip}");
     ip
 }
@@ -210,7 +210,7 @@ async fn receiver(refuse: usize) -> (String, Arc<Mutex<Received>>) {
         axum::routing::post(move |body: axum::Json<Value>| {
             let state = Arc::clone(&state);
             async move {
-                let mut got = state.lock().unwrap();
+                let mut got = state.lock().expect("not poisoned");
                 got.bodies.push(body.0);
                 if got.refuse > 0 {
                     got.refuse -= 1;
@@ -221,9 +221,18 @@ async fn receiver(refuse: usize) -> (String, Arc<Mutex<Received>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the receiver");
+    let url = format!(
+        "http://{}/hook",
+        listener.local_addr().expect("its address")
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .expect("the receiver serves");
+    });
     (url, received)
 }
 
@@ -253,9 +262,8 @@ async fn spent(home: &Path, requests: u64) -> Decimal {
         if usage["total"]["requests"] == requests {
             return usage["total"]["cost_usd"]
                 .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
+                .and_then(|cost| cost.parse().ok())
+                .expect("a decimal cost");
         }
         assert!(started.elapsed() < Duration::from_secs(10), "{usage}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -270,7 +278,7 @@ async fn alert_headers(gw: &Gateway) -> (Option<String>, Option<String>) {
         response
             .headers()
             .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
+            .map(|v| v.to_str().expect("an ASCII header").to_owned())
     };
     (
         header("x-izzi-budget-alert"),
