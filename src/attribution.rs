@@ -85,7 +85,8 @@ impl Tool {
     }
 }
 
-/// Who sent a request: recorded with its ledger row.
+/// Who sent a request: recorded with its ledger row (rows written before izzi recorded it read
+/// as the default: tool `other`, no session, no project).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Attribution {
     pub(crate) tool: Tool,
@@ -93,6 +94,16 @@ pub(crate) struct Attribution {
     pub(crate) session: Option<String>,
     /// `x-izzi-project`, when the client sets it.
     pub(crate) project: Option<String>,
+}
+
+impl Default for Attribution {
+    fn default() -> Self {
+        Self {
+            tool: Tool::Other,
+            session: None,
+            project: None,
+        }
+    }
 }
 
 impl Attribution {

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use rust_decimal::Decimal;
 
 use crate::config::Plan;
+use crate::store::query::{Dims, Since};
 
 /// One key and one endpoint for every AI coding tool.
 ///
@@ -293,12 +294,20 @@ pub(crate) struct UsageArgs {
     /// Only this key's requests.
     #[arg(long, value_name = "NAME")]
     pub(crate) key: Option<String>,
-    /// Only requests since this UTC date [default: all].
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub(crate) since: Option<jiff::civil::Date>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Only requests since then: a time ago (7d, 24h, 30m), a UTC date (2026-03-01) or an
+    /// RFC 3339 time [default: all].
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<Since>,
+    /// Group by these, in order, comma-separated: day (UTC), model (served), key, tool (the
+    /// client: claude-code, codex, cline, …), session (the agent session).
+    #[arg(long, value_name = "DIM[,DIM…]", default_value = "key,model")]
+    pub(crate) by: Dims,
+    /// Print JSON instead of a table (the shape is documented in docs/cli-json.md).
+    #[arg(long, conflicts_with = "csv")]
     pub(crate) json: bool,
+    /// Print CSV (RFC 4180, a header line, one line per group, no total) instead of a table.
+    #[arg(long)]
+    pub(crate) csv: bool,
     /// Config file whose `[state]` says where the ledger is [default: $IZZI_HOME/config.toml].
     #[arg(long, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,

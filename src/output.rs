@@ -55,6 +55,28 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     line(out);
 }
 
+/// Writes a header line and rows as CSV (RFC 4180: CRLF line ends; a field holding a comma, a
+/// quote or a line break is quoted, its quotes doubled).
+pub(crate) fn csv(header: &[&str], rows: &[Vec<String>]) {
+    fn field(text: &str) -> String {
+        if text.contains([',', '"', '\r', '\n']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_owned()
+        }
+    }
+    let mut out = String::new();
+    let lines = std::iter::once(header.iter().map(|h| field(h)).collect::<Vec<_>>()).chain(
+        rows.iter()
+            .map(|row| row.iter().map(|c| field(c)).collect()),
+    );
+    for cells in lines {
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    write_stdout(format_args!("{out}"));
+}
+
 /// Writes one line to stderr: progress notes, warnings, hints.
 pub(crate) fn notice(text: impl Display) {
     let mut err = io::stderr().lock();

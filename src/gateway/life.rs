@@ -11,6 +11,7 @@ use super::AppState;
 use super::ledger::{Answered, Finished, Ledger, Output};
 use super::limits::Admission;
 use super::routing::Route;
+use crate::attribution::Attribution;
 use crate::catalog::Model;
 use crate::protocol::Usage;
 use crate::store::Outcome;
@@ -22,6 +23,14 @@ const CLIENT_GONE: StatusCode = match StatusCode::from_u16(499) {
     Err(_) => StatusCode::BAD_REQUEST,
 };
 
+/// What the client asked for, as the ledger records it.
+pub(super) struct Asked {
+    pub(super) attribution: Attribution,
+    /// The model as the client named it (an alias included).
+    pub(super) model: String,
+    pub(super) stream: bool,
+}
+
 /// An admitted request's record, settled exactly once when it is dropped: after the response
 /// body is finished, failed, or abandoned by the client (the handler's future dropped while it
 /// waited on the upstream, or the stream dropped mid-way). Dropping it hands the ledger its row,
@@ -31,6 +40,10 @@ pub(super) struct Life {
     pub(super) ledger: Ledger,
     /// Taken by `drop`.
     pub(super) admission: Option<Admission>,
+    /// Who sent it, from its headers.
+    pub(super) attribution: Attribution,
+    /// The model as the client named it.
+    pub(super) requested_model: String,
     pub(super) model: Arc<Model>,
     pub(super) provider: String,
     pub(super) stream: bool,
@@ -51,8 +64,8 @@ impl Life {
     pub(super) fn new(
         state: &AppState,
         admission: Admission,
+        asked: Asked,
         route: &Route,
-        stream: bool,
         started: Instant,
         request: Bytes,
     ) -> Self {
@@ -60,9 +73,11 @@ impl Life {
             started,
             ledger: state.ledger.clone(),
             admission: Some(admission),
+            attribution: asked.attribution,
+            requested_model: asked.model,
             model: Arc::clone(&route.model),
             provider: route.provider.name.clone(),
-            stream,
+            stream: asked.stream,
             status: CLIENT_GONE,
             outcome: Outcome::ClientGone,
             usage: Usage::default(),
@@ -120,6 +135,8 @@ impl Drop for Life {
         };
         self.ledger.finish(Finished {
             admission: Box::new(admission),
+            attribution: std::mem::take(&mut self.attribution),
+            requested_model: std::mem::take(&mut self.requested_model),
             model: Arc::clone(&self.model),
             provider: std::mem::take(&mut self.provider),
             status: self.status.as_u16(),

@@ -19,12 +19,13 @@ use super::dispatch::{self, Answer, Outgoing};
 use super::errors::ApiError;
 use super::identity::Client;
 use super::ledger::Output;
-use super::life::Life;
+use super::life::{Asked, Life};
 use super::limits::{Admission, Refusal};
 use super::relay::relay_stream;
 use super::request::{check_shape, read_body, route};
 use super::routing::Route;
 use super::upstream::Forwarded;
+use crate::attribution::Attribution;
 use crate::catalog::Pricing;
 use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind};
@@ -80,14 +81,12 @@ async fn handle(
         Err(refusal) => return Ok(refusal.into_response()),
     };
     let rate = admission.headers();
-    let mut life = Life::new(
-        &state,
-        admission,
-        &route,
-        shape.stream,
-        started,
-        bytes.clone(),
-    );
+    let asked = Asked {
+        attribution: Attribution::of(&parts.headers),
+        model: shape.model.clone(),
+        stream: shape.stream,
+    };
+    let mut life = Life::new(&state, admission, asked, &route, started, bytes.clone());
     let sent = match dispatch::send(&state, &outgoing, route, prepared).await {
         Ok(sent) => sent,
         Err(failure) => {

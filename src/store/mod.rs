@@ -23,11 +23,13 @@ use crate::config::{Plan, State};
 
 mod pg_tls;
 mod postgres;
+pub(crate) mod query;
 mod row;
 mod sqlite;
 
 pub(crate) use postgres::Postgres;
-pub(crate) use row::{Counts, Outcome, Pricing, Row, UsageLine, UsageSource};
+use query::{Dim, Filter, RequestFilter, Session};
+pub(crate) use row::{Counts, Outcome, Pricing, Row, UsageSource};
 pub(crate) use sqlite::{Store, default_path};
 
 /// Seconds in the minute and in the UTC day, the windows of the rate limits.
@@ -70,9 +72,13 @@ pub(crate) trait Backend: std::fmt::Debug + Send {
     fn keys(&self) -> Result<Vec<StoredKey>>;
     fn accounts(&self) -> Result<HashMap<String, Account>>;
     fn requests_since(&self, since: Timestamp) -> Result<HashMap<String, u32>>;
-    /// Requests, tokens and cost per key and model, of requests that started on or after
-    /// `since` (UTC), for one key or all.
-    fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>>;
+    /// Requests, tokens and cost of the rows `filter` selects, by the values of `by` (a group
+    /// may come in several parts: `query` adds them up).
+    fn usage(&self, filter: &Filter, by: &[Dim]) -> Result<Vec<(Vec<Option<String>>, Counts)>>;
+    /// Agent sessions with a request since `since`, the latest active first.
+    fn sessions(&self, since: Option<Timestamp>, limit: usize) -> Result<Vec<Session>>;
+    /// The ledger's rows `filter` selects, with their ids, newest first.
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<(i64, Row)>>;
     /// Adds `rows` and their costs, all or nothing (PostgreSQL: or all to the spill file).
     fn record(&mut self, rows: &[Row]) -> Result<()>;
     /// How long a write waits for another process's lock (only `izzi.db` is shared so).

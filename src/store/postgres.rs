@@ -19,18 +19,21 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
-use jiff::civil::Date;
 use rust_decimal::Decimal;
 
+use super::query::{Dialect, Dim, Filter, RequestFilter, Session, cost_sum};
 use super::{
-    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, Store, StoredKey, UsageLine,
+    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, Store, StoredKey, UsageSource,
     decimal, parse_plan, pg_tls, stamp,
 };
+use crate::attribution::{Attribution, Tool};
+use crate::protocol::Usage;
 
 /// The migrations, in order; each runs once per database.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_pricing.sql")),
+    (3, include_str!("../../migrations/0003_attribution.sql")),
 ];
 
 /// Any one call, connecting included, fails after this long; a gateway's ledger thread must not
@@ -377,44 +380,94 @@ impl Backend for Postgres {
             .collect())
     }
 
-    fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
-        let since = since.map(|d| format!("{d}T00:00:00Z"));
+    fn usage(&self, filter: &Filter, by: &[Dim]) -> Result<Vec<(Vec<Option<String>>, Counts)>> {
+        let since = filter.since.map(stamp);
         let rows = self.run(async {
             let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&Dialect::Postgres.usage_sql(by))
+                .await?;
             Ok(client
-                .query(
-                    "SELECT key_name, model, count(*), sum(input_tokens)::bigint,
-                            sum(output_tokens)::bigint, sum(cache_read_tokens)::bigint,
-                            sum(cache_write_tokens)::bigint, sum(cost_usd)::text, outcome, pricing
-                     FROM ledger
-                     WHERE ($1::text IS NULL OR started_at >= $1::text::timestamptz)
-                       AND ($2::text IS NULL OR key_name = $2)
-                     GROUP BY key_name, model, outcome, pricing",
-                    &[&since, &key],
-                )
+                .query(&statement, &[&since, &filter.key, &filter.session])
                 .await?)
         })?;
         let count = |v: i64| u64::try_from(v).unwrap_or(0);
-        let mut lines: BTreeMap<(String, String), Counts> = BTreeMap::new();
-        for r in &rows {
-            let counts = Counts {
-                input_tokens: count(r.get(3)),
-                output_tokens: count(r.get(4)),
-                cache_read_tokens: count(r.get(5)),
-                cache_write_tokens: count(r.get(6)),
-                cost_usd: decimal(r.get(7))?,
-                ..Counts::of(
-                    count(r.get(2)),
-                    Outcome::parse(r.get(8))?,
-                    Pricing::parse(r.get(9))?,
+        let n = by.len();
+        rows.iter()
+            .map(|r| {
+                let group = (0..n).map(|i| r.get::<_, Option<String>>(i)).collect();
+                let counts = Counts {
+                    input_tokens: count(r.get(n + 3)),
+                    output_tokens: count(r.get(n + 4)),
+                    cache_read_tokens: count(r.get(n + 5)),
+                    cache_write_tokens: count(r.get(n + 6)),
+                    cost_usd: cost_sum(r.get(n + 7))?,
+                    ..Counts::of(
+                        count(r.get(n + 2)),
+                        Outcome::parse(r.get(n))?,
+                        Pricing::parse(r.get(n + 1))?,
+                    )
+                };
+                Ok((group, counts))
+            })
+            .collect()
+    }
+
+    fn sessions(&self, since: Option<Timestamp>, limit: usize) -> Result<Vec<Session>> {
+        let since = since.map(stamp);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.run(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&Dialect::Postgres.sessions_sql())
+                .await?;
+            Ok(client.query(&statement, &[&since, &limit]).await?)
+        })?;
+        let count = |v: i64| u64::try_from(v).unwrap_or(0);
+        rows.iter()
+            .map(|r| {
+                Ok(Session {
+                    session: r.get(0),
+                    tool: r.get(1),
+                    first_at: r.get(2),
+                    last_at: r.get(3),
+                    turns: count(r.get(4)),
+                    models: r.get::<_, &str>(5).split(',').map(str::to_owned).collect(),
+                    input_tokens: count(r.get(6)),
+                    output_tokens: count(r.get(7)),
+                    cache_read_tokens: count(r.get(8)),
+                    cost_usd: cost_sum(r.get(9))?,
+                })
+            })
+            .collect()
+    }
+
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<(i64, Row)>> {
+        let limit = i64::try_from(filter.limit()).unwrap_or(i64::MAX);
+        let status = filter.status.map(i32::from);
+        let rows = self.run(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached(&Dialect::Postgres.requests_sql())
+                .await?;
+            Ok(client
+                .query(
+                    &statement,
+                    &[
+                        &limit,
+                        &filter.before,
+                        &filter.after,
+                        &filter.key,
+                        &filter.tool,
+                        &filter.session,
+                        &filter.model,
+                        &status,
+                        &filter.outcome,
+                    ],
                 )
-            };
-            lines.entry((r.get(0), r.get(1))).or_default().add(&counts);
-        }
-        Ok(lines
-            .into_iter()
-            .map(|((key, model), counts)| UsageLine { key, model, counts })
-            .collect())
+                .await?)
+        })?;
+        rows.iter().map(read_row).collect()
     }
 
     /// Adds `rows` to the ledger and their costs to the accounts, in one transaction. When
@@ -446,6 +499,47 @@ impl Backend for Postgres {
         );
         Ok(())
     }
+}
+
+/// A row of `id, ` and [`Dialect::row_columns`].
+fn read_row(r: &tokio_postgres::Row) -> Result<(i64, Row)> {
+    let count = |v: i64| u64::try_from(v).unwrap_or(0);
+    let model: String = r.get(4);
+    let started: &str = r.get(2);
+    let row = Row {
+        request_id: r.get(1),
+        started_at: started
+            .parse()
+            .with_context(|| format!("`{started}` in the database is not a timestamp"))?,
+        key_name: r.get(3),
+        attribution: Attribution {
+            tool: Tool::parse(r.get(18))?,
+            session: r.get(19),
+            project: r.get(20),
+        },
+        requested_model: r
+            .get::<_, Option<String>>(21)
+            .unwrap_or_else(|| model.clone()),
+        model,
+        route: r.get(22),
+        provider: r.get(5),
+        status: u16::try_from(r.get::<_, i32>(6)).unwrap_or(0),
+        outcome: Outcome::parse(r.get(7))?,
+        stream: r.get(8),
+        usage: Usage {
+            input_tokens: count(r.get(9)),
+            output_tokens: count(r.get(10)),
+            cache_read_tokens: count(r.get(11)),
+            cache_write_tokens: count(r.get(12)),
+            ..Usage::default()
+        },
+        usage_source: UsageSource::parse(r.get(13))?,
+        cost_usd: decimal(r.get(14))?,
+        latency_ms: count(r.get(15)),
+        ttft_ms: r.get::<_, Option<i64>>(16).map(count),
+        pricing: Pricing::parse(r.get(17))?,
+    };
+    Ok((r.get(0), row))
 }
 
 /// Applies the migrations not yet applied, in one transaction under an advisory lock.
@@ -494,6 +588,8 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
     let mut client = store.client().await?;
     let tx = client.transaction().await?;
     let col = |f: &dyn Fn(&Row) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let optional =
+        |f: &dyn Fn(&Row) -> Option<String>| rows.iter().map(f).collect::<Vec<Option<String>>>();
     let int = |f: &dyn Fn(&Row) -> u64| {
         rows.iter()
             .map(|r| i64::try_from(f(r)).unwrap_or(i64::MAX))
@@ -504,13 +600,16 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
             "INSERT INTO ledger (request_id, started_at, key_name, model, provider, status, outcome,
                                  stream, input_tokens, output_tokens, cache_read_tokens,
                                  cache_write_tokens, usage_source, cost_usd, latency_ms, ttft_ms,
-                                 pricing)
-             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t, pr
+                                 pricing, tool, session, project, requested_model, route)
+             SELECT r, s::timestamptz, k, m, p, st, o, sm, i, ou, cr, cw, us, c::numeric, l, t, pr,
+                    tl, se, pj, rm, ro
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[],
                          $7::text[], $8::bool[], $9::int8[], $10::int8[], $11::int8[],
                          $12::int8[], $13::text[], $14::text[], $15::int8[], $16::int8[],
-                         $17::text[])
-                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t, pr)
+                         $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+                         $22::text[])
+                  AS u(r, s, k, m, p, st, o, sm, i, ou, cr, cw, us, c, l, t, pr, tl, se, pj, rm,
+                       ro)
              ON CONFLICT (request_id) DO NOTHING
              RETURNING key_name, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM'), cost_usd::text",
             &[
@@ -534,6 +633,11 @@ async fn insert(store: &Postgres, rows: &[Row]) -> Result<()> {
                     .map(|r| r.ttft_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
                     .collect::<Vec<Option<i64>>>(),
                 &col(&|r| r.pricing.as_str().to_owned()),
+                &col(&|r| r.attribution.tool.as_str().to_owned()),
+                &optional(&|r| r.attribution.session.clone()),
+                &optional(&|r| r.attribution.project.clone()),
+                &col(&|r| r.requested_model.clone()),
+                &optional(&|r| r.route.clone()),
             ],
         )
         .await?;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 
+use crate::attribution::Attribution;
 pub(crate) use crate::catalog::Pricing;
 use crate::protocol::Usage;
 use crate::wire::wire_enum;
@@ -57,7 +58,14 @@ pub(crate) struct Row {
     pub(crate) request_id: String,
     pub(crate) started_at: Timestamp,
     pub(crate) key_name: String,
+    /// Who sent it, as its headers tell (tool, session, project).
+    pub(crate) attribution: Attribution,
+    /// The model as the client named it (an alias included).
+    pub(crate) requested_model: String,
+    /// The model served (after aliases and fallbacks).
     pub(crate) model: String,
+    /// The routing rule that chose the provider, when one did.
+    pub(crate) route: Option<String>,
     pub(crate) provider: String,
     /// The status the client got (499 when it left before any answer).
     pub(crate) status: u16,

@@ -2,6 +2,7 @@
 //! against tool config trees in temp homes.
 
 mod access;
+mod attribution;
 mod config_cli;
 mod count_tokens;
 mod dashboard;

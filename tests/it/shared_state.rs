@@ -158,7 +158,7 @@ pub(crate) struct Postgres {
 }
 
 impl Postgres {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let mut pg = Self::init();
         pg.spawn();
         pg
@@ -258,7 +258,7 @@ impl Postgres {
         format!("postgres://izzi@127.0.0.1:{}/{database}", self.port)
     }
 
-    async fn connect(&self, database: &str) -> tokio_postgres::Client {
+    pub(crate) async fn connect(&self, database: &str) -> tokio_postgres::Client {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match tokio_postgres::connect(&self.url(database), tokio_postgres::NoTls).await {
@@ -278,7 +278,7 @@ impl Postgres {
     }
 
     /// A new, empty database's URL.
-    async fn database(&self) -> String {
+    pub(crate) async fn database(&self) -> String {
         let client = self.connect("postgres").await;
         client
             .batch_execute("CREATE DATABASE izzi")
@@ -300,7 +300,7 @@ impl Postgres {
     }
 
     /// Waits until the ledger holds exactly `n` rows and stays so briefly.
-    async fn wait_rows(&self, n: usize) -> Vec<(String, String)> {
+    pub(crate) async fn wait_rows(&self, n: usize) -> Vec<(String, String)> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let rows = self.rows().await;

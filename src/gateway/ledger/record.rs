@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::Settle;
+use crate::attribution::Attribution;
 use crate::catalog::Model;
 use crate::protocol::Usage;
 use crate::store::{Outcome, Row, UsageSource};
@@ -15,6 +16,9 @@ use crate::store::{Outcome, Row, UsageSource};
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub(crate) admission: Box<dyn Settle>,
+    pub(crate) attribution: Attribution,
+    /// The model as the client named it.
+    pub(crate) requested_model: String,
     pub(crate) model: Arc<Model>,
     pub(crate) provider: String,
     /// The status the client got (499 when it left before any answer).
@@ -108,7 +112,10 @@ impl Finished {
             request_id: self.admission.id().to_owned(),
             started_at: self.admission.started(),
             key_name: self.admission.key().to_owned(),
+            attribution: self.attribution.clone(),
+            requested_model: self.requested_model.clone(),
             model: self.model.id.clone(),
+            route: None,
             provider: self.provider.clone(),
             status: self.status,
             outcome: self.outcome,

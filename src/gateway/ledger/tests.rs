@@ -41,6 +41,8 @@ fn finished(limiter: &Arc<Limiter>, usage: Usage, answered: Option<Answered>) ->
                 .admit(&client(), Decimal::new(5, 1), jiff::Timestamp::now(), false)
                 .unwrap(),
         ),
+        attribution: crate::attribution::Attribution::default(),
+        requested_model: "m".into(),
         model: model(),
         provider: "p".into(),
         status: 200,
@@ -157,7 +159,16 @@ fn rows_are_committed_before_slots_free_and_flush_waits() {
             .is_admitted()
     );
     let reader = Store::open(&path).unwrap();
-    assert_eq!(reader.usage(Some("k"), None).unwrap()[0].counts.requests, 1);
+    let filter = crate::store::query::Filter {
+        key: Some("k".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        crate::store::query::total(&reader, &filter)
+            .unwrap()
+            .requests,
+        1
+    );
     assert_eq!(
         reader.accounts().unwrap()["k"].spent_usd,
         Decimal::new(2, 1)

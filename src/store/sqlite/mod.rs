@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use jiff::Timestamp;
-use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
+use super::query::{Dialect, Dim, Filter, RequestFilter, Session, cost_sum};
 use super::{
-    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, StoredKey, UsageLine, UsageSource,
-    count, decimal, int, month, parse_plan, stamp,
+    Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, StoredKey, UsageSource, count,
+    decimal, int, month, parse_plan, stamp,
 };
+use crate::attribution::{Attribution, Tool};
 use crate::config::Synchronous;
 use crate::protocol::Usage;
 
@@ -26,7 +27,7 @@ use crate::protocol::Usage;
 const FILE: &str = "izzi.db";
 
 /// Bumped with each schema change; `open` migrates older files.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// The gateway connection's page cache: a negative `cache_size` is in KiB.
 const GATEWAY_CACHE_KIB: i64 = -512;
 
@@ -68,15 +69,31 @@ CREATE TABLE IF NOT EXISTS ledger (
     cost_usd TEXT NOT NULL,
     latency_ms INTEGER NOT NULL,
     ttft_ms INTEGER,
-    pricing TEXT NOT NULL DEFAULT 'listed'
+    pricing TEXT NOT NULL DEFAULT 'listed',
+    tool TEXT NOT NULL DEFAULT 'other',
+    session TEXT,
+    project TEXT,
+    requested_model TEXT,
+    route TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS ledger_started_at ON ledger (started_at);
+CREATE INDEX IF NOT EXISTS ledger_session ON ledger (session, started_at);
 ";
 
 /// Schema 1 to 2: rows carry the request's id, so a row copied to PostgreSQL twice is kept once.
 const SCHEMA_1_TO_2: &str = "ALTER TABLE ledger ADD COLUMN request_id TEXT;";
 /// Schema 2 to 3: rows say where their prices came from (older rows had a catalog price).
 const SCHEMA_2_TO_3: &str = "ALTER TABLE ledger ADD COLUMN pricing TEXT NOT NULL DEFAULT 'listed';";
+/// Schema 3 to 4: who sent each request (tool, session, project), the model it asked for and the
+/// routing rule that served it. Older rows read as tool `other`, no session, asked for the model
+/// served.
+const SCHEMA_3_TO_4: &str = "
+ALTER TABLE ledger ADD COLUMN tool TEXT NOT NULL DEFAULT 'other';
+ALTER TABLE ledger ADD COLUMN session TEXT;
+ALTER TABLE ledger ADD COLUMN project TEXT;
+ALTER TABLE ledger ADD COLUMN requested_model TEXT;
+ALTER TABLE ledger ADD COLUMN route TEXT;
+";
 
 /// `$IZZI_HOME/izzi.db`.
 pub(crate) fn default_path() -> Result<PathBuf> {
@@ -148,6 +165,9 @@ impl Store {
         if (1..=2).contains(&version) {
             self.conn.execute_batch(SCHEMA_2_TO_3)?;
         }
+        if (1..=3).contains(&version) {
+            self.conn.execute_batch(SCHEMA_3_TO_4)?;
+        }
         if version < SCHEMA_VERSION {
             self.conn.execute_batch(SCHEMA)?;
             self.conn
@@ -178,50 +198,14 @@ impl Store {
 
     /// The oldest `limit` rows with their local ids (the spill reads what it must copy on).
     pub(crate) fn oldest(&self, limit: usize) -> Result<Vec<(i64, Row)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, request_id, started_at, key_name, model, provider, status, outcome, stream,
-                    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                    usage_source, cost_usd, latency_ms, ttft_ms, pricing
-             FROM ledger ORDER BY id LIMIT ?1",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, {} FROM ledger ORDER BY id LIMIT ?1",
+            Dialect::Sqlite.row_columns()
+        ))?;
         let mut rows = stmt.query([i64::try_from(limit).unwrap_or(i64::MAX)])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let started: String = r.get(2)?;
-            let outcome: String = r.get(7)?;
-            let source: String = r.get(13)?;
-            out.push((
-                id,
-                Row {
-                    // Rows written before ids existed get one from their place in this file.
-                    request_id: r
-                        .get::<_, Option<String>>(1)?
-                        .unwrap_or_else(|| format!("local-{id}")),
-                    started_at: started.parse().with_context(|| {
-                        format!("`{started}` in the database is not a timestamp")
-                    })?,
-                    key_name: r.get(3)?,
-                    model: r.get(4)?,
-                    provider: r.get(5)?,
-                    status: r.get(6)?,
-                    outcome: Outcome::parse(&outcome)?,
-                    stream: r.get(8)?,
-                    usage: Usage {
-                        input_tokens: count(r.get(9)?),
-                        output_tokens: count(r.get(10)?),
-                        cache_read_tokens: count(r.get(11)?),
-                        cache_write_tokens: count(r.get(12)?),
-                        // Only the cost, already computed, depends on the one-hour writes.
-                        ..Usage::default()
-                    },
-                    usage_source: UsageSource::parse(&source)?,
-                    pricing: Pricing::parse(&r.get::<_, String>(17)?)?,
-                    cost_usd: decimal(&r.get::<_, String>(14)?)?,
-                    latency_ms: count(r.get(15)?),
-                    ttft_ms: r.get::<_, Option<i64>>(16)?.map(count),
-                },
-            ));
+            out.push(read_row(r)?);
         }
         Ok(out)
     }
@@ -245,6 +229,51 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// A row of `id, ` and [`Dialect::row_columns`].
+fn read_row(r: &rusqlite::Row<'_>) -> Result<(i64, Row)> {
+    let id: i64 = r.get(0)?;
+    let started: String = r.get(2)?;
+    let model: String = r.get(4)?;
+    let row = Row {
+        // Rows written before ids existed get one from their place in this file.
+        request_id: r
+            .get::<_, Option<String>>(1)?
+            .unwrap_or_else(|| format!("local-{id}")),
+        started_at: started
+            .parse()
+            .with_context(|| format!("`{started}` in the database is not a timestamp"))?,
+        key_name: r.get(3)?,
+        attribution: Attribution {
+            tool: Tool::parse(&r.get::<_, String>(18)?)?,
+            session: r.get(19)?,
+            project: r.get(20)?,
+        },
+        requested_model: r
+            .get::<_, Option<String>>(21)?
+            .unwrap_or_else(|| model.clone()),
+        model,
+        route: r.get(22)?,
+        provider: r.get(5)?,
+        status: r.get(6)?,
+        outcome: Outcome::parse(&r.get::<_, String>(7)?)?,
+        stream: r.get(8)?,
+        usage: Usage {
+            input_tokens: count(r.get(9)?),
+            output_tokens: count(r.get(10)?),
+            cache_read_tokens: count(r.get(11)?),
+            cache_write_tokens: count(r.get(12)?),
+            // Only the cost, already computed, depends on the one-hour writes.
+            ..Usage::default()
+        },
+        usage_source: UsageSource::parse(&r.get::<_, String>(13)?)?,
+        pricing: Pricing::parse(&r.get::<_, String>(17)?)?,
+        cost_usd: decimal(&r.get::<_, String>(14)?)?,
+        latency_ms: count(r.get(15)?),
+        ttft_ms: r.get::<_, Option<i64>>(16)?.map(count),
+    };
+    Ok((id, row))
 }
 
 impl Backend for Store {
@@ -399,9 +428,10 @@ impl Backend for Store {
                 "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome, stream,
                                      input_tokens, output_tokens, cache_read_tokens,
                                      cache_write_tokens, usage_source, cost_usd, latency_ms,
-                                     ttft_ms, request_id, pricing)
+                                     ttft_ms, request_id, pricing, tool, session, project,
+                                     requested_model, route)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                         ?17)",
+                         ?17, ?18, ?19, ?20, ?21, ?22)",
             )?;
             let mut read = tx.prepare_cached(
                 "SELECT spent_usd, month, month_spent_usd FROM accounts WHERE key_name = ?1",
@@ -425,6 +455,11 @@ impl Backend for Store {
                     row.ttft_ms.map(int),
                     row.request_id,
                     row.pricing.as_str(),
+                    row.attribution.tool.as_str(),
+                    row.attribution.session,
+                    row.attribution.project,
+                    row.requested_model,
+                    row.route,
                 ])?;
                 if !accounts.contains_key(row.key_name.as_str()) {
                     let stored = read
@@ -469,42 +504,75 @@ impl Backend for Store {
         Ok(())
     }
 
-    /// Requests, tokens and cost per key and model, of requests that started on or after
-    /// `since` (UTC), for one key or all.
-    fn usage(&self, key: Option<&str>, since: Option<Date>) -> Result<Vec<UsageLine>> {
-        let since = since.map_or_else(String::new, |d| d.to_string());
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT key_name, model, input_tokens, output_tokens, cache_read_tokens,
-                    cache_write_tokens, cost_usd, outcome, pricing
-             FROM ledger WHERE started_at >= ?1 AND (?2 IS NULL OR key_name = ?2)",
-        )?;
-        let mut rows = stmt.query(params![since, key])?;
-        // Costs are decimal text; they are summed here, exactly, rather than as SQL floats.
-        let mut lines: HashMap<(String, String), UsageLine> = HashMap::new();
+    fn usage(&self, filter: &Filter, by: &[Dim]) -> Result<Vec<(Vec<Option<String>>, Counts)>> {
+        let mut stmt = self.conn.prepare_cached(&Dialect::Sqlite.usage_sql(by))?;
+        let mut rows = stmt.query(params![filter.since.map(stamp), filter.key, filter.session])?;
+        let n = by.len();
+        let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let key: String = r.get(0)?;
-            let model: String = r.get(1)?;
-            let line = lines
-                .entry((key.clone(), model.clone()))
-                .or_insert_with(|| UsageLine {
-                    key,
-                    model,
-                    ..UsageLine::default()
-                });
-            let outcome = Outcome::parse(&r.get::<_, String>(7)?)?;
-            let pricing = Pricing::parse(&r.get::<_, String>(8)?)?;
-            line.counts.add(&Counts {
-                input_tokens: count(r.get(2)?),
-                output_tokens: count(r.get(3)?),
-                cache_read_tokens: count(r.get(4)?),
-                cache_write_tokens: count(r.get(5)?),
-                cost_usd: decimal(&r.get::<_, String>(6)?)?,
-                ..Counts::of(1, outcome, pricing)
+            let group = (0..n)
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect::<rusqlite::Result<_>>()?;
+            let outcome = Outcome::parse(&r.get::<_, String>(n)?)?;
+            let pricing = Pricing::parse(&r.get::<_, String>(n + 1)?)?;
+            out.push((
+                group,
+                Counts {
+                    input_tokens: count(r.get(n + 3)?),
+                    output_tokens: count(r.get(n + 4)?),
+                    cache_read_tokens: count(r.get(n + 5)?),
+                    cache_write_tokens: count(r.get(n + 6)?),
+                    cost_usd: cost_sum(&r.get::<_, String>(n + 7)?)?,
+                    ..Counts::of(count(r.get(n + 2)?), outcome, pricing)
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    fn sessions(&self, since: Option<Timestamp>, limit: usize) -> Result<Vec<Session>> {
+        let mut stmt = self.conn.prepare_cached(&Dialect::Sqlite.sessions_sql())?;
+        let mut rows = stmt.query(params![since.map(stamp), int(limit as u64)])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(Session {
+                session: r.get(0)?,
+                tool: r.get(1)?,
+                first_at: r.get(2)?,
+                last_at: r.get(3)?,
+                turns: count(r.get(4)?),
+                models: r
+                    .get::<_, String>(5)?
+                    .split(',')
+                    .map(str::to_owned)
+                    .collect(),
+                input_tokens: count(r.get(6)?),
+                output_tokens: count(r.get(7)?),
+                cache_read_tokens: count(r.get(8)?),
+                cost_usd: cost_sum(&r.get::<_, String>(9)?)?,
             });
         }
-        let mut lines: Vec<UsageLine> = lines.into_values().collect();
-        lines.sort_by(|a, b| (&a.key, &a.model).cmp(&(&b.key, &b.model)));
-        Ok(lines)
+        Ok(out)
+    }
+
+    fn requests(&self, filter: &RequestFilter) -> Result<Vec<(i64, Row)>> {
+        let mut stmt = self.conn.prepare_cached(&Dialect::Sqlite.requests_sql())?;
+        let mut rows = stmt.query(params![
+            int(filter.limit() as u64),
+            filter.before,
+            filter.after,
+            filter.key,
+            filter.tool,
+            filter.session,
+            filter.model,
+            filter.status,
+            filter.outcome,
+        ])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(read_row(r)?);
+        }
+        Ok(out)
     }
 }
 

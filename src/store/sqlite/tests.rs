@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::query;
 use rust_decimal::Decimal;
 
 use crate::config::Plan;
@@ -12,7 +13,14 @@ fn row(key: &str, started: &str, cost: &str) -> Row {
         request_id: format!("{:032x}", rand::random::<u128>()),
         started_at: at(started),
         key_name: key.into(),
+        attribution: Attribution {
+            tool: Tool::Codex,
+            session: Some("0199a1b2-c3d4".into()),
+            project: None,
+        },
+        requested_model: "gpt".into(),
         model: "gpt-4.1".into(),
+        route: None,
         provider: "openai".into(),
         status: 200,
         outcome: Outcome::Completed,
@@ -155,42 +163,127 @@ fn usage_sums_per_key_and_model_exactly() {
         .chain([row("b", "2026-03-01T10:00:00Z", "2")])
         .collect();
     store.record(&rows).unwrap();
-    let all = store.usage(None, None).unwrap();
+    let now = at("2026-03-03T00:00:00Z");
+    let by = [Dim::Key, Dim::Model];
+    let all = query::usage(&store, &by, None, None, now).unwrap().lines;
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].counts.requests, 10);
     assert_eq!(all[0].counts.cost_usd.to_string(), "1.0");
     assert_eq!(all[0].counts.input_tokens, 100);
     assert_eq!(all[0].counts.cache_read_tokens, 20);
-    let since = store
-        .usage(None, Some("2026-03-02".parse().unwrap()))
-        .unwrap();
+    let since: query::Since = "2026-03-02".parse().unwrap();
+    let since = query::usage(&store, &by, Some(&since), None, now)
+        .unwrap()
+        .lines;
     assert_eq!(since.len(), 1);
-    assert_eq!(since[0].key, "a");
-    assert!(store.usage(Some("c"), None).unwrap().is_empty());
+    assert_eq!(since[0].group[&Dim::Key].as_deref(), Some("a"));
+    let day: query::Since = "1d".parse().unwrap();
+    let day = query::usage(&store, &[Dim::Day], Some(&day), None, now).unwrap();
+    assert_eq!(day.total.requests, 10);
+    let none = query::usage(&store, &by, None, Some("c"), now).unwrap();
+    assert!(none.lines.is_empty());
+}
+
+#[test]
+fn usage_groups_by_tool_and_session_and_old_rows_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("izzi.db");
+    old_file(&path, 3);
+    let mut store = Store::open(&path).unwrap();
+    store
+        .record(&[
+            row("a", "2026-03-02T10:00:00Z", "0.1"),
+            row("a", "2026-03-02T10:00:01Z", "0.2"),
+        ])
+        .unwrap();
+    let now = at("2026-03-03T00:00:00Z");
+    let report = query::usage(&store, &[Dim::Tool, Dim::Session], None, None, now).unwrap();
+    let groups: Vec<(Option<&str>, Option<&str>, u64, String)> = report
+        .lines
+        .iter()
+        .map(|l| {
+            (
+                l.group[&Dim::Tool].as_deref(),
+                l.group[&Dim::Session].as_deref(),
+                l.counts.requests,
+                l.counts.cost_usd.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            (Some("codex"), Some("0199a1b2-c3d4"), 2, "0.3".to_owned()),
+            (Some("other"), None, 1, "0.5".to_owned()),
+        ]
+    );
+    let sessions = store.sessions(None, 10).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        (
+            sessions[0].turns,
+            sessions[0].models.clone(),
+            sessions[0].cost_usd.to_string()
+        ),
+        (2, vec!["gpt-4.1".to_owned()], "0.3".to_owned())
+    );
+    assert_eq!(sessions[0].last_at, "2026-03-02T10:00:01.000Z");
+}
+
+/// `izzi.db`'s ledger as schema 3 made it (before attribution).
+const LEDGER_3: &str = "
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT,
+    started_at TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    stream INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    usage_source TEXT NOT NULL,
+    cost_usd TEXT NOT NULL,
+    latency_ms INTEGER NOT NULL,
+    ttft_ms INTEGER,
+    pricing TEXT NOT NULL DEFAULT 'listed'
+) STRICT;
+CREATE INDEX ledger_started_at ON ledger (started_at);
+";
+
+/// A database file of schema `version` (1 or 3) holding one row of key `old`, cost 0.5.
+fn old_file(path: &Path, version: i64) {
+    let conn = Connection::open(path).unwrap();
+    let ledger = if version == 1 {
+        LEDGER_3.replace("    request_id TEXT,\n", "").replace(
+            "    ttft_ms INTEGER,\n    pricing TEXT NOT NULL DEFAULT 'listed'\n",
+            "    ttft_ms INTEGER\n",
+        )
+    } else {
+        LEDGER_3.to_owned()
+    };
+    conn.execute_batch(&ledger).unwrap();
+    conn.execute(
+        "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome,
+             stream, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+             usage_source, cost_usd, latency_ms)
+         VALUES ('2026-03-01T00:00:00.000Z', 'old', 'm', 'p', 200, 'completed', 0,
+             1, 2, 0, 0, 'upstream', '0.5', 10)",
+        [],
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", version).unwrap();
 }
 
 #[test]
 fn a_schema_1_file_is_migrated_and_keeps_its_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("izzi.db");
-    {
-        let conn = Connection::open(&path).unwrap();
-        let schema_1 = SCHEMA.replace("    request_id TEXT,\n", "").replace(
-            "    ttft_ms INTEGER,\n    pricing TEXT NOT NULL DEFAULT 'listed'\n",
-            "    ttft_ms INTEGER\n",
-        );
-        conn.execute_batch(&schema_1).unwrap();
-        conn.execute(
-            "INSERT INTO ledger (started_at, key_name, model, provider, status, outcome,
-                 stream, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                 usage_source, cost_usd, latency_ms)
-             VALUES ('2026-03-01T00:00:00.000Z', 'old', 'm', 'p', 200, 'completed', 0,
-                 1, 2, 0, 0, 'upstream', '0.5', 10)",
-            [],
-        )
-        .unwrap();
-        conn.pragma_update(None, "user_version", 1).unwrap();
-    }
+    old_file(&path, 1);
     let mut store = Store::open(&path).unwrap();
     store
         .record(&[row("new", "2026-03-02T00:00:00Z", "0.25")])
@@ -200,6 +293,33 @@ fn a_schema_1_file_is_migrated_and_keeps_its_rows() {
     assert_eq!(rows[0].1.request_id, format!("local-{}", rows[0].0));
     assert_eq!(rows[0].1.cost_usd.to_string(), "0.5");
     assert_eq!(rows[1].1, row_with_id(&rows[1].1.request_id));
+}
+
+#[test]
+fn a_schema_3_file_is_migrated_its_old_rows_read_as_other_and_still_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("izzi.db");
+    old_file(&path, 3);
+    let mut store = Store::open(&path).unwrap();
+    store
+        .record(&[row("new", "2026-03-02T00:00:00Z", "0.25")])
+        .unwrap();
+    let rows = store.oldest(10).unwrap();
+    let old = &rows[0].1;
+    assert_eq!(old.attribution, Attribution::default());
+    assert_eq!(
+        (old.requested_model.as_str(), old.route.as_deref()),
+        ("m", None)
+    );
+    assert_eq!(rows[1].1, row_with_id(&rows[1].1.request_id));
+    let report = query::usage(&store, &[Dim::Key], None, None, Timestamp::now()).unwrap();
+    assert_eq!(report.total.cost_usd, "0.75".parse::<Decimal>().unwrap());
+    assert_eq!(report.total.requests, 2);
+    let version: i64 = store
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 fn row_with_id(id: &str) -> Row {
@@ -244,7 +364,8 @@ fn reopening_keeps_everything() {
         .unwrap();
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.usage(None, None).unwrap()[0].counts.requests, 1);
+    let filter = query::Filter::default();
+    assert_eq!(query::total(&store, &filter).unwrap().requests, 1);
 }
 
 #[cfg(unix)]
