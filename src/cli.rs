@@ -49,6 +49,12 @@ pub(crate) enum Command {
     /// Show which tools are found and configured, where the key lives, and whether the endpoint
     /// answers.
     Status(StatusArgs),
+    /// One line for Claude Code's status bar: today's spend, this session's, the live rpm.
+    ///
+    /// Claude Code runs it with its session's JSON on stdin (`izzi setup` adds it as
+    /// `statusLine` when none is set). Reads the usage ledger; never fails: without a ledger or
+    /// a gateway it prints less.
+    Statusline(StatuslineArgs),
     /// Keep the gateway running in the background, as a service of your OS (a systemd user
     /// unit, a launchd LaunchAgent, a Task Scheduler logon task), across reboots and crashes.
     Service {
@@ -309,6 +315,14 @@ pub(crate) struct UsageArgs {
     #[arg(long)]
     pub(crate) csv: bool,
     /// Config file whose `[state]` says where the ledger is [default: $IZZI_HOME/config.toml].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatuslineArgs {
+    /// Config file whose `[state]` says where the ledger is and `[server]` where the gateway
+    /// listens [default: $IZZI_HOME/config.toml].
     #[arg(long, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
 }

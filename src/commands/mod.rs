@@ -13,6 +13,7 @@ mod serve;
 mod service;
 mod setup;
 mod status;
+mod statusline;
 mod usage;
 
 use anyhow::{Context as _, Result};
@@ -28,6 +29,10 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Dashboard(args) => dashboard::run(&args),
         Command::Setup(args) => setup::run(args),
         Command::Status(args) => status::run(&args),
+        Command::Statusline(args) => {
+            statusline::run(&args);
+            Ok(())
+        }
         Command::Service { command } => service::run(command),
         Command::Key { command } => key::run(&command),
         Command::Models(args) => models::run(&args),

@@ -97,8 +97,12 @@ pub(crate) fn run(args: &UsageArgs) -> Result<()> {
         .iter()
         .map(|l| row(&l.counts, group(l)))
         .collect();
-    let mut total = vec![String::new(); by.len().max(1)];
-    total[0] = "total".to_owned();
+    let total = std::iter::once("total".to_owned())
+        .chain(std::iter::repeat_n(
+            String::new(),
+            by.len().saturating_sub(1),
+        ))
+        .collect();
     rows.push(row(&report.total, total));
     let dims: Vec<String> = by.iter().map(|d| d.as_str().to_uppercase()).collect();
     let header: Vec<&str> = dims

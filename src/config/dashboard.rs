@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Dashboard {
     /// The key that opens the dashboard from an address other than loopback, sent as
-    /// `Authorization: Bearer KEY` (the page asks for it once) [default: none, loopback only].
-    /// Client keys never open it.
+    /// `Authorization: Bearer KEY` (the page asks for it once); at least 16 characters, and not
+    /// a client key [default: none, loopback only].
     pub(crate) admin_key: Option<String>,
 }
 
@@ -32,11 +32,15 @@ pub(crate) struct Alerts {
 }
 
 impl Dashboard {
-    pub(super) fn check(&self) -> Result<()> {
-        if let Some(key) = &self.admin_key
-            && key.len() < 16
-        {
-            bail!("`dashboard.admin_key` is shorter than 16 characters; use a long random key");
+    /// A long key, and none of the client keys (`keys`).
+    pub(super) fn check(&self, keys: &[super::ClientKey]) -> Result<()> {
+        if let Some(admin) = &self.admin_key {
+            if admin.trim().len() < 16 {
+                bail!("`dashboard.admin_key` must be at least 16 characters long");
+            }
+            if keys.iter().any(|k| k.key == *admin) {
+                bail!("`dashboard.admin_key` must not be a client key of `[[keys]]`");
+            }
         }
         Ok(())
     }

@@ -421,7 +421,7 @@ impl Config {
         {
             bail!("`telemetry.otlp_endpoint` must start with http:// or https://, not `{url}`");
         }
-        self.dashboard.check()?;
+        self.dashboard.check(&self.keys)?;
         self.alerts.check()?;
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
@@ -567,6 +567,27 @@ rpm = 600
         assert!(Config::parse("").unwrap().security.accept_stored_key);
         let off = Config::parse("[security]\naccept_stored_key = false\n").unwrap();
         assert!(!off.security.accept_stored_key);
+    }
+
+    #[test]
+    fn the_admin_key_is_long_and_no_client_key_and_masked() {
+        let admin = "izzi-admin-0123456789abcdef";
+        let ok = Config::parse(&format!("[dashboard]\nadmin_key = \"{admin}\"\n")).unwrap();
+        assert_eq!(ok.dashboard.admin_key.as_deref(), Some(admin));
+        assert_eq!(
+            ok.masked().dashboard.admin_key.as_deref(),
+            Some(masked::MASK)
+        );
+        let short = Config::parse("[dashboard]\nadmin_key = \"short\"\n").unwrap_err();
+        assert!(short.to_string().contains("at least 16"), "{short}");
+        let shared = Config::parse(&format!(
+            "[dashboard]\nadmin_key = \"{admin}\"\n[[keys]]\nname = \"a\"\nkey = \"{admin}\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            shared.to_string().contains("not be a client key"),
+            "{shared}"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ wire_enum! {
         QuotaExceeded = "quota_exceeded",
         RateLimit = "rate_limit_error",
         IpBlocked = "ip_blocked",
+        Permission = "permission_error",
         Upstream = "upstream_error",
         Connection = "connection_error",
         Server = "server_error",
@@ -54,6 +55,11 @@ impl ApiError {
     /// 401 `authentication_error`.
     pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, ErrorKind::Authentication, message)
+    }
+
+    /// 403 `permission_error`.
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::Permission, message)
     }
 
     /// 404 `not_found`.

@@ -242,9 +242,19 @@ impl Keys {
         !self.current.load().by_hash.is_empty()
     }
 
-    /// Every client of a client key (not the key `izzi setup` stored), in no order.
+    /// Every accepted key's client (the stored key's too), by name.
     pub(crate) fn clients(&self) -> Vec<Arc<Client>> {
-        self.current.load().by_hash.values().cloned().collect()
+        let mut clients: Vec<Arc<Client>> = self
+            .current
+            .load()
+            .by_hash
+            .values()
+            .chain(self.setup.iter().map(|(_, client)| client))
+            .cloned()
+            .collect();
+        clients.sort_by(|a, b| a.name.cmp(&b.name));
+        clients.dedup_by(|a, b| a.name == b.name);
+        clients
     }
 
     /// The client a key belongs to, for a request from `peer`. The lookup is by SHA-256

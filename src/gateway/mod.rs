@@ -2,6 +2,7 @@
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
 mod alerts;
+mod api;
 mod auth;
 mod count;
 mod dashboard;
@@ -21,6 +22,7 @@ mod routing;
 mod server;
 mod telemetry;
 mod upstream;
+mod upstream_stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ pub(crate) struct AppState {
     pub(crate) process: Arc<reload::Process>,
     /// The budget and balance alerts fired this month.
     pub(crate) alerts: Arc<alerts::Alerts>,
+    /// The JSON API's own connection to the ledger.
+    pub(crate) reader: Arc<api::Reader>,
 }
 
 /// Where to listen and which config to use, from the command line.
@@ -130,6 +134,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         ip_block: Arc::new(auth::IpBlock::new(&config.security)),
         process: Arc::new(reload::Process::new(path.clone())),
         alerts: Arc::new(alerts::Alerts::new()),
+        reader: Arc::new(api::Reader::new(&config.state)),
         config,
         router,
         keys,

@@ -21,7 +21,7 @@ use tower::ServiceExt as _;
 use super::AppState;
 use super::errors::ApiError;
 use super::reload::{Hangups, Source};
-use super::{auth, count, dashboard, metrics, models, proxy};
+use super::{api, auth, count, dashboard, metrics, models, proxy};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -51,6 +51,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
         .nest("/v1", api.clone())
         .nest("/openai/v1", api.clone())
         .nest("/api/v1", api)
+        .nest("/izzi/api", api::routes(&state))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         .merge(dashboard::routes(&state))

@@ -63,6 +63,11 @@ impl Target {
 
     /// The command a tool runs to get the key: run by `/bin/sh`, or by `cmd` on Windows.
     fn key_command(&self) -> Option<String> {
+        self.izzi_command("key print")
+    }
+
+    /// This `izzi` running `args`, as a shell runs it (`/bin/sh`, or `cmd` on Windows).
+    fn izzi_command(&self, args: &str) -> Option<String> {
         let exe = self.izzi.as_ref()?.display().to_string();
         let plain = exe
             .chars()
@@ -74,7 +79,7 @@ impl Target {
         } else {
             format!("'{}'", exe.replace('\'', r"'\''"))
         };
-        Some(format!("{quoted} key print"))
+        Some(format!("{quoted} {args}"))
     }
 
     fn vars(&self) -> Vars {
@@ -95,10 +100,15 @@ impl Target {
                     .display()
                     .to_string(),
             );
-        match (&self.izzi, self.key_command()) {
-            (Some(izzi), Some(command)) => vars
+        match (
+            &self.izzi,
+            self.key_command(),
+            self.izzi_command("statusline"),
+        ) {
+            (Some(izzi), Some(command), Some(statusline)) => vars
                 .with("izzi", izzi.display().to_string())
-                .with("key_command", command),
+                .with("key_command", command)
+                .with("statusline_command", statusline),
             _ => vars,
         }
     }

@@ -203,6 +203,7 @@ mod tests {
             .with("public_openai_base_url", "P/v1")
             .with("key", "K")
             .with("key_command", "C")
+            .with("statusline_command", "S")
             .with("izzi", "I")
             .with("roo_import", "R")
             .with("editor", "E");

@@ -80,15 +80,6 @@ pub(crate) struct Row {
     pub(crate) ttft_ms: Option<u64>,
 }
 
-/// Requests, tokens and cost of one key on one model (`izzi usage`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct UsageLine {
-    pub(crate) key: String,
-    pub(crate) model: String,
-    #[serde(flatten)]
-    pub(crate) counts: Counts,
-}
-
 /// Requests, tokens and cost, summed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Counts {

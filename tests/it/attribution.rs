@@ -246,6 +246,37 @@ async fn postgres_rows_record_the_same_attribution() {
     assert_eq!(lines[1].1, "claude-code");
     assert_eq!(lines[1].2, json!(CLAUDE_SESSION));
     assert_eq!(usage["total"]["requests"], 5);
+    // The JSON API reads PostgreSQL through the same queries.
+    let api = |path: &'static str| {
+        let url = format!("{}/izzi/api{path}", gw.url);
+        async move {
+            http()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(api("/usage?by=day,tool,session").await, usage);
+    let requests = api("/requests?limit=2").await;
+    assert_eq!(requests["requests"][0]["tool"], "anthropic-sdk");
+    assert_eq!(requests["requests"][1]["session"], "review-42");
+    assert_eq!(requests["requests"][1]["project"], "billing");
+    let before = requests["next_before"].as_i64().unwrap();
+    let rest = api("/requests").await["requests"].as_array().unwrap().len();
+    assert_eq!(rest, 5);
+    assert!(before > 0);
+    let sessions = api("/sessions").await;
+    let sessions: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session"].as_str().unwrap())
+        .collect();
+    assert_eq!(sessions, ["review-42", CODEX_SESSION, CLAUDE_SESSION]);
 }
 
 #[tokio::test]

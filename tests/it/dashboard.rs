@@ -128,13 +128,13 @@ async fn from_elsewhere_the_dashboard_needs_the_admin_key_but_head_does_not() {
     error(
         get("/izzi/ui/app.js", None).await.unwrap(),
         403,
-        "authentication_error",
+        "permission_error",
     )
     .await;
     error(
         get("/izzi/ui/app.js", Some(KEY)).await.unwrap(),
         403,
-        "authentication_error",
+        "permission_error",
     )
     .await;
     assert_eq!(get("/", Some(ADMIN)).await.unwrap().status(), 200);

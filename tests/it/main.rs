@@ -25,5 +25,7 @@ mod setup_tty;
 mod shared_state;
 mod shell;
 mod state_tls;
+mod statusline;
 mod support;
 mod telemetry;
+mod usage_api;

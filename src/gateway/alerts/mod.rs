@@ -5,7 +5,7 @@
 //! summary ([`standing`]) and sent on the key's answers as `x-izzi-budget-alert: 80|90|100` and
 //! `x-izzi-balance-alert: REMAINING_USD` ([`annotate`]).
 //!
-//! Alerts are worked out from settled spend (`Limits::account`), never from a request's body.
+//! Alerts are worked out from settled spend (`Limits::gauge`), never from a request's body.
 //! A sweep every second ([`sweep`]) catches a key whose last request crossed a
 //! threshold; at start the alerts already standing are only noted ([`Alerts::note_standing`]),
 //! so a restart does not repeat this month's alerts.
@@ -23,7 +23,8 @@ use serde::Serialize;
 
 use super::AppState;
 use super::identity::Client;
-use crate::store::{self, Account};
+use super::limits::Gauge;
+use crate::store;
 use crate::wire::wire_enum;
 
 /// How often the sweep looks at every key with money limits.
@@ -76,19 +77,19 @@ impl Alerts {
         }
     }
 
-    /// The alerts standing for `client` with `account` at `now`. Those not yet fired this
+    /// The alerts standing for `client` with the spend of `gauge` at `now`. Those not yet fired this
     /// month (every budget threshold crossed since the last look, each once) are logged and
     /// sent to the webhook, unless `quiet`: then only noted.
     fn check(
         &self,
         client: &Client,
-        account: &Account,
+        gauge: &Gauge,
         config: &crate::config::Alerts,
         now: Timestamp,
         quiet: bool,
     ) -> Vec<Alert> {
         let month = store::month(now);
-        let standing = standing_for(client, account, config.balance_floor_usd, &month);
+        let standing = standing_for(client, gauge, config.balance_floor_usd, &month);
         let mut fresh = Vec::new();
         {
             let mut fired = self.fired.lock().unwrap_or_else(PoisonError::into_inner);
@@ -107,7 +108,7 @@ impl Alerts {
                             .iter()
                             .filter(|&&t| Some(t) > fired.budget && Some(t) <= alert.threshold);
                         fresh.extend(
-                            crossed.filter_map(|&t| budget_alert(client, account, &month, t)),
+                            crossed.filter_map(|&t| budget_alert(client, gauge, &month, t)),
                         );
                         fired.budget = alert.threshold;
                     }
@@ -152,8 +153,8 @@ impl Alerts {
         let now = Timestamp::now();
         for client in state.keys.clients() {
             if client.has_money_limits() {
-                let account = state.limits.account(&client);
-                self.check(&client, &account, &state.config.alerts, now, quiet);
+                let gauge = state.limits.gauge(&client);
+                self.check(&client, &gauge, &state.config.alerts, now, quiet);
             }
         }
     }
@@ -172,22 +173,17 @@ pub(crate) async fn sweep(current: impl Fn() -> Arc<AppState>) {
 }
 
 /// Every alert standing now, for the dashboard's summary: keys with money limits, by name.
-#[expect(
-    dead_code,
-    reason = "`/izzi/api/summary` (branch `usage`) lists these; remove when merged"
-)]
 pub(crate) fn standing(state: &AppState) -> Vec<Alert> {
     let now = Timestamp::now();
     let mut clients = state.keys.clients();
     clients.retain(|c| c.has_money_limits());
-    clients.sort_by(|a, b| a.name.cmp(&b.name));
     clients
         .iter()
         .flat_map(|client| {
-            let account = state.limits.account(client);
+            let gauge = state.limits.gauge(client);
             state
                 .alerts
-                .check(client, &account, &state.config.alerts, now, false)
+                .check(client, &gauge, &state.config.alerts, now, false)
         })
         .collect()
 }
@@ -199,18 +195,18 @@ pub(crate) fn annotate(state: &AppState, client: &Client, headers: &mut HeaderMa
     if !client.has_money_limits() {
         return;
     }
-    let account = state.limits.account(client);
+    let gauge = state.limits.gauge(client);
     let now = Timestamp::now();
     let standing = state
         .alerts
-        .check(client, &account, &state.config.alerts, now, false);
+        .check(client, &gauge, &state.config.alerts, now, false);
     if let Some(threshold) = standing.iter().filter_map(|a| a.threshold).max() {
         headers.insert(BUDGET, HeaderValue::from(u16::from(threshold)));
     }
     if standing.iter().any(|a| a.kind == Kind::Balance)
         && let Some(credits) = client.credits
         && let Ok(left) = HeaderValue::try_from(
-            (credits - account.spent_usd)
+            (credits - gauge.spent)
                 .round_dp(6)
                 .normalize()
                 .to_string(),
@@ -220,22 +216,17 @@ pub(crate) fn annotate(state: &AppState, client: &Client, headers: &mut HeaderMa
     }
 }
 
-/// The alerts `client`'s spend (`account`) makes stand in `month`: the highest budget
-/// threshold reached, and the balance under `floor`.
-fn standing_for(
-    client: &Client,
-    account: &Account,
-    floor: Option<Decimal>,
-    month: &str,
-) -> Vec<Alert> {
+/// The alerts `client`'s spend (`gauge`, in `month`) makes stand: the highest budget threshold
+/// reached, and the balance under `floor`.
+fn standing_for(client: &Client, gauge: &Gauge, floor: Option<Decimal>, month: &str) -> Vec<Alert> {
     let mut alerts = Vec::new();
     let reached = THRESHOLDS
         .iter()
         .rev()
-        .find_map(|&t| budget_alert(client, account, month, t));
+        .find_map(|&t| budget_alert(client, gauge, month, t));
     alerts.extend(reached);
     if let (Some(credits), Some(floor)) = (client.credits, floor) {
-        let left = credits - account.spent_usd;
+        let left = credits - gauge.spent;
         if left < floor {
             alerts.push(Alert {
                 key: client.name.clone(),
@@ -253,10 +244,11 @@ fn standing_for(
     alerts
 }
 
-/// The alert for `client`'s budget at `threshold` percent, if its spend in `month` reached it.
-fn budget_alert(client: &Client, account: &Account, month: &str, threshold: u8) -> Option<Alert> {
+/// The alert for `client`'s budget at `threshold` percent, if its spend in `month` (`gauge`)
+/// reached it.
+fn budget_alert(client: &Client, gauge: &Gauge, month: &str, threshold: u8) -> Option<Alert> {
     let budget = client.budget.filter(|b| *b > Decimal::ZERO)?;
-    let spent = account.spent_in(month);
+    let spent = gauge.month_spent;
     if spent * Decimal::ONE_HUNDRED < budget * Decimal::from(threshold) {
         return None;
     }
@@ -290,11 +282,13 @@ mod tests {
         Client::from_config(&key)
     }
 
-    fn account(month: &str, spent_month: &str, spent: &str) -> Account {
-        Account {
-            spent_usd: dec(spent),
-            month: month.into(),
-            month_spent_usd: dec(spent_month),
+    fn gauge(spent_month: &str, spent: &str) -> Gauge {
+        Gauge {
+            minute: 0,
+            in_flight: 0,
+            today: 0,
+            month_spent: dec(spent_month),
+            spent: dec(spent),
         }
     }
 
@@ -308,10 +302,8 @@ mod tests {
     /// What one look stands and fires: (kind, threshold) pairs.
     fn look(alerts: &Alerts, spent_month: &str, spent: &str, at: &str) -> Vec<(Kind, Option<u8>)> {
         let now: Timestamp = at.parse().unwrap();
-        let month = store::month(now);
         let client = client("10", "20");
-        let account = account(&month, spent_month, spent);
-        let standing = alerts.check(&client, &account, &config("5"), now, false);
+        let standing = alerts.check(&client, &gauge(spent_month, spent), &config("5"), now, false);
         standing.iter().map(|a| (a.kind, a.threshold)).collect()
     }
 
@@ -346,8 +338,8 @@ mod tests {
     #[test]
     fn the_messages_name_the_key_the_spend_and_the_threshold() {
         let client = client("50", "100");
-        let account = account("2026-03", "45.5", "96");
-        let standing = standing_for(&client, &account, Some(dec("5")), "2026-03");
+        let spend = gauge("45.5", "96");
+        let standing = standing_for(&client, &spend, Some(dec("5")), "2026-03");
         let messages: Vec<&str> = standing.iter().map(|a| a.message.as_str()).collect();
         assert_eq!(
             messages,
@@ -364,6 +356,6 @@ mod tests {
         );
         // No budget, no floor: nothing.
         let plain = Client::from_config(&config_key("plain", "izzi-plain-000000000"));
-        assert_eq!(standing_for(&plain, &account, None, "2026-03"), []);
+        assert_eq!(standing_for(&plain, &spend, None, "2026-03"), []);
     }
 }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::gateway::AppState;
 use crate::gateway::auth::{IpBlock, ip_blocked};
-use crate::gateway::errors::{ApiError, ErrorKind};
+use crate::gateway::errors::ApiError;
 use crate::gateway::identity::{Peer, hash, presented_key};
 
 /// The cookie the key form sets.
@@ -121,7 +121,7 @@ fn check_key(
         return Err(ip_blocked(left));
     }
     let Some(admin_key) = admin_key else {
-        return Err(forbidden(
+        return Err(ApiError::forbidden(
             "The dashboard answers only on this machine (loopback); set `dashboard.admin_key` in the config to open it from elsewhere.",
         ));
     };
@@ -131,16 +131,14 @@ fn check_key(
             if let Some(ip) = ip {
                 block.failed(ip, now);
             }
-            Err(forbidden("The admin key is not valid."))
+            Err(ApiError::forbidden(
+                "The admin key is not valid: it must be `dashboard.admin_key` of the gateway's config.",
+            ))
         }
-        None => Err(forbidden(
+        None => Err(ApiError::forbidden(
             "The dashboard needs the admin key (`dashboard.admin_key`) from this address: send `Authorization: Bearer KEY`.",
         )),
     }
-}
-
-fn forbidden(message: &str) -> ApiError {
-    ApiError::with_status(StatusCode::FORBIDDEN, ErrorKind::Authentication, message)
 }
 
 /// What the cookie holds for `key`: its SHA-256 in hex, so the key itself is never stored in
@@ -252,7 +250,7 @@ mod tests {
             &bearer,
             Instant::now(),
         );
-        assert_eq!(blocked.unwrap_err().kind, ErrorKind::IpBlocked);
+        assert_eq!(blocked.unwrap_err().kind, crate::gateway::errors::ErrorKind::IpBlocked);
         assert_eq!(status(Some(ADMIN), &block, "127.0.0.1", &none), 200);
     }
 }

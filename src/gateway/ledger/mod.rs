@@ -34,6 +34,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 mod record;
 
 use super::identity::Keys;
+use super::upstream_stats::UpstreamStats;
 use crate::store::{Database, Row, Seed};
 use record::Ended;
 pub(crate) use record::{Answered, Finished, Output};
@@ -148,6 +149,8 @@ const SEED_WAIT: Duration = Duration::from_secs(3);
 pub(crate) struct Ledger {
     tx: Sender<Message>,
     health: Arc<Health>,
+    /// Each provider's traffic since start (`/izzi/api/upstreams`).
+    upstreams: Arc<UpstreamStats>,
     #[expect(
         dead_code,
         reason = "held for its `Drop`: the last handle joins the thread"
@@ -192,7 +195,9 @@ impl Ledger {
         store.set_busy_timeout(BUSY_TIMEOUT)?;
         let (tx, rx) = mpsc::channel();
         let health = Arc::new(Health::default());
+        let upstreams = Arc::new(UpstreamStats::default());
         let writer = Writer {
+            upstreams: Arc::clone(&upstreams),
             store,
             keys,
             metrics,
@@ -210,6 +215,7 @@ impl Ledger {
         Ok(Self {
             tx,
             health,
+            upstreams,
             thread: Arc::new(Thread {
                 handle: Mutex::new(Some(handle)),
             }),
@@ -260,6 +266,11 @@ impl Ledger {
     /// The ledger's state for `/health`.
     pub(crate) fn health(&self) -> HealthReport {
         self.health.report()
+    }
+
+    /// Each provider's traffic since start.
+    pub(crate) fn upstreams(&self) -> &UpstreamStats {
+        &self.upstreams
     }
 }
 
@@ -312,6 +323,7 @@ struct Writer {
     /// When to try the backlog again.
     next_retry: Instant,
     recorder: super::metrics::Recorder,
+    upstreams: Arc<UpstreamStats>,
 }
 
 impl Writer {
@@ -444,6 +456,7 @@ impl Writer {
         for ((admission, catalogued), row) in settled.into_iter().zip(&rows) {
             admission.settle(row.cost_usd);
             self.recorder.finished(row, catalogued);
+            self.upstreams.finished(row);
             super::telemetry::finished(row);
         }
         if !flushes.is_empty() && !self.backlog.is_empty() {

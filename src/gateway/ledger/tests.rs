@@ -238,6 +238,7 @@ fn the_backlog_is_bounded_and_keeps_the_newest_rows() {
         failures: 0,
         next_retry: Instant::now(),
         recorder: crate::gateway::metrics::Recorder::default(),
+        upstreams: Arc::default(),
     };
     let limiter = Arc::new(Limiter::default());
     let row = finished(&limiter, Usage::default(), None).row();

@@ -52,6 +52,20 @@ impl State {
     }
 }
 
+/// What one key uses of its limits (`GET /izzi/api/limits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gauge {
+    /// Requests admitted this minute.
+    pub(crate) minute: u32,
+    /// Requests running.
+    pub(crate) in_flight: u32,
+    /// Requests admitted today (UTC).
+    pub(crate) today: u32,
+    /// Settled spend this month and in all.
+    pub(crate) month_spent: Decimal,
+    pub(crate) spent: Decimal,
+}
+
 /// Every key's limits state.
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
@@ -184,12 +198,18 @@ impl Limiter {
         state.headers(client)
     }
 
-    /// `key`'s settled spend (holds of running requests left out).
-    pub(crate) fn account(&self, key: &str) -> Account {
-        self.lock()
-            .get(key)
-            .map(|state| state.account.clone())
-            .unwrap_or_default()
+    /// What `client` uses of its limits now, in this process.
+    pub(crate) fn gauge(&self, client: &Client, now: Timestamp) -> Gauge {
+        let mut keys = self.lock();
+        let state = state_of(&mut keys, &client.name);
+        state.roll(now.as_second());
+        Gauge {
+            minute: state.minute_count,
+            in_flight: state.in_flight,
+            today: state.day_count,
+            month_spent: state.account.spent_in(&store::month(now)),
+            spent: state.account.spent_usd,
+        }
     }
 
     /// Resolves once an admission is settled after this call.

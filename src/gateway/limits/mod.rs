@@ -39,7 +39,7 @@ mod shared;
 
 pub(crate) use admission::Admission;
 pub(crate) use headers::RateHeaders;
-pub(crate) use limiter::Limiter;
+pub(crate) use limiter::{Gauge, Limiter};
 pub(crate) use refusal::{Decision, Refusal};
 
 /// How long a request may wait for a concurrency slot whose request has ended and is being
@@ -149,12 +149,6 @@ impl Limits {
         }
     }
 
-    /// `client`'s settled spend as this process knows it (with `[state].redis_url`, as it was
-    /// at start plus what this process's own fallback admitted).
-    pub(crate) fn account(&self, client: &Client) -> crate::store::Account {
-        self.local.account(&client.name)
-    }
-
     /// The headers for a request that counts toward nothing (models, count_tokens) or that
     /// failed before admission.
     pub(crate) async fn peek(&self, client: &Client) -> RateHeaders {
@@ -164,6 +158,11 @@ impl Limits {
             return headers;
         }
         self.local.peek(client, Timestamp::now())
+    }
+
+    /// What `client` uses of its limits, as this process counts it.
+    pub(crate) fn gauge(&self, client: &Client) -> Gauge {
+        self.local.gauge(client, Timestamp::now())
     }
 }
 

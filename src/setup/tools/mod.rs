@@ -114,6 +114,41 @@ mod tests {
     }
 
     #[test]
+    fn claude_code_gets_izzis_status_line_only_where_it_has_none() {
+        let layout = Layout::new(Os::Linux, PathBuf::from("/nowhere-home"), true, None);
+        let settings = PathBuf::from("/nowhere-home/.claude/settings.json");
+        let plan_for = |text: &str, izzi: Option<&str>| {
+            let files = Files::memory(HashMap::from([(
+                settings.clone(),
+                text.as_bytes().to_vec(),
+            )]));
+            let target = target(izzi, "http://127.0.0.1:8745");
+            let plan = tool("claude-code").plan(&Ctx::new(&layout, &target, &files));
+            let after = String::from_utf8(plan.edits[0].after.clone()).unwrap();
+            serde_json::from_str::<serde_json::Value>(&after).unwrap()
+        };
+        let fresh = plan_for("{}", Some("/opt/izzi/bin/izzi"));
+        assert_eq!(
+            fresh["statusLine"],
+            serde_json::json!({"type": "command", "command": "/opt/izzi/bin/izzi statusline"})
+        );
+        let mine = r#"{"statusLine": {"type": "command", "command": "~/.claude/statusline.sh"}}"#;
+        let kept = plan_for(mine, Some("/opt/izzi/bin/izzi"));
+        assert_eq!(
+            kept["statusLine"],
+            serde_json::json!({"type": "command", "command": "~/.claude/statusline.sh"})
+        );
+        // From a temporary place izzi cannot be run later: no status line then.
+        let temporary = plan_for("{}", None);
+        assert!(temporary.get("statusLine").is_none(), "{temporary}");
+        let spaced = plan_for("{}", Some("/Users/a b/izzi"));
+        assert_eq!(
+            spaced["statusLine"]["command"],
+            "'/Users/a b/izzi' statusline"
+        );
+    }
+
+    #[test]
     fn cursor_never_gets_a_private_url() {
         let layout = Layout::new(Os::Macos, PathBuf::from("/nowhere-home"), true, None);
         let files = Files::memory(HashMap::new());
