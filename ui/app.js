@@ -165,11 +165,12 @@ async function overview() {
       `${compact(month.cache_read_tokens)} tokens read from cache`),
   );
   drawChart(chart.lines);
+  // Cost first: on a phone the columns after it scroll out of view.
   const counts = [
+    { title: "Cost", num: true, cell: (r) => usd(r.cost_usd) },
     { title: "Requests", num: true, cell: (r) => n(r.requests) },
     { title: "Input", num: true, cell: (r) => compact(r.input_tokens) },
     { title: "Output", num: true, cell: (r) => compact(r.output_tokens) },
-    { title: "Cost", num: true, cell: (r) => usd(r.cost_usd) },
   ];
   const byCost = (lines) => [...lines].sort((a, b) => Number(b.cost_usd) - Number(a.cost_usd) || b.requests - a.requests);
   place("by-model", table([{ title: "Model", cell: (r) => r.model ?? "–" }, ...counts], byCost(byModel.lines), { name: "model" }));
@@ -198,7 +199,9 @@ function drawChart(lines) {
   }
   const perDay = days.map((d) => series.reduce((sum, m) => sum + (cell.get(d + "\u0000" + m) || 0), 0));
   const max = Math.max(...perDay, 0);
-  const W = 900, H = 240, left = 56, bottom = 22, top = 8;
+  // As wide as its box (within bounds), so that text keeps its size on a phone.
+  const W = Math.max(320, Math.min(900, $("chart").clientWidth - 24 || 900));
+  const H = W < 600 ? 200 : 240, left = 72, bottom = 22, top = 8;
   const plotH = H - bottom - top, step = (W - left) / days.length, bar = step * 0.72;
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "Spend by model per day, last 30 days" });
   const scale = niceMax(max);
@@ -218,8 +221,10 @@ function drawChart(lines) {
       svg.append(s("rect", { x, y, width: bar, height: Math.max(hgt, 0.5), fill: COLORS[j % COLORS.length], rx: 1.5 },
         s("title", null, `${d} · ${m}: ${usd(v)}`)));
     });
-    if (i % 5 === 4 || i === 0) {
-      svg.append(s("text", { x: x + bar / 2, y: H - 6, "text-anchor": "middle" }, d.slice(5)));
+    const every = W < 600 ? 7 : 5;
+    if (i % every === (days.length - 1) % every) {
+      const last = i === days.length - 1;
+      svg.append(s("text", { x: last ? x + bar : x + bar / 2, y: H - 6, "text-anchor": last ? "end" : "middle" }, d.slice(5)));
     }
   });
   const legend = h("div", { class: "legend" }, series.map((m, j) =>
@@ -242,6 +247,7 @@ async function sessions() {
   place("sessions", table([
     { title: "Session", cell: (r) => h("code", null, short(r.session)) },
     { title: "Tool", cell: (r) => r.tool ?? "–" },
+    { title: "Cost", num: true, cell: (r) => usd(r.cost_usd) },
     { title: "First", cell: (r) => time(r.first_at) },
     { title: "Last", cell: (r) => time(r.last_at) },
     { title: "Turns", num: true, cell: (r) => n(r.turns) },
@@ -249,7 +255,6 @@ async function sessions() {
     { title: "Input", num: true, cell: (r) => compact(r.input_tokens) },
     { title: "Output", num: true, cell: (r) => compact(r.output_tokens) },
     { title: "Cache read", num: true, cell: (r) => compact(r.cache_read_tokens) },
-    { title: "Cost", num: true, cell: (r) => usd(r.cost_usd) },
   ], data.sessions, {
     name: "sessions",
     empty: "No agent sessions yet: tools that send a session id (Claude Code, Codex, x-izzi-session) appear here.",
