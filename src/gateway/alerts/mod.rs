@@ -205,12 +205,8 @@ pub(crate) fn annotate(state: &AppState, client: &Client, headers: &mut HeaderMa
     }
     if standing.iter().any(|a| a.kind == Kind::Balance)
         && let Some(credits) = client.credits
-        && let Ok(left) = HeaderValue::try_from(
-            (credits - gauge.spent)
-                .round_dp(6)
-                .normalize()
-                .to_string(),
-        )
+        && let Ok(left) =
+            HeaderValue::try_from((credits - gauge.spent).round_dp(6).normalize().to_string())
     {
         headers.insert(BALANCE, left);
     }
@@ -303,7 +299,13 @@ mod tests {
     fn look(alerts: &Alerts, spent_month: &str, spent: &str, at: &str) -> Vec<(Kind, Option<u8>)> {
         let now: Timestamp = at.parse().unwrap();
         let client = client("10", "20");
-        let standing = alerts.check(&client, &gauge(spent_month, spent), &config("5"), now, false);
+        let standing = alerts.check(
+            &client,
+            &gauge(spent_month, spent),
+            &config("5"),
+            now,
+            false,
+        );
         standing.iter().map(|a| (a.kind, a.threshold)).collect()
     }
 

@@ -250,7 +250,10 @@ mod tests {
             &bearer,
             Instant::now(),
         );
-        assert_eq!(blocked.unwrap_err().kind, crate::gateway::errors::ErrorKind::IpBlocked);
+        assert_eq!(
+            blocked.unwrap_err().kind,
+            crate::gateway::errors::ErrorKind::IpBlocked
+        );
         assert_eq!(status(Some(ADMIN), &block, "127.0.0.1", &none), 200);
     }
 }
