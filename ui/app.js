@@ -41,6 +41,12 @@ const $ = (id) => document.getElementById(id);
 
 async function api(path) {
   const response = await fetch(API + path, { credentials: "same-origin", cache: "no-store" });
+  if (response.status === 403 && !sessionStorage.getItem("izzi-refused")) {
+    // The admin key changed, or its cookie expired: the page itself now answers with the form
+    // that asks for it. Once per tab session, so a refusal cannot loop.
+    sessionStorage.setItem("izzi-refused", "1");
+    location.reload();
+  }
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {
@@ -429,6 +435,7 @@ async function load(name) {
     showError(null);
     stamp();
     document.body.dataset.loaded = name;
+    sessionStorage.removeItem("izzi-refused");
   } catch (err) {
     showError(err);
   }

@@ -235,3 +235,38 @@ def test_screenshots_of_every_view(page, gw):
                 # Nothing wider than the window but the tables, which scroll inside their box.
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, f"{view} at {width} px overflows by {overflow} px"
+
+
+def outside_address() -> str:
+    """An address of this machine that is not loopback (no packet is sent)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))
+        return s.getsockname()[0]
+
+
+def test_from_another_address_the_page_asks_for_the_admin_key(browser_context, mock):
+    admin = "izzi-admin-key-0123456789abcdef"
+    gateway = Gateway(f'[server]\nhost = "0.0.0.0"\n[dashboard]\nadmin_key = "{admin}"\n' + providers(mock))
+    try:
+        assert send(gateway, KEY, "sonnet", "hi") == 200
+        base = f"http://{outside_address()}:{gateway.url.rsplit(':', 1)[1]}"
+        tab = browser_context.new_page()
+        outside = []
+        tab.route("**/*", lambda r: r.continue_() if r.request.url.startswith(base + "/")
+                  else (outside.append(r.request.url), r.abort()))
+        tab.goto(f"{base}/#overview")
+        expect(tab.locator("form input[name=key]")).to_be_visible()
+        tab.fill("input[name=key]", "izzi-wrong-admin-key-000000")
+        tab.click("button[type=submit]")
+        expect(tab.locator("p.why")).to_contain_text("not valid")
+        tab.fill("input[name=key]", admin)
+        tab.click("button[type=submit]")
+        expect(tab.locator("body")).to_have_attribute("data-loaded", "overview")
+        expect(tab.locator("#card-requests")).to_have_attribute("data-value", "1")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / "remote-overview-1280-light.png"))
+        assert outside == []
+        tab.close()
+    finally:
+        gateway.stop()
