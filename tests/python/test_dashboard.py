@@ -270,3 +270,17 @@ def test_from_another_address_the_page_asks_for_the_admin_key(browser_context, m
         tab.close()
     finally:
         gateway.stop()
+
+
+def test_the_log_pages_back_through_older_requests(page, gw):
+    for i in range(55):
+        assert send(gw, KEY, "haiku", f"{PROMPT} {i}", {"user-agent": CLAUDE_UA}) == 200
+    gw.sent += 55
+    wait_for_rows(gw, gw.sent)
+    open_view(page, gw, "requests")
+    rows = page.locator("#request-rows tr")
+    expect(rows).to_have_count(50)
+    page.click("#more")
+    expect(rows).to_have_count(min(gw.sent, 100))
+    seqs = [int(s) for s in page.locator("#request-rows tr").evaluate_all("rows => rows.map(r => r.dataset.key)")]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
