@@ -29,6 +29,11 @@ pub(crate) enum Command {
     Keys(KeysArgs),
     /// Requests, tokens and cost per key and model, from the usage ledger.
     Usage(UsageArgs),
+    /// Open the running gateway's dashboard (spend, sessions, requests, limits) in the browser.
+    ///
+    /// Prints the page's URL, then opens it with the system's opener (`xdg-open`, `open`,
+    /// `start`). Fails when no izzi gateway answers at the address the config names.
+    Dashboard(DashboardArgs),
     /// List the model catalog: aliases, prices, context windows and providers.
     Models(ModelsArgs),
     /// Count a request's input tokens and price it, offline, before sending it.
@@ -148,6 +153,20 @@ pub(crate) struct ServeArgs {
     /// [default: $IZZI_LOG_FORMAT, else text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DashboardArgs {
+    /// Config file naming the gateway's address [default: $IZZI_HOME/config.toml, used only if
+    /// it exists].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+    /// The gateway's port [default: the config's `server.port`, else 8745].
+    #[arg(long, value_name = "N")]
+    pub(crate) port: Option<u16>,
+    /// Only print the URL; open no browser.
+    #[arg(long)]
+    pub(crate) no_open: bool,
 }
 
 /// `izzi serve --log-format`.

@@ -4,6 +4,7 @@
 mod completions;
 mod config;
 mod count_tokens;
+mod dashboard;
 mod key;
 mod keys;
 mod man;
@@ -15,7 +16,7 @@ mod status;
 mod statusline;
 mod usage;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::cli::{Cli, Command};
 
@@ -25,6 +26,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Usage(args) => usage::run(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Setup(args) => setup::run(args),
         Command::Status(args) => status::run(&args),
         Command::Statusline(args) => {
@@ -42,6 +44,16 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Man { dir } => man::run(&dir),
     }
+}
+
+/// Runs `future` to its end on a runtime of its own (commands are synchronous).
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
+    install_tls_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
 }
 
 /// Makes ring rustls' crypto provider (reqwest is built without one). Idempotent: every command

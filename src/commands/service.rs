@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::Serialize;
 
+use super::block_on;
 use crate::cli::{ServiceCommand, ServiceInstallArgs};
 use crate::output;
 use crate::service::probe::{self, Health};
@@ -477,13 +478,4 @@ fn wait_until_down(address: SocketAddr) -> Result<()> {
 fn absolute(path: &Path) -> Result<PathBuf> {
     crate::files::create_dirs(path)?;
     Ok(fs_err::canonicalize(path)?)
-}
-
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
-    super::install_tls_provider();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    Ok(runtime.block_on(future))
 }

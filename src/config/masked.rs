@@ -1,6 +1,6 @@
 //! The effective config with its secrets masked, for `izzi config check`: upstream keys
-//! (`providers[].api_key`), client keys (`keys[].key`), the dashboard's admin key and passwords in `[state]` and
-//! `[telemetry]` URLs.
+//! (`providers[].api_key`), client keys (`keys[].key`), `dashboard.admin_key` and passwords in
+//! `[state]`, `[telemetry]` and `[alerts]` URLs.
 
 use reqwest::Url;
 
@@ -28,6 +28,7 @@ impl Config {
             &mut config.state.redis_url,
             &mut config.state.postgres_url,
             &mut config.telemetry.otlp_endpoint,
+            &mut config.alerts.webhook_url,
         ]
         .into_iter()
         .flatten()

@@ -9,8 +9,11 @@ use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod dashboard;
 mod masked;
 mod responses;
+
+pub(crate) use dashboard::{Alerts, Dashboard};
 
 use crate::catalog::{DefaultPrice, ModelOverride};
 use crate::protocol::Kind;
@@ -43,16 +46,8 @@ pub(crate) struct Config {
     pub(crate) responses: Responses,
     #[serde(default)]
     pub(crate) dashboard: Dashboard,
-}
-
-/// `[dashboard]`: who may read the usage dashboard's JSON API (`/izzi/api/`) besides this
-/// machine.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Dashboard {
-    /// A secret that lets other addresses read it, sent as `Authorization: Bearer ADMIN_KEY`
-    /// (at least 16 characters, and not a client key) [default: none, loopback only].
-    pub(crate) admin_key: Option<String>,
+    #[serde(default)]
+    pub(crate) alerts: Alerts,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -439,14 +434,8 @@ impl Config {
         {
             bail!("`telemetry.otlp_endpoint` must start with http:// or https://, not `{url}`");
         }
-        if let Some(admin) = &self.dashboard.admin_key {
-            if admin.trim().len() < 16 {
-                bail!("`dashboard.admin_key` must be at least 16 characters long");
-            }
-            if self.keys.iter().any(|k| k.key == *admin) {
-                bail!("`dashboard.admin_key` must not be a client key of `[[keys]]`");
-            }
-        }
+        self.dashboard.check(&self.keys)?;
+        self.alerts.check()?;
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
         }

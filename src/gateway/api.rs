@@ -7,19 +7,16 @@
 //! a blocking thread, on a connection of their own (`izzi.db` in WAL mode is read while the
 //! ledger writes; PostgreSQL through its own pool).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Json, Response};
+use axum::extract::{Query, State};
+use axum::response::Json;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::errors::ApiError;
-use super::identity::{Peer, hash, presented_key};
 use crate::store::Database;
 use crate::store::query::{self, Dims, RequestFilter, Since};
 
@@ -34,7 +31,7 @@ pub(crate) fn routes(state: &Arc<AppState>) -> axum::Router<Arc<AppState>> {
         .route("/upstreams", get(upstreams))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(state),
-            admit,
+            super::dashboard::access,
         ))
 }
 
@@ -86,28 +83,6 @@ impl Reader {
     }
 }
 
-/// From loopback always; from elsewhere only with the admin key.
-async fn admit(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let admin = state.config.dashboard.admin_key.as_deref();
-    let allowed = Peer::of(ip) == Peer::Loopback
-        || admin.is_some_and(|admin| {
-            presented_key(request.headers()).is_some_and(|k| hash(k) == hash(admin))
-        });
-    if !allowed {
-        let why = if admin.is_some() {
-            "The dashboard API needs `Authorization: Bearer` with `[dashboard].admin_key` from this address."
-        } else {
-            "The dashboard API answers only on this machine (loopback); set `[dashboard].admin_key` in config.toml to open it to other addresses."
-        };
-        return ApiError::forbidden(why).into_response();
-    }
-    next.run(request).await
-}
-
 /// A query string that does not parse is a 400 in the usual error shape.
 fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
@@ -126,13 +101,24 @@ fn parse<T: std::str::FromStr<Err = String>>(
     .transpose()
 }
 
-async fn summary(State(state): State<Arc<AppState>>) -> Result<Json<query::Summary>, ApiError> {
+/// `GET /izzi/api/summary`: the ledger's totals and the alerts standing.
+#[derive(Debug, Serialize)]
+struct SummaryAnswer {
+    #[serde(flatten)]
+    summary: query::Summary,
+    alerts: Vec<super::alerts::Alert>,
+}
+
+async fn summary(State(state): State<Arc<AppState>>) -> Result<Json<SummaryAnswer>, ApiError> {
     let now = jiff::Timestamp::now();
     let summary = state
         .reader
         .read(move |db| query::summary(&**db, now))
         .await?;
-    Ok(Json(summary))
+    Ok(Json(SummaryAnswer {
+        summary,
+        alerts: super::alerts::standing(&state),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

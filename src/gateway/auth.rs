@@ -27,7 +27,7 @@ use super::limits::RateHeaders;
 pub(crate) use ip_block::IpBlock;
 
 /// The 403 for a blocked address, `left` before the block lapses.
-fn ip_blocked(left: Duration) -> ApiError {
+pub(crate) fn ip_blocked(left: Duration) -> ApiError {
     super::metrics::refused(super::metrics::Reason::IpBlocked);
     let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
     ApiError::with_status(
@@ -112,6 +112,7 @@ pub(crate) async fn layer(
         None => state.limits.peek(&client).await,
     };
     headers.apply(response.headers_mut());
+    super::alerts::annotate(&state, &client, response.headers_mut());
     response
 }
 

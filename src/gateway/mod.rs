@@ -1,10 +1,12 @@
 //! `izzi serve`: the local gateway. `server` wires HTTP; `proxy` carries one request through
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
+mod alerts;
 mod api;
 mod auth;
 mod compact;
 mod count;
+mod dashboard;
 mod dispatch;
 mod errors;
 mod identity;
@@ -58,6 +60,8 @@ pub(crate) struct AppState {
     pub(crate) client: reqwest::Client,
     /// Where the config came from, when it started, how its reloads went: for `/health`.
     pub(crate) process: Arc<reload::Process>,
+    /// The budget and balance alerts fired this month.
+    pub(crate) alerts: Arc<alerts::Alerts>,
     /// The JSON API's own connection to the ledger.
     pub(crate) reader: Arc<api::Reader>,
 }
@@ -137,6 +141,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let state = Arc::new(AppState {
         ip_block: Arc::new(auth::IpBlock::new(&config.security)),
         process: Arc::new(reload::Process::new(path.clone())),
+        alerts: Arc::new(alerts::Alerts::new()),
         reader: Arc::new(api::Reader::new(&config.state)),
         config,
         router,

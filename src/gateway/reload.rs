@@ -164,6 +164,7 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
         metrics: current.metrics.clone(),
         client,
         process: Arc::clone(&current.process),
+        alerts: Arc::clone(&current.alerts),
         reader: Arc::clone(&current.reader),
     };
     Ok((state, path))

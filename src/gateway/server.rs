@@ -9,7 +9,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -22,7 +21,7 @@ use tower::ServiceExt as _;
 use super::AppState;
 use super::errors::ApiError;
 use super::reload::{Hangups, Source};
-use super::{api, auth, compact, count, metrics, models, proxy, responses};
+use super::{api, auth, compact, count, dashboard, metrics, models, proxy, responses};
 use crate::protocol::Format;
 
 /// The whole HTTP surface.
@@ -61,7 +60,7 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
         .nest("/izzi/api", api::routes(&state))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
-        .route("/", get(root).head(root))
+        .merge(dashboard::routes(&state))
         .fallback(not_found)
         .with_state(state)
 }
@@ -85,6 +84,12 @@ pub(crate) async fn run(
     let slots = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     let live = Arc::new(ArcSwap::from_pointee(Live::new(state)));
     let reloader = tokio::spawn(reload_on_hangup(Arc::clone(&live), source, hangups));
+    let sweeper = {
+        let state = &live.load().state;
+        state.alerts.note_standing(state);
+        let live = Arc::clone(&live);
+        tokio::spawn(super::alerts::sweep(move || Arc::clone(&live.load().state)))
+    };
     // Shutdown is sent once; every connection holds a receiver until it ends, so the sender
     // knows when the last one has.
     let (stop, _) = watch::channel(());
@@ -168,6 +173,7 @@ pub(crate) async fn run(
     }
     drop(listener);
     reloader.abort();
+    sweeper.abort();
     let state = Arc::clone(&live.load().state);
     tracing::info!(
         grace_s = grace.as_secs(),
@@ -431,14 +437,6 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         "ledger": ledger,
     }))
     .into_response()
-}
-
-/// `HEAD /` is Claude Code's preconnect before every turn: any answer will do, no key needed.
-async fn root(method: Method) -> Response {
-    if method == Method::HEAD {
-        return ().into_response();
-    }
-    "izzi gateway: the API is under /v1 (also /openai/v1 and /api/v1)\n".into_response()
 }
 
 async fn not_found(request: Request) -> ApiError {

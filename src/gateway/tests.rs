@@ -69,6 +69,7 @@ plan = "ultra"
             .build_recorder()
             .handle(),
         limits: Arc::new(limits),
+        alerts: Arc::new(super::alerts::Alerts::new()),
         reader: Arc::new(super::api::Reader::new(&config.state)),
         responses: Arc::new(ResponseStore::Sqlite(Mutex::new(Store::open(&db).unwrap()))),
         keys,

@@ -200,15 +200,14 @@ pub(crate) fn total(db: &dyn Backend, filter: &Filter) -> Result<Counts> {
     Ok(total)
 }
 
-/// `GET /izzi/api/summary`: today and this month (UTC), and this month's cache hit rate.
+/// `GET /izzi/api/summary`: today and this month (UTC), and this month's cache hit rate (the
+/// gateway adds the alerts standing).
 #[derive(Debug, Serialize)]
 pub(crate) struct Summary {
     pub(crate) today: Counts,
     pub(crate) month: Counts,
     /// Cache reads over all input this month; none without input.
     pub(crate) cache_hit_rate: Option<f64>,
-    /// Budget and balance alerts (filled by the alerts work).
-    pub(crate) alerts: Vec<serde_json::Value>,
 }
 
 /// Midnight UTC of `now`'s day.
@@ -236,7 +235,6 @@ pub(crate) fn summary(db: &dyn Backend, now: Timestamp) -> Result<Summary> {
         today,
         month,
         cache_hit_rate,
-        alerts: Vec::new(),
     })
 }
 

@@ -6,6 +6,7 @@ mod attribution;
 mod caching;
 mod config_cli;
 mod count_tokens;
+mod dashboard;
 mod durability;
 mod gateway;
 mod hostile;

@@ -16,7 +16,7 @@ const NEW_KEY: &str = "izzi-added-by-reload-0000000000";
 const LOAD_KEY: &str = "izzi-load-key-000000000000000";
 const LOAD: &str = "[[keys]]\nname = \"load\"\nkey = \"izzi-load-key-000000000000000\"\nrpm = 1000000\nconcurrent = 1000\ndaily = 10000000\n";
 
-fn hangup(pid: u64) {
+pub(crate) fn hangup(pid: u64) {
     let sent = std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()
@@ -29,7 +29,7 @@ async fn health(gateway: &Gateway) -> Value {
 }
 
 /// Waits until the gateway has finished `n` reloads; its `/health`.
-async fn reloaded(gateway: &Gateway, n: u64) -> Value {
+pub(crate) async fn reloaded(gateway: &Gateway, n: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let health = health(gateway).await;
