@@ -10,6 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod masked;
+mod routes;
+
+pub(crate) use routes::{Affinity, Breaker, Lines, Names, RouteRule};
 
 use crate::catalog::{DefaultPrice, ModelOverride};
 use crate::protocol::Kind;
@@ -37,6 +40,21 @@ pub(crate) struct Config {
     pub(crate) state: State,
     #[serde(default)]
     pub(crate) telemetry: Telemetry,
+    /// Routing rules, tried in order: the first whose conditions all hold picks the model.
+    #[serde(default)]
+    pub(crate) routes: Vec<RouteRule>,
+    #[serde(default)]
+    pub(crate) breaker: Breaker,
+    #[serde(default)]
+    pub(crate) affinity: Affinity,
+    /// Where `[[routes]]` and `[[models]]` fields are, for errors found after parsing.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) lines: Lines,
+    /// The file the config came from.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) origin: Option<PathBuf>,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -327,8 +345,9 @@ impl Config {
         };
         let text = fs_err::read_to_string(&path)
             .with_context(|| format!("cannot read the config file `{}`", path.display()))?;
-        let config = Self::parse(&text)
+        let mut config = Self::parse(&text)
             .with_context(|| format!("the config file `{}` is invalid", path.display()))?;
+        config.origin = Some(path.clone());
         Ok((config, Some(path)))
     }
 
@@ -344,11 +363,22 @@ impl Config {
     pub(crate) fn parse(text: &str) -> Result<Self> {
         // toml's message names the line, column and field, and shows the offending line, whose
         // value may be a key: masked, since the message reaches logs and journals.
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             anyhow::anyhow!("{}", crate::secrets::mask_secrets(e.to_string().trim_end()))
         })?;
+        config.lines = Lines::scan(text);
         config.check()?;
         Ok(config)
+    }
+
+    /// Where a field of the `index`th `[[routes]]` or `[[models]]` entry is: the file, line and
+    /// field, for errors found once the catalog and providers are known.
+    pub(crate) fn locate(&self, table: &str, index: usize, field: &str) -> String {
+        let at = self.lines.at(table, index, field);
+        match &self.origin {
+            Some(path) => format!("`{}` {at}", path.display()),
+            None => at,
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -417,6 +447,7 @@ impl Config {
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
         }
+        routes::check(&self.routes, &self.breaker, &self.affinity, &self.lines)?;
         for (i, k) in self.keys.iter().enumerate() {
             if !valid_key_name(&k.name) {
                 bail!(

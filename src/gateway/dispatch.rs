@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -54,6 +53,11 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) forwarded: &'a Forwarded,
     /// The key has credits or a budget: a fallback without a price is never tried.
     pub(crate) priced_only: bool,
+    /// The models tried after the first, in order: a route's other targets, or the model's
+    /// `fallbacks`.
+    pub(crate) fallbacks: &'a [String],
+    /// The agent session, kept on the model that last served it.
+    pub(crate) session: Option<&'a str>,
 }
 
 /// The translation target for a route.
@@ -84,15 +88,16 @@ pub(crate) fn prepare<'a>(out: &Outgoing<'a>, route: &Route) -> Result<Prepared<
 }
 
 /// Sends to `primary` (whose body is already `prepared`), retrying it, then to each of its
-/// fallbacks that routes and can carry the request, until one answers.
+/// fallbacks that routes and can carry the request, until one answers. A session goes first to
+/// the model that last served it, while that model's provider is healthy; a provider whose
+/// circuit is open is skipped at once.
 pub(crate) async fn send(
     state: &AppState,
     out: &Outgoing<'_>,
     primary: Route,
     prepared: Prepared<'_>,
 ) -> Result<Sent, Failure> {
-    let model = Arc::clone(&primary.model);
-    let fallbacks = model
+    let fallbacks = out
         .fallbacks
         .iter()
         .filter_map(|m| state.router.route(m))
@@ -102,29 +107,49 @@ pub(crate) async fn send(
                 tracing::debug!(model = %route.model.id, "fallback has no price; not tried for a key with money limits");
             }
             !free
-        })
-        .filter_map(|route| match prepare(out, &route) {
-            Ok(prepared) => Some((route, prepared)),
-            Err(err) => {
-                tracing::debug!(model = %route.model.id, error = %without_values(&err.message), "fallback cannot carry this request");
-                None
-            }
         });
-    let mut failure = match attempt(state, out, primary, prepared).await {
-        Ok(sent) => return Ok(sent),
-        Err(failure) => failure,
-    };
-    for (route, prepared) in fallbacks {
-        if !failure.retryable {
+    let mut chain: Vec<(Route, Option<Prepared<'_>>)> = std::iter::once((primary, Some(prepared)))
+        .chain(fallbacks.map(|route| (route, None)))
+        .collect();
+    let last = out
+        .session
+        .and_then(|session| state.affinity.get(session, &state.config.affinity));
+    if let Some(last) = last
+        && let Some(at) = chain.iter().position(|(route, _)| route.model.id == last)
+        && state.breakers.healthy(&chain[at].0.provider.name)
+    {
+        let kept = chain.remove(at);
+        chain.insert(0, kept);
+    }
+    let mut failure: Option<Failure> = None;
+    for (route, prepared) in chain {
+        if failure.as_ref().is_some_and(|f| !f.retryable) {
             break;
         }
-        tracing::warn!(fallback = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying a fallback");
-        failure = match attempt(state, out, route, prepared).await {
-            Ok(sent) => return Ok(sent),
-            Err(failure) => failure,
+        let prepared = match prepared.map_or_else(|| prepare(out, &route), Ok) {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                tracing::debug!(model = %route.model.id, error = %without_values(&err.message), "fallback cannot carry this request");
+                continue;
+            }
         };
+        if let Some(failure) = &failure {
+            tracing::warn!(fallback = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying a fallback");
+        }
+        match attempt(state, out, route, prepared).await {
+            Ok(sent) => {
+                if let Some(session) = out.session {
+                    state
+                        .affinity
+                        .remember(session, &sent.route.model.id, &state.config.affinity);
+                }
+                return Ok(sent);
+            }
+            Err(failed) => failure = Some(failed),
+        }
     }
-    Err(failure)
+    // The primary is always in the chain and always prepared, so a failure was recorded.
+    Err(failure.unwrap_or_else(|| Failure::invalid("No upstream could carry this request.")))
 }
 
 /// One route, with its retries.
@@ -164,7 +189,11 @@ async fn with_retries(
 ) -> Result<(HeaderMap, Answer), Failure> {
     let mut attempt = 0;
     loop {
-        match once(state, provider, body.clone(), forwarded, stream).await {
+        let breaker = &state.config.breaker;
+        let ticket = state.breakers.pass(&provider.name, breaker)?;
+        let result = once(state, provider, body.clone(), forwarded, stream).await;
+        ticket.settle(result.as_ref().err(), MAX_RETRY_WAIT, breaker);
+        match result {
             Err(failure) if failure.retryable && attempt < provider.max_retries => {
                 let wait = match failure.retry_after.map(Duration::from_secs) {
                     Some(wait) if wait > MAX_RETRY_WAIT => return Err(failure),

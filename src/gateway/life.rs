@@ -33,6 +33,8 @@ pub(super) struct Life {
     pub(super) admission: Option<Admission>,
     pub(super) model: Arc<Model>,
     pub(super) provider: String,
+    /// The `[[routes]]` rule that picked the model, if one did.
+    pub(super) route: Option<Arc<str>>,
     pub(super) stream: bool,
     /// The status the client got; 499 until an answer goes out.
     pub(super) status: StatusCode,
@@ -62,6 +64,7 @@ impl Life {
             admission: Some(admission),
             model: Arc::clone(&route.model),
             provider: route.provider.name.clone(),
+            route: None,
             stream,
             status: CLIENT_GONE,
             outcome: Outcome::ClientGone,
@@ -107,6 +110,7 @@ impl Drop for Life {
             key_name = self.admission.as_ref().map(Admission::key),
             model = %self.model.id,
             provider = %self.provider,
+            route = self.route.as_deref(),
             stream = self.stream,
             status = self.status.as_u16(),
             outcome = self.outcome.as_str(),
@@ -122,6 +126,7 @@ impl Drop for Life {
             admission: Box::new(admission),
             model: Arc::clone(&self.model),
             provider: std::mem::take(&mut self.provider),
+            route: self.route.take(),
             status: self.status.as_u16(),
             outcome: self.outcome,
             stream: self.stream,

@@ -1,7 +1,9 @@
 //! `izzi serve`: the local gateway. `server` wires HTTP; `proxy` carries one request through
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
+mod affinity;
 mod auth;
+mod breaker;
 mod count;
 mod dispatch;
 mod errors;
@@ -16,6 +18,7 @@ mod relay;
 mod reload;
 mod request;
 mod routing;
+mod rules;
 mod server;
 mod telemetry;
 mod upstream;
@@ -50,6 +53,10 @@ pub(crate) struct AppState {
     pub(crate) client: reqwest::Client,
     /// Where the config came from, when it started, how its reloads went: for `/health`.
     pub(crate) process: Arc<reload::Process>,
+    /// Each provider's circuit breaker (kept across reloads).
+    pub(crate) breakers: Arc<breaker::Breakers>,
+    /// The model that last served each session (kept across reloads).
+    pub(crate) affinity: Arc<affinity::Affinity>,
 }
 
 /// Where to listen and which config to use, from the command line.
@@ -125,6 +132,8 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let state = Arc::new(AppState {
         ip_block: Arc::new(auth::IpBlock::new(&config.security)),
         process: Arc::new(reload::Process::new(path.clone())),
+        breakers: Arc::default(),
+        affinity: Arc::default(),
         config,
         router,
         keys,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use rust_decimal::Decimal;
@@ -24,7 +24,9 @@ use super::limits::{Admission, Refusal};
 use super::relay::relay_stream;
 use super::request::{check_shape, read_body, route};
 use super::routing::Route;
+use super::rules::{self, Rule};
 use super::upstream::Forwarded;
+use crate::attribution::Attribution;
 use crate::catalog::Pricing;
 use crate::protocol::json::Body;
 use crate::protocol::{Format, Kind};
@@ -54,15 +56,29 @@ async fn handle(
     let bytes = read_body(body, &parts.headers, &state.config.server).await?;
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
-    let route = route(&state, &shape.model)?;
+    let attribution = Attribution::of(&parts.headers);
+    let rule = state.router.rules().pick(&rules::Request::new(
+        &shape.model,
+        attribution.tool,
+        &client.name,
+        &body,
+        &bytes,
+    ));
+    let wanted = rule.map_or(shape.model.as_str(), |rule| &rule.to[0]);
+    let route = route(&state, wanted)?;
     let priced_only = client.has_money_limits();
     if priced_only && route.model.pricing == Pricing::Unpriced {
         super::metrics::refused(super::metrics::Reason::UnpricedModel);
         return Err(ApiError::invalid(format!(
-            "The model `{}` has no price, and this key has credits or a budget, so izzi cannot charge for it. Add a `[[models]]` entry for it with `input_per_mtok` and `output_per_mtok` (or set `[default_price]`) in config.toml.",
-            shape.model
+            "The model `{wanted}` has no price, and this key has credits or a budget, so izzi cannot charge for it. Add a `[[models]]` entry for it with `input_per_mtok` and `output_per_mtok` (or set `[default_price]`) in config.toml."
         )));
     }
+    // A route to several models tries them in order instead of the first one's fallbacks.
+    let model = Arc::clone(&route.model);
+    let fallbacks = match rule {
+        Some(rule) if rule.to.len() > 1 => &rule.to[1..],
+        _ => &model.fallbacks[..],
+    };
     let forwarded = Forwarded::from_headers(&parts.headers);
     let outgoing = Outgoing {
         format,
@@ -72,6 +88,8 @@ async fn handle(
         stream: shape.stream,
         forwarded: &forwarded,
         priced_only,
+        fallbacks,
+        session: attribution.session.as_deref(),
     };
     // A request the provider cannot carry is a shape error: refused before it counts.
     let prepared = dispatch::prepare(&outgoing, &route)?;
@@ -88,12 +106,18 @@ async fn handle(
         started,
         bytes.clone(),
     );
+    life.route = rule.map(|rule| Arc::clone(&rule.name));
+    let served = Served { rule, model: None };
     let sent = match dispatch::send(&state, &outgoing, route, prepared).await {
         Ok(sent) => sent,
         Err(failure) => {
             life.failed(failure.error.status, failure.outcome);
-            return Ok(rate.attach(failure.error.into_response()));
+            return Ok(served.attach(rate.attach(failure.error.into_response())));
         }
+    };
+    let served = Served {
+        model: HeaderValue::try_from(sent.route.model.id.as_str()).ok(),
+        ..served
     };
     life.model = Arc::clone(&sent.route.model);
     life.provider.clone_from(&sent.route.provider.name);
@@ -115,7 +139,27 @@ async fn handle(
         ),
     };
     response.headers_mut().extend(sent.headers);
-    Ok(rate.attach(response))
+    Ok(served.attach(rate.attach(response)))
+}
+
+/// What served a request, told in every answer: `x-izzi-model` (the model that answered) and
+/// `x-izzi-route` (the `[[routes]]` rule that picked it, when one did).
+struct Served<'a> {
+    rule: Option<&'a Rule>,
+    model: Option<HeaderValue>,
+}
+
+impl Served<'_> {
+    fn attach(self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        if let Some(model) = self.model {
+            headers.insert(HeaderName::from_static("x-izzi-model"), model);
+        }
+        if let Some(rule) = self.rule {
+            headers.insert(HeaderName::from_static("x-izzi-route"), rule.header.clone());
+        }
+        response
+    }
 }
 
 /// The limits step. A key with a balance or a budget holds the request's worst-case cost: its

@@ -163,6 +163,8 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
         metrics: current.metrics.clone(),
         client,
         process: Arc::clone(&current.process),
+        breakers: Arc::clone(&current.breakers),
+        affinity: Arc::clone(&current.affinity),
     };
     Ok((state, path))
 }

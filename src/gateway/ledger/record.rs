@@ -15,8 +15,15 @@ use crate::store::{Outcome, Row, UsageSource};
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub(crate) admission: Box<dyn Settle>,
+    /// The model that served the request (after routing rules and fallbacks).
     pub(crate) model: Arc<Model>,
     pub(crate) provider: String,
+    /// The `[[routes]]` rule that picked the model, if one did.
+    #[expect(
+        dead_code,
+        reason = "the ledger row's `route` column is added on its own branch"
+    )]
+    pub(crate) route: Option<Arc<str>>,
     /// The status the client got (499 when it left before any answer).
     pub(crate) status: u16,
     pub(crate) outcome: Outcome,

@@ -43,6 +43,7 @@ fn finished(limiter: &Arc<Limiter>, usage: Usage, answered: Option<Answered>) ->
         ),
         model: model(),
         provider: "p".into(),
+        route: None,
         status: 200,
         outcome: Outcome::Completed,
         stream: true,
