@@ -51,10 +51,6 @@ pub(crate) struct Config {
     #[serde(skip)]
     #[schemars(skip)]
     pub(crate) lines: Lines,
-    /// The file the config came from.
-    #[serde(skip)]
-    #[schemars(skip)]
-    pub(crate) origin: Option<PathBuf>,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -345,9 +341,8 @@ impl Config {
         };
         let text = fs_err::read_to_string(&path)
             .with_context(|| format!("cannot read the config file `{}`", path.display()))?;
-        let mut config = Self::parse(&text)
+        let config = Self::parse(&text)
             .with_context(|| format!("the config file `{}` is invalid", path.display()))?;
-        config.origin = Some(path.clone());
         Ok((config, Some(path)))
     }
 
@@ -371,13 +366,17 @@ impl Config {
         Ok(config)
     }
 
-    /// Where a field of the `index`th `[[routes]]` or `[[models]]` entry is: the file, line and
-    /// field, for errors found once the catalog and providers are known.
+    /// Where a field of the `index`th `[[routes]]` or `[[models]]` entry is (line and field),
+    /// for errors found once the catalog and providers are known.
     pub(crate) fn locate(&self, table: &str, index: usize, field: &str) -> String {
-        let at = self.lines.at(table, index, field);
-        match &self.origin {
-            Some(path) => format!("`{}` {at}", path.display()),
-            None => at,
+        self.lines.at(table, index, field)
+    }
+
+    /// The context of an error in the config loaded from `path`.
+    pub(crate) fn invalid(path: Option<&Path>) -> String {
+        match path {
+            Some(path) => format!("the config file `{}` is invalid", path.display()),
+            None => "the embedded defaults are invalid".to_owned(),
         }
     }
 

@@ -38,6 +38,8 @@ pub(crate) use request::check_shape;
 pub(crate) use routing::HOSTED_BASE;
 /// `izzi config check` builds one to check the catalog and providers as `serve` would.
 pub(crate) use routing::Router;
+/// `izzi route explain` evaluates the rules as `serve` would.
+pub(crate) use rules::{Check as RuleCheck, Request as RuleRequest};
 
 /// Shared state of a running gateway. A request sees one `AppState` from start to end: a config
 /// reload makes a new one (its own `config`, `router` and `client`) around the same keys, limits,
@@ -73,7 +75,8 @@ pub(crate) struct ServeOptions {
 pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let (config, path) = Config::load(options.config.as_deref())?;
     let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
-    let router = routing::Router::new(&config, stored_key.as_deref())?;
+    let router = routing::Router::new(&config, stored_key.as_deref())
+        .with_context(|| Config::invalid(path.as_deref()))?;
     // Opening the database may mean connecting to PostgreSQL, through blocking calls.
     let state_config = config.state.clone();
     let (store, stored_keys, limiter) = tokio::task::spawn_blocking(move || {
