@@ -15,6 +15,7 @@ mod money;
 mod privacy;
 #[cfg(unix)]
 mod reload;
+mod routes;
 #[cfg(target_os = "linux")]
 mod service;
 mod setup;
