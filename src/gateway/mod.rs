@@ -177,3 +177,35 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     telemetry::flush().await;
     served
 }
+
+/// The benchmark's way in (`benches/routing.rs`): a router from config text. Not an API.
+#[doc(hidden)]
+pub struct BenchRouter(routing::Router);
+
+impl BenchRouter {
+    /// The router `izzi serve` would build from `config`.
+    pub fn new(config: &str) -> anyhow::Result<Self> {
+        Ok(Self(routing::Router::new(&Config::parse(config)?, None)?))
+    }
+
+    /// What the gateway does to route a request: parses `body`'s top level, picks a rule and
+    /// routes its model (or the body's). Returns how many models would be tried.
+    pub fn route(&self, body: &[u8], user_agent: &str, key: &str) -> Option<usize> {
+        let parsed = crate::protocol::json::Body::parse(body).ok()?;
+        let model: String = parsed.field("model", "").ok()??;
+        let tool = crate::attribution::Tool::from_user_agent(user_agent);
+        let rule = self
+            .0
+            .rules()
+            .pick(&rules::Request::new(&model, tool, key, &parsed, body));
+        let route = self.0.route(rule.map_or(model.as_str(), |r| &r.to[0]))?;
+        Some(1 + rule.map_or(route.model.fallbacks.len(), |r| r.to.len() - 1))
+    }
+
+    /// Only the parse the gateway does anyway, to subtract from [`BenchRouter::route`].
+    pub fn parse_only(body: &[u8]) -> Option<usize> {
+        crate::protocol::json::Body::parse(body)
+            .ok()
+            .map(|b| usize::from(b.get("model").is_some()))
+    }
+}

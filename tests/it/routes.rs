@@ -42,7 +42,9 @@ async fn upstream_models(mock: &Mock) -> Vec<String> {
 }
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    r.headers().get(name).map(|v| v.to_str().unwrap())
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().expect("a text header"))
 }
 
 const ROUTES: &str = r#"
@@ -167,7 +169,7 @@ async fn count(mock: &Mock, model: &str) -> usize {
 }
 
 async fn health(gw: &Gateway) -> Value {
-    serde_json::from_str(&gw.get_text("/health").await).unwrap()
+    serde_json::from_str(&gw.get_text("/health").await).expect("/health is JSON")
 }
 
 #[tokio::test]
