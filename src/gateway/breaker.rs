@@ -1,8 +1,9 @@
 //! Circuit breakers, one per provider. `[breaker].failures` failed attempts in a row (connection
 //! errors, timeouts, 5xx, a 429 longer than izzi waits), the last ones within `window_s`, open
 //! the circuit: the provider is skipped for `cooldown_s`, so fallbacks are used at once and no
-//! retry is spent on it. Then one request probes it; its outcome closes the circuit or opens it
-//! again. One log line when a circuit opens, one when it closes; `/health` and `/metrics` show
+//! retry is spent on it (a request with no other model left still gets one try, without
+//! retries: a provider that is the only way to answer is not refused for it). Then one request
+//! probes it; its outcome closes the circuit or opens it again. One log line when a circuit opens, one when it closes; `/health` and `/metrics` show
 //! the state.
 //!
 //! The lock is held for a map lookup, never across an await.
@@ -51,7 +52,19 @@ pub(crate) struct Breakers {
 pub(crate) struct Ticket<'a> {
     breakers: &'a Breakers,
     provider: &'a str,
-    probe: bool,
+    kind: Kind,
+}
+
+/// Why an attempt may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The circuit is closed.
+    Closed,
+    /// The one attempt that decides an open circuit.
+    Probe,
+    /// The circuit is open but the request has nowhere else to go: one try, no retries; an
+    /// answer closes the circuit, a failure leaves it as it is.
+    LastResort,
 }
 
 /// A provider's circuit, for `/health`.
@@ -72,14 +85,16 @@ impl Breakers {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `provider` may get an attempt now; `Err` is the failure a skipped provider
-    /// counts as (a 503 saying when it is tried again).
+    /// Whether `provider` may get an attempt now (`last`: the request has no other model left
+    /// to try); `Err` is the failure a skipped provider counts as (a 503 saying when it is
+    /// tried again).
     pub(crate) fn pass<'a>(
         &'a self,
         provider: &'a str,
         config: &Breaker,
+        last: bool,
     ) -> Result<Ticket<'a>, Failure> {
-        let mut probe = false;
+        let mut kind = Kind::Closed;
         if config.failures > 0 {
             let now = Instant::now();
             let mut circuits = self.lock();
@@ -88,8 +103,9 @@ impl Breakers {
                     State::Closed => {}
                     State::Open if now >= circuit.until => {
                         circuit.state = State::Probing;
-                        probe = true;
+                        kind = Kind::Probe;
                     }
+                    State::Open | State::Probing if last => kind = Kind::LastResort,
                     State::Open | State::Probing => {
                         let wait = circuit.until.saturating_duration_since(now);
                         drop(circuits);
@@ -101,7 +117,7 @@ impl Breakers {
         Ok(Ticket {
             breakers: self,
             provider,
-            probe,
+            kind,
         })
     }
 
@@ -139,10 +155,11 @@ impl Breakers {
             .collect()
     }
 
-    fn record(&self, provider: &str, probe: bool, failed: bool, config: &Breaker) {
-        if config.failures == 0 {
+    fn record(&self, provider: &str, kind: Kind, failed: bool, config: &Breaker) {
+        if config.failures == 0 || (failed && kind == Kind::LastResort) {
             return;
         }
+        let probe = kind == Kind::Probe;
         let now = Instant::now();
         let mut circuits = self.lock();
         if !failed {
@@ -150,7 +167,7 @@ impl Breakers {
                 && circuit.state != State::Closed
             {
                 drop(circuits);
-                tracing::info!(provider, "circuit closed: the provider answered its probe");
+                tracing::info!(provider, "circuit closed: the provider answered again");
                 super::metrics::circuit(provider, false);
             }
             return;
@@ -195,19 +212,24 @@ impl Breakers {
 }
 
 impl Ticket<'_> {
+    /// Whether the provider's circuit is open and this is the request's last resort: no retry.
+    pub(crate) fn forced(&self) -> bool {
+        self.kind == Kind::LastResort
+    }
+
     /// Records the attempt: `failure` is its failure, if it failed; a 429 whose `Retry-After`
     /// is at most `waited` (what izzi waits out) is pacing, not the provider failing.
     pub(crate) fn settle(mut self, failure: Option<&Failure>, waited: Duration, config: &Breaker) {
         let failed = failure.is_some_and(|f| counts(f, waited));
         self.breakers
-            .record(self.provider, self.probe, failed, config);
-        self.probe = false;
+            .record(self.provider, self.kind, failed, config);
+        self.kind = Kind::Closed;
     }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        if self.probe {
+        if self.kind == Kind::Probe {
             // The probe's client left before it was decided: the next request probes.
             let mut circuits = self.breakers.lock();
             if let Some(circuit) = circuits.get_mut(self.provider) {
@@ -269,25 +291,27 @@ mod tests {
         let b = Breakers::default();
         let fail = failure(StatusCode::BAD_GATEWAY, None);
         for _ in 0..2 {
-            b.pass("p", &config)
+            b.pass("p", &config, false)
                 .unwrap()
                 .settle(Some(&fail), WAIT, &config);
         }
         // A success in between starts the count again.
-        b.pass("p", &config).unwrap().settle(None, WAIT, &config);
+        b.pass("p", &config, false)
+            .unwrap()
+            .settle(None, WAIT, &config);
         for _ in 0..2 {
-            b.pass("p", &config)
+            b.pass("p", &config, false)
                 .unwrap()
                 .settle(Some(&fail), WAIT, &config);
         }
         assert!(b.healthy("p"));
         // A client error and a short 429 are answers: not the provider failing.
-        b.pass("p", &config).unwrap().settle(
+        b.pass("p", &config, false).unwrap().settle(
             Some(&failure(StatusCode::BAD_REQUEST, None)),
             WAIT,
             &config,
         );
-        b.pass("p", &config).unwrap().settle(
+        b.pass("p", &config, false).unwrap().settle(
             Some(&failure(StatusCode::TOO_MANY_REQUESTS, Some(2))),
             WAIT,
             &config,
@@ -297,27 +321,33 @@ mod tests {
         // A 429 longer than izzi waits is.
         for _ in 0..3 {
             let long = failure(StatusCode::TOO_MANY_REQUESTS, Some(60));
-            b.pass("p", &config)
+            b.pass("p", &config, false)
                 .unwrap()
                 .settle(Some(&long), WAIT, &config);
         }
         assert!(!b.healthy("p"));
-        let skip = b.pass("p", &config).err().unwrap();
+        let skip = b.pass("p", &config, false).err().unwrap();
         assert!(skip.retryable);
         assert_eq!(skip.error.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(b.pass("q", &config).is_ok());
+        assert!(b.pass("q", &config, false).is_ok());
+        // With nowhere else to go the request still gets one try: a failure changes nothing,
+        // an answer would close the circuit.
+        let last = b.pass("p", &config, true).unwrap();
+        assert!(last.forced());
+        last.settle(Some(&fail), WAIT, &config);
+        assert_eq!(b.statuses(["p"].into_iter())[0].1.state, State::Open);
         std::thread::sleep(Duration::from_millis(1100));
         // One probe; the others still skip while it runs.
-        let probe = b.pass("p", &config).unwrap();
-        assert!(b.pass("p", &config).is_err());
+        let probe = b.pass("p", &config, false).unwrap();
+        assert!(b.pass("p", &config, false).is_err());
         assert_eq!(b.statuses(["p"].into_iter())[0].1.state, State::Probing);
         // A probe that fails opens the circuit again.
         probe.settle(Some(&fail), WAIT, &config);
         assert_eq!(b.statuses(["p"].into_iter())[0].1.state, State::Open);
         std::thread::sleep(Duration::from_millis(1100));
         // A probe whose client left lets the next request probe.
-        drop(b.pass("p", &config).unwrap());
-        let probe = b.pass("p", &config).unwrap();
+        drop(b.pass("p", &config, false).unwrap());
+        let probe = b.pass("p", &config, false).unwrap();
         probe.settle(None, WAIT, &config);
         assert!(b.healthy("p"));
         assert_eq!(b.statuses(["p"].into_iter())[0].1.failures, 0);
@@ -331,7 +361,7 @@ mod tests {
         };
         let b = Breakers::default();
         for _ in 0..10 {
-            b.pass("p", &config).unwrap().settle(
+            b.pass("p", &config, false).unwrap().settle(
                 Some(&failure(StatusCode::BAD_GATEWAY, None)),
                 WAIT,
                 &config,

@@ -122,7 +122,8 @@ pub(crate) async fn send(
         chain.insert(0, kept);
     }
     let mut failure: Option<Failure> = None;
-    for (route, prepared) in chain {
+    let count = chain.len();
+    for (i, (route, prepared)) in chain.into_iter().enumerate() {
         if failure.as_ref().is_some_and(|f| !f.retryable) {
             break;
         }
@@ -136,7 +137,7 @@ pub(crate) async fn send(
         if let Some(failure) = &failure {
             tracing::warn!(fallback = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying a fallback");
         }
-        match attempt(state, out, route, prepared).await {
+        match attempt(state, out, route, prepared, i + 1 == count).await {
             Ok(sent) => {
                 if let Some(session) = out.session {
                     state
@@ -152,12 +153,13 @@ pub(crate) async fn send(
     Err(failure.unwrap_or_else(|| Failure::invalid("No upstream could carry this request.")))
 }
 
-/// One route, with its retries.
+/// One route, with its retries; `last`: no other model is left to try.
 async fn attempt(
     state: &AppState,
     out: &Outgoing<'_>,
     route: Route,
     prepared: Prepared<'_>,
+    last: bool,
 ) -> Result<Sent, Failure> {
     let body = match prepared.body {
         Cow::Borrowed(_) => out.raw.clone(),
@@ -169,7 +171,7 @@ async fn attempt(
         forwarded.anthropic_beta = None;
     }
     let (headers, answer) =
-        with_retries(state, &route.provider, body, &forwarded, out.stream).await?;
+        with_retries(state, &route.provider, body, &forwarded, out.stream, last).await?;
     Ok(Sent {
         route,
         headers,
@@ -186,15 +188,23 @@ async fn with_retries(
     body: Bytes,
     forwarded: &Forwarded,
     stream: bool,
+    last: bool,
 ) -> Result<(HeaderMap, Answer), Failure> {
     let mut attempt = 0;
     loop {
         let breaker = &state.config.breaker;
-        let ticket = state.breakers.pass(&provider.name, breaker)?;
+        // A provider whose circuit is open is skipped while another model is left to try;
+        // with none left it gets one try, never a retry.
+        let ticket = state.breakers.pass(&provider.name, breaker, last)?;
+        let retries = if ticket.forced() {
+            0
+        } else {
+            provider.max_retries
+        };
         let result = once(state, provider, body.clone(), forwarded, stream).await;
         ticket.settle(result.as_ref().err(), MAX_RETRY_WAIT, breaker);
         match result {
-            Err(failure) if failure.retryable && attempt < provider.max_retries => {
+            Err(failure) if failure.retryable && attempt < retries => {
                 let wait = match failure.retry_after.map(Duration::from_secs) {
                     Some(wait) if wait > MAX_RETRY_WAIT => return Err(failure),
                     Some(wait) => wait,

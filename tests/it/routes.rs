@@ -221,31 +221,40 @@ async fn a_provider_failing_5_times_is_skipped_during_its_cool_down_then_probed(
 }
 
 #[tokio::test]
-async fn a_failed_probe_opens_the_circuit_again_and_without_fallbacks_the_client_gets_503() {
+async fn with_no_fallback_an_open_circuit_still_gets_one_try_and_a_failed_probe_reopens_it() {
     let mock = Mock::start();
     let breaker = "[breaker]\nfailures = 2\ncooldown_s = 2\n";
     let config = two_providers(&mock, 0, breaker).replace("fallbacks = [\"backup\"]\n", "");
     let gw = Gateway::start(&config);
+    let fail = || chat("mock:fail_model=flaky");
     for _ in 0..2 {
-        let r = gw
-            .post("/v1/chat/completions", KEY, &chat("mock:fail_model=flaky"))
-            .await;
+        let r = gw.post("/v1/chat/completions", KEY, &fail()).await;
         assert_eq!(r.status(), 502);
     }
-    let r = gw.post("/v1/chat/completions", KEY, &chat("skipped")).await;
-    assert_eq!(r.status(), 503);
-    assert!(header(&r, "retry-after").is_some());
-    assert_eq!(count(&mock, "flaky").await, 2);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let r = gw
-        .post("/v1/chat/completions", KEY, &chat("mock:fail_model=flaky"))
-        .await;
+    assert_eq!(health(&gw).await["providers"]["flaky"]["state"], "open");
+    // Open, but the only way to answer: one try, and its failure is the client's answer.
+    let r = gw.post("/v1/chat/completions", KEY, &fail()).await;
     assert_eq!(r.status(), 502);
     assert_eq!(count(&mock, "flaky").await, 3);
     assert_eq!(health(&gw).await["providers"]["flaky"]["state"], "open");
-    let r = gw.post("/v1/chat/completions", KEY, &chat("skipped")).await;
-    assert_eq!(r.status(), 503);
-    assert_eq!(count(&mock, "flaky").await, 3);
+    // After the cool-down the probe fails: open again.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let r = gw.post("/v1/chat/completions", KEY, &fail()).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(count(&mock, "flaky").await, 4);
+    let h = health(&gw).await;
+    assert_eq!(h["providers"]["flaky"]["state"], "open", "{h}");
+    assert!(
+        h["providers"]["flaky"]["probe_in_s"].as_u64().unwrap() >= 1,
+        "{h}"
+    );
+    // An answer closes it.
+    let r = gw.post("/v1/chat/completions", KEY, &chat("fine")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(health(&gw).await["providers"]["flaky"]["state"], "closed");
+    let log = gw.log();
+    assert_eq!(log.matches("circuit opened").count(), 2, "{log}");
+    assert_eq!(log.matches("circuit closed").count(), 1, "{log}");
 }
 
 #[tokio::test]
