@@ -184,6 +184,10 @@ pub struct BenchRouter(routing::Router);
 
 impl BenchRouter {
     /// The router `izzi serve` would build from `config`.
+    ///
+    /// # Errors
+    ///
+    /// When `config` does not load, as `izzi serve` would refuse it.
     pub fn new(config: &str) -> anyhow::Result<Self> {
         Ok(Self(routing::Router::new(&Config::parse(config)?, None)?))
     }
