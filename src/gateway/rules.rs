@@ -149,12 +149,18 @@ impl<'a> Request<'a> {
     }
 
     fn offers(&self, wanted: &str) -> bool {
-        self.offered_tools().iter().any(|have| {
-            have == wanted
-                || have
-                    .strip_prefix(wanted)
-                    .is_some_and(|rest| rest.starts_with('_'))
-        })
+        // A name not even in the `tools` text is not offered: a scan instead of a parse of the
+        // tools' schemas (a coding agent's are tens of KB).
+        let named = self.body.get("tools").is_some_and(|tools| {
+            memchr::memmem::find(tools.get().as_bytes(), wanted.as_bytes()).is_some()
+        });
+        named
+            && self.offered_tools().iter().any(|have| {
+                have == wanted
+                    || have
+                        .strip_prefix(wanted)
+                        .is_some_and(|rest| rest.starts_with('_'))
+            })
     }
 }
 
