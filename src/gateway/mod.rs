@@ -206,10 +206,12 @@ impl BenchRouter {
         Some(1 + rule.map_or(route.model.fallbacks.len(), |r| r.to.len() - 1))
     }
 
-    /// Only the parse the gateway does anyway, to subtract from [`BenchRouter::route`].
-    pub fn parse_only(body: &[u8]) -> Option<usize> {
-        crate::protocol::json::Body::parse(body)
-            .ok()
-            .map(|b| usize::from(b.get("model").is_some()))
+    /// What the gateway does without rules (parse, route the body's model), to subtract from
+    /// [`BenchRouter::route`].
+    pub fn baseline(&self, body: &[u8]) -> Option<usize> {
+        let parsed = crate::protocol::json::Body::parse(body).ok()?;
+        let model: String = parsed.field("model", "").ok()??;
+        let route = self.0.route(&model)?;
+        Some(1 + route.model.fallbacks.len())
     }
 }

@@ -271,14 +271,14 @@ impl Rule {
         })
     }
 
-    /// The rule's conditions, cheapest first.
+    /// The rule's conditions, cheapest first: a compare, a glob, then what the body shows.
     fn conditions(&self) -> impl Iterator<Item = Condition<'_>> {
         [
+            self.tools.as_deref().map(Condition::Tool),
+            self.keys.as_deref().map(Condition::Key),
             self.model
                 .as_ref()
                 .map(|(glob, matcher)| Condition::Model(glob, matcher)),
-            self.tools.as_deref().map(Condition::Tool),
-            self.keys.as_deref().map(Condition::Key),
             self.thinking.map(Condition::Thinking),
             self.has_images.map(Condition::HasImages),
             self.min_input_tokens.map(Condition::MinInputTokens),
