@@ -44,6 +44,11 @@ pub(crate) enum Command {
     /// Without `--model` it prints every catalog model, cheapest input first; the model a request
     /// body names is marked `*`.
     CountTokens(CountTokensArgs),
+    /// See how the gateway's `[[routes]]` rules route a request.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
     /// Point your AI coding tools (Claude Code, Cursor, Cline, Windsurf, Codex, …) at izzi.
     Setup(SetupArgs),
     /// Show which tools are found and configured, where the key lives, and whether the endpoint
@@ -226,6 +231,36 @@ pub(crate) struct ServiceInstallArgs {
     /// Port the service listens on [default: the config's `server.port`, else 8745].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RouteCommand {
+    /// Which `[[routes]]` rule a request body matches and why (each condition's value beside
+    /// the rule's), the model that would serve it and what it would cost there. Offline: nothing
+    /// is sent.
+    Explain(RouteExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RouteExplainArgs {
+    /// The client tool the request comes from: claude-code, codex, cline, cursor, opencode,
+    /// zed, openai-sdk, anthropic-sdk or other [default: other].
+    #[arg(long, value_name = "T")]
+    pub(crate) tool: Option<String>,
+    /// The client key's name the request comes with [default: @setup, the key `izzi setup`
+    /// stored].
+    #[arg(long, value_name = "K")]
+    pub(crate) key: Option<String>,
+    /// Config file [default: $IZZI_HOME/config.toml; without it, the embedded defaults].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print JSON (the shape is documented in docs/cli-json.md).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A request body (JSON: Anthropic Messages, Chat Completions or Responses); `-` reads
+    /// stdin.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,8 @@ mod wire;
 use std::process::ExitCode;
 
 #[doc(hidden)]
+pub use gateway::BenchRouter;
+#[doc(hidden)]
 pub use tokens::bench_count;
 
 /// Entry point of the binary.

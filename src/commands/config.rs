@@ -20,10 +20,7 @@ pub(crate) fn run(command: ConfigCommand) -> Result<()> {
 /// catalog with its `[[models]]` and the providers' URLs and keys.
 fn check(path: Option<&std::path::Path>) -> Result<()> {
     let (config, path) = Config::load(path)?;
-    crate::gateway::Router::new(&config, None).with_context(|| match &path {
-        Some(path) => format!("the config file `{}` is invalid", path.display()),
-        None => "the embedded defaults are invalid".to_owned(),
-    })?;
+    crate::gateway::Router::new(&config, None).with_context(|| Config::invalid(path.as_deref()))?;
     let text = toml::to_string_pretty(&config.masked())
         .context("cannot write the effective config as TOML")?;
     output::line(text.trim_end());

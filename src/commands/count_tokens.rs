@@ -104,14 +104,14 @@ fn tokenize(prompt: &Prompt<'_>, models: &[&Model]) {
 }
 
 /// The text to count and where it came from.
-struct Input {
+pub(super) struct Input {
     /// The path as given, or `-` for stdin.
-    source: String,
-    text: String,
+    pub(super) source: String,
+    pub(super) text: String,
 }
 
 impl Input {
-    fn read(file: Option<&Path>) -> Result<Self> {
+    pub(super) fn read(file: Option<&Path>) -> Result<Self> {
         let path = match file {
             Some(path) if path != Path::new("-") => path,
             Some(_) => return Self::stdin(),
@@ -156,7 +156,7 @@ impl Input {
     }
 
     /// The parsed body, when the input is JSON (a `.json` file, or text that starts with `{`).
-    fn json(&self) -> Result<Option<Value>> {
+    pub(super) fn json(&self) -> Result<Option<Value>> {
         let named_json = Path::new(&self.source)
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
@@ -187,22 +187,22 @@ struct Report<'a> {
 
 /// One model's count and prices. Money is USD as decimal strings.
 #[derive(Serialize)]
-struct Row<'a> {
+pub(super) struct Row<'a> {
     id: &'a str,
     provider: &'a str,
     tokenizer: &'a str,
     input_tokens: u64,
     exact: bool,
-    input_cost_usd: Decimal,
-    max_output_tokens: u64,
-    output_cost_usd_max: Decimal,
-    total_cost_usd_max: Decimal,
+    pub(super) input_cost_usd: Decimal,
+    pub(super) max_output_tokens: u64,
+    pub(super) output_cost_usd_max: Decimal,
+    pub(super) total_cost_usd_max: Decimal,
     #[serde(skip)]
     how: String,
 }
 
 impl<'a> Row<'a> {
-    fn new(model: &'a Model, prompt: &Prompt<'_>, request_max: Option<u64>) -> Self {
+    pub(super) fn new(model: &'a Model, prompt: &Prompt<'_>, request_max: Option<u64>) -> Self {
         let count = prompt.count(model);
         let max_output = u64::from(model.max_output);
         let max_output_tokens = request_max.map_or(max_output, |m| m.min(max_output));
@@ -233,7 +233,7 @@ impl<'a> Row<'a> {
     }
 
     /// `1,234`, or `~1,234` for an estimate.
-    fn tokens(&self) -> String {
+    pub(super) fn tokens(&self) -> String {
         let mark = if self.exact { "" } else { "~" };
         format!("{mark}{}", output::thousands(self.input_tokens))
     }

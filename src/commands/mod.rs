@@ -9,6 +9,7 @@ mod key;
 mod keys;
 mod man;
 mod models;
+mod route;
 mod serve;
 mod service;
 mod setup;
@@ -37,6 +38,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<()> {
         Command::Key { command } => key::run(&command),
         Command::Models(args) => models::run(&args),
         Command::CountTokens(args) => count_tokens::run(&args),
+        Command::Route { command } => route::run(&command),
         Command::Config { command } => config::run(command),
         Command::Completions { shell } => {
             completions::run(shell);

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 mod dashboard;
 mod masked;
 mod responses;
+mod routes;
 
 pub(crate) use dashboard::{Alerts, Dashboard};
+pub(crate) use routes::{Affinity, Breaker, Lines, Names, RouteRule};
 
 use crate::catalog::{DefaultPrice, ModelOverride};
 use crate::protocol::Kind;
@@ -48,6 +50,17 @@ pub(crate) struct Config {
     pub(crate) dashboard: Dashboard,
     #[serde(default)]
     pub(crate) alerts: Alerts,
+    /// Routing rules, tried in order: the first whose conditions all hold picks the model.
+    #[serde(default)]
+    pub(crate) routes: Vec<RouteRule>,
+    #[serde(default)]
+    pub(crate) breaker: Breaker,
+    #[serde(default)]
+    pub(crate) affinity: Affinity,
+    /// Where `[[routes]]` and `[[models]]` fields are, for errors found after parsing.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) lines: Lines,
 }
 
 /// `[telemetry]`: OpenTelemetry export, off unless an endpoint is set.
@@ -361,11 +374,26 @@ impl Config {
     pub(crate) fn parse(text: &str) -> Result<Self> {
         // toml's message names the line, column and field, and shows the offending line, whose
         // value may be a key: masked, since the message reaches logs and journals.
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             anyhow::anyhow!("{}", crate::secrets::mask_secrets(e.to_string().trim_end()))
         })?;
+        config.lines = Lines::scan(text);
         config.check()?;
         Ok(config)
+    }
+
+    /// Where a field of the `index`th `[[routes]]` or `[[models]]` entry is (line and field),
+    /// for errors found once the catalog and providers are known.
+    pub(crate) fn locate(&self, table: &str, index: usize, field: &str) -> String {
+        self.lines.at(table, index, field)
+    }
+
+    /// The context of an error in the config loaded from `path`.
+    pub(crate) fn invalid(path: Option<&Path>) -> String {
+        match path {
+            Some(path) => format!("the config file `{}` is invalid", path.display()),
+            None => "the embedded defaults are invalid".to_owned(),
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -439,6 +467,7 @@ impl Config {
         if self.state.lease_s < 3 {
             bail!("`state.lease_s` must be at least 3 (slots are renewed every third of it)");
         }
+        routes::check(&self.routes, &self.breaker, &self.affinity, &self.lines)?;
         for (i, k) in self.keys.iter().enumerate() {
             if !valid_key_name(&k.name) {
                 bail!(

@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -54,7 +53,11 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) forwarded: &'a Forwarded,
     /// The key has credits or a budget: a fallback without a price is never tried.
     pub(crate) priced_only: bool,
-    /// The agent session the headers name (`attribution`).
+    /// The models tried after the first, in order: a route's other targets, or the model's
+    /// `fallbacks`.
+    pub(crate) fallbacks: &'a [String],
+    /// The agent session, kept on the model that last served it and sent as OpenAI's
+    /// `prompt_cache_key` (`attribution`).
     pub(crate) session: Option<&'a str>,
 }
 
@@ -94,15 +97,16 @@ pub(crate) fn prepare<'a>(
 }
 
 /// Sends to `primary` (whose body is already `prepared`), retrying it, then to each of its
-/// fallbacks that routes and can carry the request, until one answers.
+/// fallbacks that routes and can carry the request, until one answers. A session goes first to
+/// the model that last served it, while that model's provider is healthy; a provider whose
+/// circuit is open is skipped at once.
 pub(crate) async fn send(
     state: &AppState,
     out: &Outgoing<'_>,
     primary: Route,
     prepared: Prepared<'_>,
 ) -> Result<Sent, Failure> {
-    let model = Arc::clone(&primary.model);
-    let fallbacks = model
+    let fallbacks = out
         .fallbacks
         .iter()
         .filter_map(|m| state.router.route(m))
@@ -112,37 +116,59 @@ pub(crate) async fn send(
                 tracing::debug!(model = %route.model.id, "fallback has no price; not tried for a key with money limits");
             }
             !free
-        })
-        .filter_map(|route| match prepare(state, out, &route) {
-            Ok(prepared) => Some((route, prepared)),
-            Err(err) => {
-                tracing::debug!(model = %route.model.id, error = %without_values(&err.message), "fallback cannot carry this request");
-                None
-            }
         });
-    let mut failure = match attempt(state, out, primary, prepared).await {
-        Ok(sent) => return Ok(sent),
-        Err(failure) => failure,
-    };
-    for (route, prepared) in fallbacks {
-        if !failure.retryable {
+    let mut chain: Vec<(Route, Option<Prepared<'_>>)> = std::iter::once((primary, Some(prepared)))
+        .chain(fallbacks.map(|route| (route, None)))
+        .collect();
+    let last = out
+        .session
+        .and_then(|session| state.affinity.get(session, &state.config.affinity));
+    if let Some(last) = last
+        && let Some(at) = chain.iter().position(|(route, _)| route.model.id == last)
+        && state.breakers.healthy(&chain[at].0.provider.name)
+    {
+        let kept = chain.remove(at);
+        chain.insert(0, kept);
+    }
+    let mut failure: Option<Failure> = None;
+    let count = chain.len();
+    for (i, (route, prepared)) in chain.into_iter().enumerate() {
+        if failure.as_ref().is_some_and(|f| !f.retryable) {
             break;
         }
-        tracing::warn!(fallback = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying a fallback");
-        failure = match attempt(state, out, route, prepared).await {
-            Ok(sent) => return Ok(sent),
-            Err(failure) => failure,
+        let prepared = match prepared.map_or_else(|| prepare(state, out, &route), Ok) {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                tracing::debug!(model = %route.model.id, error = %without_values(&err.message), "fallback cannot carry this request");
+                continue;
+            }
         };
+        if let Some(failure) = &failure {
+            tracing::warn!(fallback = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying a fallback");
+        }
+        match attempt(state, out, route, prepared, i + 1 == count).await {
+            Ok(sent) => {
+                if let Some(session) = out.session {
+                    state
+                        .affinity
+                        .remember(session, &sent.route.model.id, &state.config.affinity);
+                }
+                return Ok(sent);
+            }
+            Err(failed) => failure = Some(failed),
+        }
     }
-    Err(failure)
+    // The primary is always in the chain and always prepared, so a failure was recorded.
+    Err(failure.unwrap_or_else(|| Failure::invalid("No upstream could carry this request.")))
 }
 
-/// One route, with its retries.
+/// One route, with its retries; `last`: no other model is left to try.
 async fn attempt(
     state: &AppState,
     out: &Outgoing<'_>,
     route: Route,
     prepared: Prepared<'_>,
+    last: bool,
 ) -> Result<Sent, Failure> {
     let body = match prepared.body {
         Cow::Borrowed(_) => out.raw.clone(),
@@ -150,8 +176,15 @@ async fn attempt(
     };
     // `anthropic-beta` goes to Anthropic-kind providers as the client sent it, translated or
     // not (`upstream::send` gives it to no other kind).
-    let (headers, answer) =
-        with_retries(state, &route.provider, body, out.forwarded, out.stream).await?;
+    let (headers, answer) = with_retries(
+        state,
+        &route.provider,
+        body,
+        out.forwarded,
+        out.stream,
+        last,
+    )
+    .await?;
     Ok(Sent {
         route,
         headers,
@@ -168,11 +201,23 @@ async fn with_retries(
     body: Bytes,
     forwarded: &Forwarded,
     stream: bool,
+    last: bool,
 ) -> Result<(HeaderMap, Answer), Failure> {
     let mut attempt = 0;
     loop {
-        match once(state, provider, body.clone(), forwarded, stream).await {
-            Err(failure) if failure.retryable && attempt < provider.max_retries => {
+        let breaker = &state.config.breaker;
+        // A provider whose circuit is open is skipped while another model is left to try;
+        // with none left it gets one try, never a retry.
+        let ticket = state.breakers.pass(&provider.name, breaker, last)?;
+        let retries = if ticket.forced() {
+            0
+        } else {
+            provider.max_retries
+        };
+        let result = once(state, provider, body.clone(), forwarded, stream).await;
+        ticket.settle(result.as_ref().err(), MAX_RETRY_WAIT, breaker);
+        match result {
+            Err(failure) if failure.retryable && attempt < retries => {
                 let wait = match failure.retry_after.map(Duration::from_secs) {
                     Some(wait) if wait > MAX_RETRY_WAIT => return Err(failure),
                     Some(wait) => wait,

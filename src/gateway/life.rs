@@ -28,6 +28,8 @@ pub(super) struct Asked {
     pub(super) attribution: Attribution,
     /// The model as the client named it (an alias included).
     pub(super) model: String,
+    /// The `[[routes]]` rule that picked the model, if one did.
+    pub(super) route: Option<Arc<str>>,
     pub(super) stream: bool,
 }
 
@@ -46,6 +48,8 @@ pub(super) struct Life {
     pub(super) requested_model: String,
     pub(super) model: Arc<Model>,
     pub(super) provider: String,
+    /// The `[[routes]]` rule that picked the model, if one did.
+    pub(super) route: Option<Arc<str>>,
     pub(super) stream: bool,
     /// The status the client got; 499 until an answer goes out.
     pub(super) status: StatusCode,
@@ -77,6 +81,7 @@ impl Life {
             requested_model: asked.model,
             model: Arc::clone(&route.model),
             provider: route.provider.name.clone(),
+            route: asked.route,
             stream: asked.stream,
             status: CLIENT_GONE,
             outcome: Outcome::ClientGone,
@@ -122,6 +127,7 @@ impl Drop for Life {
             key_name = self.admission.as_ref().map(Admission::key),
             model = %self.model.id,
             provider = %self.provider,
+            route = self.route.as_deref(),
             stream = self.stream,
             status = self.status.as_u16(),
             outcome = self.outcome.as_str(),
@@ -139,6 +145,7 @@ impl Drop for Life {
             requested_model: std::mem::take(&mut self.requested_model),
             model: Arc::clone(&self.model),
             provider: std::mem::take(&mut self.provider),
+            route: self.route.take(),
             status: self.status.as_u16(),
             outcome: self.outcome,
             stream: self.stream,

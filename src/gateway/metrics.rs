@@ -71,7 +71,25 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
         "izzi_state_unavailable_total",
         "Calls to the shared state (Redis) that failed or timed out."
     );
+    metrics::describe_gauge!(
+        "izzi_circuit_open",
+        "1 while a provider's circuit breaker is open (the provider is skipped), else 0."
+    );
+    metrics::describe_counter!(
+        "izzi_circuit_opened_total",
+        "Times a provider's circuit breaker opened."
+    );
     Ok(handle)
+}
+
+/// A provider's circuit opened (`open`) or closed.
+pub(crate) fn circuit(provider: &str, open: bool) {
+    let label = provider.to_owned();
+    metrics::gauge!("izzi_circuit_open", "provider" => label.clone())
+        .set(f64::from(u8::from(open)));
+    if open {
+        metrics::counter!("izzi_circuit_opened_total", "provider" => label).increment(1);
+    }
 }
 
 /// `GET /metrics`.

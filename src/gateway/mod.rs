@@ -1,9 +1,11 @@
 //! `izzi serve`: the local gateway. `server` wires HTTP; `proxy` carries one request through
 //! auth, routing, translation and the upstream; the other modules each own one concern.
 
+mod affinity;
 mod alerts;
 mod api;
 mod auth;
+mod breaker;
 mod compact;
 mod count;
 mod dashboard;
@@ -21,6 +23,7 @@ mod reload;
 mod request;
 mod responses;
 mod routing;
+mod rules;
 mod server;
 mod telemetry;
 #[cfg(test)]
@@ -43,6 +46,8 @@ pub(crate) use request::check_shape;
 pub(crate) use routing::HOSTED_BASE;
 /// `izzi config check` builds one to check the catalog and providers as `serve` would.
 pub(crate) use routing::Router;
+/// `izzi route explain` evaluates the rules as `serve` would.
+pub(crate) use rules::{Check as RuleCheck, Request as RuleRequest};
 
 /// Shared state of a running gateway. A request sees one `AppState` from start to end: a config
 /// reload makes a new one (its own `config`, `router` and `client`) around the same keys, limits,
@@ -64,6 +69,10 @@ pub(crate) struct AppState {
     pub(crate) alerts: Arc<alerts::Alerts>,
     /// The JSON API's own connection to the ledger.
     pub(crate) reader: Arc<api::Reader>,
+    /// Each provider's circuit breaker (kept across reloads).
+    pub(crate) breakers: Arc<breaker::Breakers>,
+    /// The model that last served each session (kept across reloads).
+    pub(crate) affinity: Arc<affinity::Affinity>,
 }
 
 /// Where to listen and which config to use, from the command line.
@@ -80,7 +89,8 @@ pub(crate) struct ServeOptions {
 pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     let (config, path) = Config::load(options.config.as_deref())?;
     let stored_key = crate::secrets::stored_key().context("cannot read the stored key")?;
-    let router = routing::Router::new(&config, stored_key.as_deref())?;
+    let router = routing::Router::new(&config, stored_key.as_deref())
+        .with_context(|| Config::invalid(path.as_deref()))?;
     // Opening the database may mean connecting to PostgreSQL, through blocking calls.
     let state_config = config.state.clone();
     let (store, stored_keys, limiter, responses) = tokio::task::spawn_blocking(move || {
@@ -143,6 +153,8 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
         process: Arc::new(reload::Process::new(path.clone())),
         alerts: Arc::new(alerts::Alerts::new()),
         reader: Arc::new(api::Reader::new(&config.state)),
+        breakers: Arc::default(),
+        affinity: Arc::default(),
         config,
         router,
         keys,
@@ -183,4 +195,42 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
     // The ledger is flushed: its last rows' spans are queued.
     telemetry::flush().await;
     served
+}
+
+/// The benchmark's way in (`benches/routing.rs`): a router from config text. Not an API.
+#[doc(hidden)]
+pub struct BenchRouter(routing::Router);
+
+impl BenchRouter {
+    /// The router `izzi serve` would build from `config`.
+    ///
+    /// # Errors
+    ///
+    /// When `config` does not load, as `izzi serve` would refuse it.
+    pub fn new(config: &str) -> anyhow::Result<Self> {
+        Ok(Self(routing::Router::new(&Config::parse(config)?, None)?))
+    }
+
+    /// What the gateway does to route a request: parses `body`'s top level, picks a rule and
+    /// routes its model (or the body's). Returns how many models would be tried.
+    pub fn route(&self, body: &[u8], user_agent: &str, key: &str) -> Option<usize> {
+        let parsed = crate::protocol::json::Body::parse(body).ok()?;
+        let model: String = parsed.field("model", "").ok()??;
+        let tool = crate::attribution::Tool::from_user_agent(user_agent);
+        let rule = self
+            .0
+            .rules()
+            .pick(&rules::Request::new(&model, tool, key, &parsed, body));
+        let route = self.0.route(rule.map_or(model.as_str(), |r| &r.to[0]))?;
+        Some(1 + rule.map_or(route.model.fallbacks.len(), |r| r.to.len() - 1))
+    }
+
+    /// What the gateway does without rules (parse, route the body's model), to subtract from
+    /// [`BenchRouter::route`].
+    pub fn baseline(&self, body: &[u8]) -> Option<usize> {
+        let parsed = crate::protocol::json::Body::parse(body).ok()?;
+        let model: String = parsed.field("model", "").ok()??;
+        let route = self.0.route(&model)?;
+        Some(1 + route.model.fallbacks.len())
+    }
 }

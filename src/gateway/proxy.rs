@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use rust_decimal::Decimal;
@@ -25,6 +25,7 @@ use super::limits::{Admission, Refusal};
 use super::relay::relay_stream;
 use super::request::{check_shape, read_body, route};
 use super::routing::Route;
+use super::rules::{self, Rule};
 use super::upstream::Forwarded;
 use crate::attribution::Attribution;
 use crate::catalog::Pricing;
@@ -61,17 +62,30 @@ async fn handle(
     };
     let body = Body::parse(&bytes).map_err(|e| ApiError::invalid(e.0))?;
     let shape = check_shape(format, &body)?;
-    let route = route(&state, &shape.model)?;
+    let attribution = Attribution::of(&parts.headers);
+    let rule = state.router.rules().pick(&rules::Request::new(
+        &shape.model,
+        attribution.tool,
+        &client.name,
+        &body,
+        &bytes,
+    ));
+    let wanted = rule.map_or(shape.model.as_str(), |rule| &rule.to[0]);
+    let route = route(&state, wanted)?;
     let priced_only = client.has_money_limits();
     if priced_only && route.model.pricing == Pricing::Unpriced {
         super::metrics::refused(super::metrics::Reason::UnpricedModel);
         return Err(ApiError::invalid(format!(
-            "The model `{}` has no price, and this key has credits or a budget, so izzi cannot charge for it. Add a `[[models]]` entry for it with `input_per_mtok` and `output_per_mtok` (or set `[default_price]`) in config.toml.",
-            shape.model
+            "The model `{wanted}` has no price, and this key has credits or a budget, so izzi cannot charge for it. Add a `[[models]]` entry for it with `input_per_mtok` and `output_per_mtok` (or set `[default_price]`) in config.toml."
         )));
     }
+    // A route to several models tries them in order instead of the first one's fallbacks.
+    let model = Arc::clone(&route.model);
+    let fallbacks = match rule {
+        Some(rule) if rule.to.len() > 1 => &rule.to[1..],
+        _ => &model.fallbacks[..],
+    };
     let forwarded = Forwarded::from_headers(&parts.headers);
-    let attribution = Attribution::of(&parts.headers);
     let outgoing = Outgoing {
         format,
         body: &body,
@@ -80,6 +94,7 @@ async fn handle(
         stream: shape.stream,
         forwarded: &forwarded,
         priced_only,
+        fallbacks,
         session: attribution.session.as_deref(),
     };
     // A request the provider cannot carry is a shape error: refused before it counts.
@@ -90,17 +105,23 @@ async fn handle(
     };
     let rate = admission.headers();
     let asked = Asked {
-        attribution: Attribution::of(&parts.headers),
+        attribution: attribution.clone(),
         model: shape.model.clone(),
+        route: rule.map(|rule| Arc::clone(&rule.name)),
         stream: shape.stream,
     };
     let mut life = Life::new(&state, admission, asked, &route, started, bytes.clone());
+    let served = Served { rule, model: None };
     let sent = match dispatch::send(&state, &outgoing, route, prepared).await {
         Ok(sent) => sent,
         Err(failure) => {
             life.failed(failure.error.status, failure.outcome);
-            return Ok(rate.attach(failure.error.into_response()));
+            return Ok(served.attach(rate.attach(failure.error.into_response())));
         }
+    };
+    let served = Served {
+        model: HeaderValue::try_from(sent.route.model.id.as_str()).ok(),
+        ..served
     };
     life.model = Arc::clone(&sent.route.model);
     life.provider.clone_from(&sent.route.provider.name);
@@ -109,7 +130,7 @@ async fn handle(
     let mut response = match sent.answer {
         Answer::Whole(answer) => match whole(format, kind, &target, answer, life) {
             Ok(response) => response,
-            Err(err) => return Ok(rate.attach(err.into_response())),
+            Err(err) => return Ok(served.attach(rate.attach(err.into_response()))),
         },
         Answer::Stream { first, rest } => relay_stream(
             format,
@@ -125,7 +146,27 @@ async fn handle(
     if let Some(turn) = turn {
         response = turn.keep(Arc::clone(&state), response).await;
     }
-    Ok(rate.attach(response))
+    Ok(served.attach(rate.attach(response)))
+}
+
+/// What served a request, told in every answer: `x-izzi-model` (the model that answered) and
+/// `x-izzi-route` (the `[[routes]]` rule that picked it, when one did).
+struct Served<'a> {
+    rule: Option<&'a Rule>,
+    model: Option<HeaderValue>,
+}
+
+impl Served<'_> {
+    fn attach(self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        if let Some(model) = self.model {
+            headers.insert(HeaderName::from_static("x-izzi-model"), model);
+        }
+        if let Some(rule) = self.rule {
+            headers.insert(HeaderName::from_static("x-izzi-route"), rule.header.clone());
+        }
+        response
+    }
 }
 
 /// The limits step. A key with a balance or a budget holds the request's worst-case cost: its

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use super::{AppState, routing, upstream};
@@ -132,7 +132,8 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
     let path = source.path.clone();
     let (config, path) =
         tokio::task::spawn_blocking(move || Config::load(path.as_deref())).await??;
-    let router = routing::Router::new(&config, source.stored_key.as_deref())?;
+    let router = routing::Router::new(&config, source.stored_key.as_deref())
+        .with_context(|| Config::invalid(path.as_deref()))?;
     let client = if same_upstream_settings(&current.config, &config) {
         current.client.clone()
     } else {
@@ -166,6 +167,8 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
         process: Arc::clone(&current.process),
         alerts: Arc::clone(&current.alerts),
         reader: Arc::clone(&current.reader),
+        breakers: Arc::clone(&current.breakers),
+        affinity: Arc::clone(&current.affinity),
     };
     Ok((state, path))
 }

@@ -16,6 +16,8 @@ use crate::catalog::{Catalog, DefaultPrice, Model};
 use crate::config::{self, Config};
 use crate::protocol::Kind;
 
+use super::rules::Rules;
+
 /// The hosted Izzi API, the upstream when config names no providers.
 pub(crate) const HOSTED_BASE: &str = "https://api.izziapi.com";
 
@@ -97,6 +99,8 @@ pub(crate) struct Router {
     providers: Vec<Arc<Provider>>,
     /// `[default_price]`, for models only a provider's glob knows.
     default_price: Option<DefaultPrice>,
+    /// `[[routes]]`, compiled.
+    rules: Rules,
 }
 
 impl Router {
@@ -129,12 +133,25 @@ impl Router {
                 .map(configured)
                 .collect::<Result<_>>()?
         };
-        Ok(Self {
+        let router = Self {
             catalog,
             models,
             providers: providers.into_iter().map(Arc::new).collect(),
             default_price: config.default_price,
-        })
+            rules: Rules::new(&config.routes)?,
+        };
+        super::rules::check(config, &router.catalog, |name| router.route(name).is_some())?;
+        Ok(router)
+    }
+
+    /// The routing rules.
+    pub(crate) fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Every provider, in config order.
+    pub(crate) fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
     }
 
     /// The catalog behind the table.

@@ -435,6 +435,11 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         "uptime_s": state.process.uptime_s(),
         "config": state.process.reloads(),
         "ledger": ledger,
+        "providers": state
+            .breakers
+            .statuses(state.router.providers().iter().map(|p| p.name.as_str()))
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
     }))
     .into_response()
 }

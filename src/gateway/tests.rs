@@ -70,6 +70,8 @@ plan = "ultra"
             .handle(),
         limits: Arc::new(limits),
         alerts: Arc::new(super::alerts::Alerts::new()),
+        breakers: Arc::default(),
+        affinity: Arc::default(),
         reader: Arc::new(super::api::Reader::new(&config.state)),
         responses: Arc::new(ResponseStore::Sqlite(Mutex::new(Store::open(&db).unwrap()))),
         keys,

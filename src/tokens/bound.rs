@@ -26,7 +26,7 @@ pub(crate) fn input_bound(model: &Model, body: &[u8]) -> u64 {
     let mut media = 0_u64;
     for kind in part_types(body) {
         match kind {
-            b"image" | b"image_url" | b"input_image" => media += max_image_tokens(family),
+            kind if is_image(kind) => media += max_image_tokens(family),
             b"document" | b"file" | b"input_file" => return limit,
             _ => {}
         }
@@ -46,6 +46,27 @@ fn max_image_tokens(family: Family) -> u64 {
     }
 }
 
+/// Bytes of a request body per input token in [`input_estimate`]: prose and code run 3 to 5.
+const BYTES_PER_TOKEN: u64 = 4;
+
+/// Whether a part type is an image, in any format.
+fn is_image(kind: &[u8]) -> bool {
+    matches!(kind, b"image" | b"image_url" | b"input_image")
+}
+
+/// A cheap estimate of a request's input tokens, for routing rules (`min_input_tokens`), made
+/// without tokenizing and before the model is known: a quarter of the body's bytes, plus each
+/// image at Claude's largest (1600).
+pub(crate) fn input_estimate(body: &[u8]) -> u64 {
+    let images = part_types(body).filter(|kind| is_image(kind)).count() as u64;
+    body.len() as u64 / BYTES_PER_TOKEN + images * max_image_tokens(Family::Claude)
+}
+
+/// Whether any part of `body` (a request of any format) is an image.
+pub(crate) fn has_images(body: &[u8]) -> bool {
+    part_types(body).any(is_image)
+}
+
 /// The value of every `"type": "..."` member in `body`. A `"type"` inside a string has its
 /// quotes escaped (`\"type\"`), so every match is a real member name.
 fn part_types(body: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -63,6 +84,19 @@ fn part_types(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+
+    #[test]
+    fn the_estimate_is_a_quarter_of_the_bytes_and_images_at_their_largest() {
+        let text = r#"{"messages":[{"role":"user","content":"hello there, how are you"}]}"#;
+        assert_eq!(input_estimate(text.as_bytes()), text.len() as u64 / 4);
+        assert!(!has_images(text.as_bytes()));
+        let image = r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/a.png"}}]}]}"#;
+        assert_eq!(
+            input_estimate(image.as_bytes()),
+            image.len() as u64 / 4 + 1600
+        );
+        assert!(has_images(image.as_bytes()));
+    }
 
     fn bound(model: &str, body: &str) -> u64 {
         let catalog = Catalog::load(&[]).unwrap();

@@ -148,7 +148,8 @@ async fn streams_are_relayed_as_they_arrive() {
 #[tokio::test]
 async fn upstream_errors_map_as_spec_says() {
     let mock = Mock::start();
-    let gw = Gateway::start(&mock_config(&mock, ""));
+    // Every failure here is on purpose: no circuit breaker may skip the provider.
+    let gw = Gateway::start(&mock_config(&mock, "[breaker]\nfailures = 0\n"));
     let gw = &gw;
     let send = |text: &str, claude: bool| {
         let (path, body) = if claude {

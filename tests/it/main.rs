@@ -19,6 +19,7 @@ mod privacy;
 #[cfg(unix)]
 mod reload;
 mod responses_state;
+mod routes;
 #[cfg(target_os = "linux")]
 mod service;
 mod setup;

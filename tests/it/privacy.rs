@@ -23,9 +23,10 @@ async fn post(gw: &Gateway, path: &str, body: &Value) -> (u16, String) {
 #[tokio::test]
 async fn debug_logs_hold_no_prompt_completion_or_key() {
     let mock = Mock::start();
+    // Failures on purpose, many per provider: no circuit breaker may skip them.
+    let config = mock_config(&mock, "[breaker]\nfailures = 0\n");
     // Every crate at debug, izzi at trace.
-    let mut gw =
-        Gateway::start_logging(home_with(&mock_config(&mock, "")), &[], "debug,izzi=trace");
+    let mut gw = Gateway::start_logging(home_with(&config), &[], "debug,izzi=trace");
     let mut answers = Vec::new();
     for stream in [false, true] {
         for (path, model) in [

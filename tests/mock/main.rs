@@ -8,7 +8,8 @@
 //!   `mock:retry_after=S` adds `Retry-After`; `mock:html` makes the error body an HTML page,
 //!   `mock:text` a line of plain text (as proxies in front of a provider answer).
 //! - `mock:fail_first=N mock:id=X` fail the first N requests carrying id X (then answer), with
-//!   `mock:fail_status=N` (default 503).
+//!   `mock:fail_status=N` (default 503); `mock:fail_model=M` fails every request for the model
+//!   `M` (letters, digits and `_`), so one of two providers on the same mock fails.
 //! - `mock:delay_ms=N` wait before the response head; `mock:chunk_delay_ms=N` between events.
 //! - `mock:pause_ms=N` pause once, after the first stream event (a model thinking).
 //! - `mock:drop_after=N` stream N events, then cut the connection; `mock:end_after=N` stream N
@@ -88,6 +89,7 @@ struct Directives {
     word_bytes: usize,
     fail_first: u64,
     fail_status: Option<u16>,
+    fail_model: Option<String>,
     id: String,
     /// The answer's id (`msg_{rid}`, `chatcmpl-{rid}`); `mock` when not given.
     rid: Option<String>,
@@ -128,6 +130,7 @@ impl Directives {
                 "fail_status" => d.fail_status = u16::try_from(num).ok(),
                 "id" => value.clone_into(&mut d.id),
                 "rid" => d.rid = Some(value.to_owned()),
+                "fail_model" => d.fail_model = Some(value.to_owned()),
                 _ => {}
             }
         }
@@ -741,6 +744,10 @@ async fn reply(
     let d = Directives::parse(&String::from_utf8_lossy(&body));
     if d.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(d.delay_ms)).await;
+    }
+    let model = request.get("model").and_then(Value::as_str);
+    if d.fail_model.is_some() && d.fail_model.as_deref() == model {
+        return error_response(wire, &d, d.fail_status.unwrap_or(503));
     }
     if let Some(status) = d.status.or_else(|| failing(&state, &d)) {
         return error_response(wire, &d, status);

@@ -19,8 +19,11 @@ pub(crate) struct Finished {
     pub(crate) attribution: Attribution,
     /// The model as the client named it.
     pub(crate) requested_model: String,
+    /// The model that served the request (after routing rules and fallbacks).
     pub(crate) model: Arc<Model>,
     pub(crate) provider: String,
+    /// The `[[routes]]` rule that picked the model, if one did.
+    pub(crate) route: Option<Arc<str>>,
     /// The status the client got (499 when it left before any answer).
     pub(crate) status: u16,
     pub(crate) outcome: Outcome,
@@ -115,7 +118,7 @@ impl Finished {
             attribution: self.attribution.clone(),
             requested_model: self.requested_model.clone(),
             model: self.model.id.clone(),
-            route: None,
+            route: self.route.as_deref().map(str::to_owned),
             provider: self.provider.clone(),
             status: self.status,
             outcome: self.outcome,

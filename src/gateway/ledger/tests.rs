@@ -45,6 +45,7 @@ fn finished(limiter: &Arc<Limiter>, usage: Usage, answered: Option<Answered>) ->
         requested_model: "m".into(),
         model: model(),
         provider: "p".into(),
+        route: None,
         status: 200,
         outcome: Outcome::Completed,
         stream: true,
