@@ -258,11 +258,33 @@ async fn limits(State(state): State<Arc<AppState>>) -> Json<AllLimits> {
 
 #[derive(Debug, Serialize)]
 struct Upstreams {
-    upstreams: Vec<super::upstream_stats::Upstream>,
+    upstreams: Vec<UpstreamLine>,
+}
+
+/// A provider's traffic since start, and its circuit breaker's state now.
+#[derive(Debug, Serialize)]
+struct UpstreamLine {
+    #[serde(flatten)]
+    traffic: super::upstream_stats::Upstream,
+    circuit: super::breaker::State,
 }
 
 async fn upstreams(State(state): State<Arc<AppState>>) -> Json<Upstreams> {
-    Json(Upstreams {
-        upstreams: state.ledger.upstreams().report(),
-    })
+    let providers = state.router.providers();
+    let traffic = state
+        .ledger
+        .upstreams()
+        .report(providers.iter().map(|p| p.name.as_str()));
+    let circuits = state
+        .breakers
+        .statuses(traffic.iter().map(|t| t.provider.as_str()))
+        .into_iter()
+        .map(|(_, status)| status.state)
+        .collect::<Vec<_>>();
+    let upstreams = traffic
+        .into_iter()
+        .zip(circuits)
+        .map(|(traffic, circuit)| UpstreamLine { traffic, circuit })
+        .collect();
+    Json(Upstreams { upstreams })
 }

@@ -43,8 +43,6 @@ pub(crate) struct Upstream {
     pub(crate) latency_p50_ms: Option<u64>,
     pub(crate) latency_p95_ms: Option<u64>,
     pub(crate) last_error: Option<LastError>,
-    /// The circuit breaker's state, where there is one (none yet).
-    pub(crate) circuit: Option<&'static str>,
 }
 
 /// Whether a request failed on the upstream's side (a client that left is not the upstream's
@@ -81,15 +79,22 @@ impl UpstreamStats {
         }
     }
 
-    /// Every provider that served a request, by name.
-    pub(crate) fn report(&self) -> Vec<Upstream> {
+    /// Each of `configured` (those without traffic too), then any other provider that served a
+    /// request (one a reload removed), by name.
+    pub(crate) fn report<'p>(&self, configured: impl Iterator<Item = &'p str>) -> Vec<Upstream> {
         let stats = self
             .by_provider
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        stats
-            .iter()
-            .map(|(provider, stat)| {
+        let idle = Stat::default();
+        let mut names: Vec<&str> = configured.collect();
+        names.extend(stats.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|provider| {
+                let stat = stats.get(provider).unwrap_or(&idle);
                 let mut sorted: Vec<u64> = stat.latencies.iter().copied().collect();
                 sorted.sort_unstable();
                 let percentile = |p: usize| {
@@ -99,14 +104,13 @@ impl UpstreamStats {
                 #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
                 let error_rate = stat.errors as f64 / stat.requests.max(1) as f64;
                 Upstream {
-                    provider: provider.clone(),
+                    provider: provider.to_owned(),
                     requests: stat.requests,
                     errors: stat.errors,
                     error_rate,
                     latency_p50_ms: percentile(50),
                     latency_p95_ms: percentile(95),
                     last_error: stat.last_error.clone(),
-                    circuit: None,
                 }
             })
             .collect()

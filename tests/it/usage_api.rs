@@ -251,7 +251,7 @@ async fn the_api_gives_what_izzi_usage_json_gives_and_the_log_pages_and_polls() 
     assert!(
         openai["latency_p95_ms"].as_u64().unwrap() >= openai["latency_p50_ms"].as_u64().unwrap()
     );
-    assert_eq!(anthropic["circuit"], Value::Null);
+    assert_eq!(anthropic["circuit"], "closed");
 
     // Bad filters are 400s in the usual shape.
     for bad in [
