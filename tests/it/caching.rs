@@ -42,21 +42,6 @@ async fn wait_ledger(home: &Path, n: usize) -> Vec<(Decimal, u64, u64)> {
     panic!("the ledger never held {n} rows");
 }
 
-async fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) -> Value {
-    let mut request = http()
-        .post(format!("{}{path}", gw.url))
-        .bearer_auth(KEY)
-        .json(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("gateway answers");
-    let status = response.status();
-    let answer: Value = response.json().await.expect("a JSON answer");
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
 /// A coding agent's stable prefix: a long system prompt and a few tools (about 5,000 tokens).
 fn agent_prefix() -> (String, Value) {
     let system = (0..200)
@@ -85,7 +70,7 @@ async fn session(gw: &Gateway, topic: &str) -> Vec<u64> {
         messages.push(json!({"role": "user", "content": format!("{topic}: step {turn}, go on.")}));
         let body =
             json!({"model": "sonnet", "max_tokens": 64, "messages": messages, "tools": tools});
-        let answer = post(gw, "/v1/chat/completions", &[], &body).await;
+        let answer = gw.post_ok("/v1/chat/completions", &[], &body).await;
         cached.push(
             answer["usage"]["prompt_tokens_details"]["cached_tokens"]
                 .as_u64()
@@ -171,14 +156,14 @@ async fn prompt_caching_is_off_per_model_and_a_client_breakpoint_is_kept_alone()
     for model in ["haiku", "sonnet"] {
         let body = json!({"model": model, "max_tokens": 64, "tools": tools, "messages": [
             {"role": "system", "content": system}, {"role": "user", "content": "hi"}]});
-        post(&gw, "/v1/chat/completions", &[], &body).await;
+        gw.post_ok("/v1/chat/completions", &[], &body).await;
     }
     // The client's own breakpoint (OpenRouter's convention on a text part), with a one-hour TTL.
     let own = json!({"model": "sonnet", "max_tokens": 64, "messages": [
         {"role": "system", "content": [{"type": "text", "text": system,
             "cache_control": {"type": "ephemeral", "ttl": "1h"}}]},
         {"role": "user", "content": "hi"}]});
-    let answer = post(&gw, "/v1/chat/completions", &[], &own).await;
+    let answer = gw.post_ok("/v1/chat/completions", &[], &own).await;
     let requests = mock.requests().await;
     let marks = |i: usize| {
         let body = requests[i]["body"].to_string();
@@ -215,22 +200,25 @@ async fn the_session_becomes_prompt_cache_key_toward_openai_and_the_provider_cac
                "messages": [{"role": "user", "content": text}]})
     };
     let session = [("x-claude-code-session-id", "9f1c-session")];
-    let first = post(&gw, "/v1/messages", &session, &claude_code("one")).await;
-    let second = post(&gw, "/v1/messages", &session, &claude_code("two")).await;
+    let first = gw
+        .post_ok("/v1/messages", &session, &claude_code("one"))
+        .await;
+    let second = gw
+        .post_ok("/v1/messages", &session, &claude_code("two"))
+        .await;
     // A client that names its own key keeps it.
     let chat = json!({"model": "gpt-4.1", "prompt_cache_key": "mine", "messages": [
         {"role": "system", "content": system}, {"role": "user", "content": "hi"}]});
-    post(&gw, "/v1/chat/completions", &session, &chat).await;
+    gw.post_ok("/v1/chat/completions", &session, &chat).await;
     // A Chat client on an OpenAI model, forwarded as it is, still gets its session as the key.
     let chat = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]});
-    post(
-        &gw,
+    gw.post_ok(
         "/v1/chat/completions",
         &[("x-izzi-session", "cline-7")],
         &chat,
     )
     .await;
-    post(&gw, "/v1/chat/completions", &[], &chat).await;
+    gw.post_ok("/v1/chat/completions", &[], &chat).await;
     let requests = mock.requests().await;
     assert_eq!(requests[3]["body"]["prompt_cache_key"], "cline-7");
     assert!(requests[4]["body"].get("prompt_cache_key").is_none());

@@ -290,6 +290,28 @@ impl Gateway {
         self.post_bytes(path, key, bytes).await
     }
 
+    /// `POST {path}` with `body` as JSON, the test key and `headers`, answered 200; its body as
+    /// JSON.
+    pub(crate) async fn post_ok(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Value {
+        let mut request = http()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(KEY)
+            .json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("gateway answers");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("a JSON answer");
+        assert_eq!(status, 200, "{answer}");
+        answer
+    }
+
     /// `POST {path}` with `body` sent as it is, labelled JSON, and `key` as a bearer token.
     pub(crate) async fn post_bytes(
         &self,

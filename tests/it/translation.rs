@@ -5,21 +5,6 @@ use serde_json::{Value, json};
 
 use crate::support::{Gateway, KEY, Mock, http, mock_config};
 
-async fn post(gw: &Gateway, path: &str, headers: &[(&str, &str)], body: &Value) -> Value {
-    let mut request = http()
-        .post(format!("{}{path}", gw.url))
-        .bearer_auth(KEY)
-        .json(body);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.expect("gateway answers");
-    let status = response.status();
-    let answer: Value = response.json().await.expect("a JSON answer");
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
 /// The first output item of a type in a Responses answer.
 fn output_item(answer: &Value, kind: &str) -> Value {
     answer["output"]
@@ -40,17 +25,19 @@ async fn anthropic_beta_reaches_anthropic_kind_providers_only_translated_or_not(
     let chat =
         |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
     let messages = |model: &str| json!({"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": "hi"}]});
-    post(&gw, "/v1/chat/completions", &beta, &chat("sonnet")).await;
-    post(&gw, "/v1/messages", &beta, &messages("sonnet")).await;
-    post(
-        &gw,
+    gw.post_ok("/v1/chat/completions", &beta, &chat("sonnet"))
+        .await;
+    gw.post_ok("/v1/messages", &beta, &messages("sonnet")).await;
+    gw.post_ok(
         "/v1/responses",
         &beta,
         &json!({"model": "sonnet", "input": "hi"}),
     )
     .await;
-    post(&gw, "/v1/messages", &beta, &messages("gpt-4.1")).await;
-    post(&gw, "/v1/chat/completions", &beta, &chat("gpt-4.1")).await;
+    gw.post_ok("/v1/messages", &beta, &messages("gpt-4.1"))
+        .await;
+    gw.post_ok("/v1/chat/completions", &beta, &chat("gpt-4.1"))
+        .await;
     let requests = mock.requests().await;
     let sent: Vec<(&str, Option<&str>)> = requests
         .iter()
@@ -88,17 +75,13 @@ async fn web_search_becomes_the_providers_own_or_is_dropped_never_a_400() {
                          {"type": "web_search_20250305", "name": "web_search", "max_uses": 8},
                          {"type": "web_fetch_20250910", "name": "web_fetch"}]})
     };
-    post(&gw, "/v1/messages", &[], &claude_code("gpt-4.1")).await;
-    post(
-        &gw,
-        "/v1/messages",
-        &[],
-        &claude_code("gpt-4o-search-preview"),
-    )
-    .await;
+    gw.post_ok("/v1/messages", &[], &claude_code("gpt-4.1"))
+        .await;
+    gw.post_ok("/v1/messages", &[], &claude_code("gpt-4o-search-preview"))
+        .await;
     // Codex's built-in web search on Claude.
     let codex = json!({"model": "sonnet", "input": "news?", "tools": [{"type": "web_search"}]});
-    post(&gw, "/v1/responses", &[], &codex).await;
+    gw.post_ok("/v1/responses", &[], &codex).await;
     let requests = mock.requests().await;
     let plain = &requests[0]["body"];
     assert!(plain.get("web_search_options").is_none(), "{plain}");
@@ -120,15 +103,20 @@ async fn thinking_made_from_another_providers_reasoning_never_reaches_anthropic(
         json!({"model": model, "max_tokens": 4096, "messages": messages,
                "thinking": {"type": "enabled", "budget_tokens": 2048}})
     };
-    let first = post(&gw, "/v1/messages", &[], &body("gpt-4.1", &messages)).await;
+    let first = gw
+        .post_ok("/v1/messages", &[], &body("gpt-4.1", &messages))
+        .await;
     assert_eq!(first["content"][0]["type"], "thinking", "{first}");
     messages.push(json!({"role": "assistant", "content": first["content"]}));
     messages.push(json!({"role": "user", "content": "and now? mock:thinking"}));
-    let second = post(&gw, "/v1/messages", &[], &body("sonnet", &messages)).await;
+    let second = gw
+        .post_ok("/v1/messages", &[], &body("sonnet", &messages))
+        .await;
     // Claude's own signed thinking goes back to Claude untouched.
     messages.push(json!({"role": "assistant", "content": second["content"]}));
     messages.push(json!({"role": "user", "content": "thanks"}));
-    post(&gw, "/v1/messages", &[], &body("sonnet", &messages)).await;
+    gw.post_ok("/v1/messages", &[], &body("sonnet", &messages))
+        .await;
     let requests = mock.requests().await;
     let visible: Vec<&Value> = first["content"]
         .as_array()
@@ -155,7 +143,7 @@ async fn codex_freeform_tools_work_on_claude_and_chat_providers_streamed_or_not(
     for model in ["sonnet", "gpt-4.1"] {
         // The call comes back as a `custom_tool_call` with the raw input…
         let first = json!({"model": model, "tools": tools, "input": "add mock.txt mock:tools"});
-        let answer = post(&gw, "/v1/responses", &[], &first).await;
+        let answer = gw.post_ok("/v1/responses", &[], &first).await;
         let call = output_item(&answer, "custom_tool_call");
         assert_eq!(call["name"], "apply_patch");
         assert!(
@@ -201,7 +189,7 @@ async fn chat_custom_tools_come_back_as_custom_calls_from_claude() {
     let tools = json!([{"type": "custom", "custom": {"name": "apply_patch", "description": "Edit files."}}]);
     let body = json!({"model": "sonnet", "tools": tools,
                       "messages": [{"role": "user", "content": "add mock.txt mock:tools"}]});
-    let answer = post(&gw, "/v1/chat/completions", &[], &body).await;
+    let answer = gw.post_ok("/v1/chat/completions", &[], &body).await;
     let call = &answer["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["type"], "custom", "{answer}");
     assert_eq!(call["custom"]["name"], "apply_patch");
@@ -239,7 +227,7 @@ async fn codex_local_shell_works_on_claude() {
     let gw = Gateway::start(&mock_config(&mock, ""));
     let tools = json!([{"type": "local_shell"}]);
     let first = json!({"model": "sonnet", "tools": tools, "input": "what is here? mock:tools"});
-    let answer = post(&gw, "/v1/responses", &[], &first).await;
+    let answer = gw.post_ok("/v1/responses", &[], &first).await;
     let call = output_item(&answer, "local_shell_call");
     assert_eq!(
         call["action"],
@@ -248,7 +236,7 @@ async fn codex_local_shell_works_on_claude() {
     let next = json!({"model": "sonnet", "tools": tools, "input": [
         {"role": "user", "content": "what is here?"}, call,
         {"type": "function_call_output", "call_id": call["call_id"], "output": "mock"}]});
-    post(&gw, "/v1/responses", &[], &next).await;
+    gw.post_ok("/v1/responses", &[], &next).await;
     let requests = mock.requests().await;
     let sent = &requests[1]["body"]["messages"];
     assert_eq!(

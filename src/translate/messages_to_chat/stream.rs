@@ -10,6 +10,13 @@ use crate::translate::names::ToolNames;
 use crate::translate::stream::{CUT, ChatEvent};
 use crate::translate::{Target, dropped, freeform, ids};
 
+/// The kind of tool a call is to, as Chat names it.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Function,
+    Custom,
+}
+
 /// What a content block open in the upstream stream is.
 #[derive(Debug)]
 enum Open {
@@ -134,7 +141,7 @@ impl Stream {
                             _ => arguments,
                         };
                         let input = freeform::input(&arguments);
-                        out.push(self.custom_delta(slot, None, None, Some(input)));
+                        out.push(self.call_delta(Call::Custom, slot, None, None, Some(input)));
                     }
                     Open::Tool {
                         slot,
@@ -142,7 +149,13 @@ impl Stream {
                         start_input: Some(input),
                         freeform: None,
                     } => {
-                        out.push(self.tool_delta(slot, None, None, Some(input.to_string())));
+                        out.push(self.call_delta(
+                            Call::Function,
+                            slot,
+                            None,
+                            None,
+                            Some(input.to_string()),
+                        ));
                     }
                     _ => {}
                 }
@@ -191,12 +204,14 @@ impl Stream {
                 self.next_slot += 1;
                 let custom = self.names.is_custom(name);
                 let name = self.names.client(name).0.to_owned();
-                let start = if custom {
-                    self.custom_delta(slot, Some(id.clone()), Some(name), Some(String::new()))
-                } else {
-                    self.tool_delta(slot, Some(id.clone()), Some(name), Some(String::new()))
-                };
-                out.push(start);
+                let call = if custom { Call::Custom } else { Call::Function };
+                out.push(self.call_delta(
+                    call,
+                    slot,
+                    Some(id.clone()),
+                    Some(name),
+                    Some(String::new()),
+                ));
                 let start_input = match input {
                     Value::Object(map) if !map.is_empty() => Some(input.clone()),
                     _ => None,
@@ -257,7 +272,13 @@ impl Stream {
                         return;
                     }
                     let slot = *slot;
-                    out.push(self.tool_delta(slot, None, None, Some(partial_json.clone())));
+                    out.push(self.call_delta(
+                        Call::Function,
+                        slot,
+                        None,
+                        None,
+                        Some(partial_json.clone()),
+                    ));
                 }
             }
             an::Delta::Thinking { thinking } if !thinking.is_empty() => {
@@ -280,46 +301,35 @@ impl Stream {
         }
     }
 
-    fn tool_delta(
+    /// A tool call's fragment: its id and name first, then its arguments (a function's JSON) or
+    /// its raw input (a freeform tool's, `type: custom`).
+    fn call_delta(
         &self,
+        call: Call,
         slot: u32,
         id: Option<String>,
         name: Option<String>,
-        arguments: Option<String>,
+        text: Option<String>,
     ) -> ChatEvent {
-        let kind = id.as_ref().map(|_| "function".to_owned());
+        let (kind, function, custom) = match call {
+            Call::Function => (
+                "function",
+                Some(oa::FunctionDelta {
+                    name,
+                    arguments: text,
+                }),
+                None,
+            ),
+            Call::Custom => ("custom", None, Some(oa::CustomDelta { name, input: text })),
+        };
         self.chunk(
             oa::Delta {
                 tool_calls: Some(vec![oa::ToolCallDelta {
                     index: Some(slot),
+                    kind: id.as_ref().map(|_| kind.to_owned()),
                     id,
-                    kind,
-                    function: Some(oa::FunctionDelta { name, arguments }),
-                    custom: None,
-                }]),
-                ..oa::Delta::default()
-            },
-            None,
-        )
-    }
-
-    /// A freeform tool's call fragment (`type: custom`): its name first, then its raw input.
-    fn custom_delta(
-        &self,
-        slot: u32,
-        id: Option<String>,
-        name: Option<String>,
-        input: Option<String>,
-    ) -> ChatEvent {
-        let kind = id.as_ref().map(|_| "custom".to_owned());
-        self.chunk(
-            oa::Delta {
-                tool_calls: Some(vec![oa::ToolCallDelta {
-                    index: Some(slot),
-                    id,
-                    kind,
-                    function: None,
-                    custom: Some(oa::CustomDelta { name, input }),
+                    function,
+                    custom,
                 }]),
                 ..oa::Delta::default()
             },
