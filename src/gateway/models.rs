@@ -4,10 +4,9 @@
 //!
 //! Codex asks its provider for its own model catalog, `GET /models?client_version=…`, and reads
 //! the answer as its `ModelsResponse` (`{"models": [ModelInfo…]}`). Each `ModelInfo` carries the
-//! system prompt Codex then sends for that model (`base_instructions`, or in newer Codex
-//! `model_messages.instructions_template`, without which the prompt is empty), and Codex's own
+//! system prompt Codex then sends for that model (`base_instructions`, required), and Codex's own
 //! prompt is used only for a model it has no entry for. So that query gets an empty catalog:
-//! Codex's refresh succeeds, it keeps its bundled entries, and every other model keeps Codex's
+//! Codex's refresh succeeds, it keeps its bundled entries, and every model keeps Codex's
 //! own prompt (docs/setup.md).
 
 use std::sync::Arc;
