@@ -1,11 +1,18 @@
 //! `GET /models` and `GET /models/{id}`: the catalog with prices, in OpenAI's list shape, or
 //! Anthropic's model shape when the request carries `anthropic-version`. The auth layer in front
 //! of these routes has checked the key; they count toward no limit.
+//!
+//! Codex asks its provider for its own model catalog, `GET /models?client_version=…`, and reads
+//! the answer as its `ModelsResponse` (`{"models": [ModelInfo…]}`). Each `ModelInfo` carries the
+//! system prompt Codex then sends for that model (`base_instructions`, required), and Codex's own
+//! prompt is used only for a model it has no entry for. So that query gets an empty catalog:
+//! Codex's refresh succeeds, it keeps its bundled entries, and every model keeps Codex's
+//! own prompt (docs/setup.md).
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use rust_decimal::prelude::ToPrimitive as _;
@@ -15,7 +22,14 @@ use super::AppState;
 use super::errors::ApiError;
 use crate::catalog::Model;
 
-pub(crate) async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    if codex(query.as_deref()) {
+        return Json(json!({"models": []})).into_response();
+    }
     let models = state.router.catalog().models();
     let data: Vec<Value> = models.iter().map(|m| shape(m, &headers)).collect();
     if anthropic(&headers) {
@@ -43,6 +57,15 @@ pub(crate) async fn one(
         ))
         .into_response(),
     }
+}
+
+/// Codex's catalog query: a `client_version` parameter, which no other client sends.
+fn codex(query: Option<&str>) -> bool {
+    query.is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("client_version"))
+    })
 }
 
 fn anthropic(headers: &HeaderMap) -> bool {

@@ -219,6 +219,50 @@ async fn models_list_and_lookup_in_both_shapes() {
     );
 }
 
+/// Codex's `ModelsResponse` (codex-rs/protocol/src/openai_models.rs), which it decodes from
+/// `GET {base_url}/models?client_version=…`: a missing `models` fails its whole refresh.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodexModels {
+    models: Vec<Value>,
+}
+
+/// Codex's catalog query gets Codex's shape, empty (no entry, so Codex keeps its own prompt),
+/// on every prefix and behind the key; without `client_version` the list stays OpenAI's.
+#[tokio::test]
+async fn codex_catalog_query_gets_an_empty_codex_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(&dir);
+    let (name, value) = bearer();
+    let auth = [(name, value.as_str())];
+    for path in [
+        "/v1/models?client_version=0.150.1",
+        "/openai/v1/models?client_version=99.99.99",
+        "/api/v1/models?x=1&client_version=0.142.2",
+    ] {
+        let (status, body) = send(&state, Method::GET, path, &auth, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let catalog: CodexModels = serde_json::from_value(body).unwrap();
+        assert!(catalog.models.is_empty(), "{path}");
+        assert_error(
+            &send(&state, Method::GET, path, &[], None).await,
+            401,
+            "authentication_error",
+        );
+    }
+    for path in [
+        "/v1/models?client_versions=1",
+        "/v1/models?x=client_version",
+    ] {
+        let (_, list) = send(&state, Method::GET, path, &auth, None).await;
+        assert_eq!(list["object"], "list", "{path}");
+        assert!(
+            serde_json::from_value::<CodexModels>(list).is_err(),
+            "{path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bad_bodies_get_the_documented_errors_before_any_upstream() {
     let dir = tempfile::tempdir().unwrap();
