@@ -125,9 +125,13 @@ impl Relay {
                     }
                 }
                 Some(Err(err)) => {
-                    let message = upstream::connection_error(&self.life.provider, &err).message;
-                    let outcome = upstream::transport_outcome(&err);
-                    self.fail(&mut out, "connection_error", &message, outcome);
+                    let failure = upstream::Failure::transport(&self.life.provider, &*err);
+                    self.fail(
+                        &mut out,
+                        "connection_error",
+                        &failure.error.message,
+                        failure.outcome,
+                    );
                 }
                 None => {
                     if let Some(event) = self.parser.finish() {

@@ -264,6 +264,57 @@ key = "{KEY}"
 }
 
 #[tokio::test]
+async fn a_provider_behind_a_proxy_from_the_environment_is_reached_through_it() {
+    let mock = Mock::start();
+    // The Anthropic provider's host does not resolve: only the proxy reaches it. The mock stands
+    // in for the proxy (it serves a forwarded request's absolute URI by its path); the OpenAI
+    // provider, at the mock's own address, is excluded by NO_PROXY and goes direct.
+    let config = mock_config(&mock, "").replacen(
+        &format!("base_url = \"{}\"", mock.url),
+        "base_url = \"http://provider.invalid\"",
+        1,
+    );
+    let mut command = std::process::Command::new(izzi_bin());
+    command
+        .env("HTTP_PROXY", &mock.url)
+        .env("NO_PROXY", "127.0.0.1");
+    let gw = Gateway::spawn(command, home_with(&config), &[], "izzi=debug,info");
+    let r = gw
+        .post("/v1/messages", KEY, &claude_body("hi", false))
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = gw
+        .post("/v1/messages", KEY, &claude_body("hi", true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("message_stop"), "{text}");
+    let r = gw
+        .post("/v1/chat/completions", KEY, &gpt_body("hi", false))
+        .await;
+    assert_eq!(r.status(), 200);
+    let seen = mock.requests().await;
+    let hosts: Vec<&str> = seen
+        .iter()
+        .map(|r| r["headers"]["host"].as_str().unwrap_or_default())
+        .collect();
+    let direct = mock.url.trim_start_matches("http://");
+    assert_eq!(
+        hosts,
+        ["provider.invalid", "provider.invalid", direct],
+        "{seen:?}"
+    );
+    // Through the proxy as direct: the provider's key and the constant headers.
+    assert_eq!(seen[0]["headers"]["x-api-key"], "sk-upstream-anthropic");
+    assert_eq!(seen[0]["headers"]["anthropic-version"], "2023-06-01");
+    assert_eq!(
+        seen[2]["headers"]["authorization"],
+        "Bearer sk-upstream-openai"
+    );
+}
+
+#[tokio::test]
 async fn a_stream_cut_by_the_upstream_ends_with_an_error_event() {
     let mock = Mock::start();
     let gw = Gateway::start(&mock_config(&mock, ""));
