@@ -74,10 +74,13 @@ impl Failure {
 /// How a transport failure ended: timed out, TLS, no connection, or cut once connected.
 fn transport_outcome(err: &(dyn StdError + 'static)) -> Outcome {
     let mut causes = chain(err);
+    // izzi's own timers, reqwest's, and the TCP connect's (an `io::Error` that timed out).
     if causes.clone().any(|e| {
         e.is::<TimedOut>()
             || e.downcast_ref::<reqwest::Error>()
                 .is_some_and(reqwest::Error::is_timeout)
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
     }) {
         Outcome::Timeout
     } else if causes.clone().any(<dyn StdError>::is::<rustls::Error>) {
