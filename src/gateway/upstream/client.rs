@@ -5,7 +5,7 @@
 //! Why not reqwest everywhere: on the request path its layers (redirect and retry services that
 //! parse the URL again, request building, a timer reset on every chunk) cost more CPU than
 //! hyper's client itself (docs/bench.md). Here the URI and constant headers are built once per
-//! provider ([`Endpoint`]), and the idle timer is re-armed only when it fires.
+//! provider ([`Endpoint`]), and the idle timer is re-armed only when it fires ([`Silence`]).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -114,19 +114,19 @@ impl Client {
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = headers;
         // One timer per request: it bounds the wait for the head, then the body's silences.
-        let mut timer = Box::pin(tokio::time::sleep(self.idle));
+        let mut silence = Silence::new(self.idle);
         let response = tokio::select! {
             biased;
             response = self.direct.request(request) => response?,
-            () = &mut timer => return Err(TimedOut::IDLE.into()),
+            () = std::future::poll_fn(|cx| silence.poll_silent(cx)) => {
+                return Err(TimedOut::IDLE.into());
+            }
         };
-        let idle = self.idle;
+        silence.heard();
         Ok(response.map(|body| {
             Either::Left(Idle {
                 inner: body,
-                timer,
-                last: Instant::now(),
-                idle,
+                silence,
             })
         }))
     }
@@ -277,14 +277,50 @@ impl fmt::Display for TimedOut {
 
 impl StdError for TimedOut {}
 
-/// A body that fails with [`TimedOut`] once no frame came for `idle`. The timer is not reset
-/// per frame: each frame notes the time, and only when the timer fires is it moved on to the
-/// last frame's time plus `idle` (or the body fails, if that has passed).
-pub(crate) struct Idle<B> {
-    inner: B,
+/// Notices when nothing happened for `after`. Each event only notes the time; the timer is moved
+/// on only when it fires (to the last event's time plus `after`), so a busy stream costs no timer
+/// work per event.
+pub(crate) struct Silence {
     timer: Pin<Box<Sleep>>,
     last: Instant,
-    idle: Duration,
+    after: Duration,
+}
+
+impl Silence {
+    pub(crate) fn new(after: Duration) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep(after)),
+            last: Instant::now(),
+            after,
+        }
+    }
+
+    /// Something happened: the silence starts again from now.
+    pub(crate) fn heard(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Ready once `after` has passed since the last event (or since the last time it was
+    /// ready): then the silence starts again.
+    pub(crate) fn poll_silent(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let now = Instant::now();
+            let deadline = self.last + self.after;
+            if deadline <= now {
+                self.last = now;
+                self.timer.as_mut().reset(now + self.after);
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// A body that fails with [`TimedOut`] once no frame came for the idle timeout.
+pub(crate) struct Idle<B> {
+    inner: B,
+    silence: Silence,
 }
 
 impl<B> hyper::body::Body for Idle<B>
@@ -301,17 +337,11 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            this.last = Instant::now();
+            this.silence.heard();
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        loop {
-            ready!(this.timer.as_mut().poll(cx));
-            let deadline = this.last + this.idle;
-            if deadline <= Instant::now() {
-                return Poll::Ready(Some(Err(TimedOut::IDLE.into())));
-            }
-            this.timer.as_mut().reset(deadline);
-        }
+        ready!(this.silence.poll_silent(cx));
+        Poll::Ready(Some(Err(TimedOut::IDLE.into())))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -342,12 +372,9 @@ mod tests {
                 sent + 1,
             ))
         });
-        let idle = Duration::from_millis(200);
         let mut body = Idle {
             inner: StreamBody::new(frames.boxed()),
-            timer: Box::pin(tokio::time::sleep(idle)),
-            last: Instant::now(),
-            idle,
+            silence: Silence::new(Duration::from_millis(200)),
         };
         let started = Instant::now();
         for _ in 0..5 {
@@ -371,12 +398,9 @@ mod tests {
         let frames = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(
             Bytes::from_static(b"whole"),
         ))]);
-        let idle = Duration::from_millis(50);
         let body = Idle {
             inner: StreamBody::new(frames.boxed()),
-            timer: Box::pin(tokio::time::sleep(idle)),
-            last: Instant::now(),
-            idle,
+            silence: Silence::new(Duration::from_millis(50)),
         };
         let whole = body.collect().await.expect("no timeout").to_bytes();
         assert_eq!(whole, Bytes::from_static(b"whole"));

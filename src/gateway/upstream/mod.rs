@@ -11,7 +11,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 
 use self::client::{ANTHROPIC_VERSION, TimedOut};
-pub(crate) use self::client::{Body, Client, Endpoint};
+pub(crate) use self::client::{Body, Client, Endpoint, Silence};
 use super::errors::{ApiError, ErrorKind};
 use crate::store::Outcome;
 
