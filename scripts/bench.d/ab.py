@@ -9,7 +9,8 @@ DIR holds a release build (`izzi`, as `cargo build --release` leaves it) of the 
 with, say a checkout of the base commit built into its own target directory; --bin-dir (default
 target/release) holds this build, the mock and the load generator. Per lane: CPU per request
 one at a time and at a fixed rate (utime + stime from /proc over the whole load run), then the
-capacity search run.py does. Prints a table with each izzi lane's ratio to nginx in the same
+capacity search run.py does; and CPU per relayed event over concurrent streams (64 events
+20 ms apart each). Prints a table with each izzi lane's ratio to nginx in the same
 client format and the new build's to the base; writes target/bench/ab.json.
 """
 
@@ -71,6 +72,10 @@ class Ab(run.Bench):
                 lane.rounds.setdefault("rate", []).append(
                     self.load("rate", lane, "plain", "--rate", str(a.rate), "--secs", str(a.rate_secs),
                               "--warmup-secs", "0.2"))
+                self.settle(f"round {r + 1} streams: {lane.name}")
+                lane.rounds.setdefault("streams", []).append(
+                    self.load("streams", lane, "stream", "--n", str(a.streams), "--ramp-ms", "300",
+                              "--expect", str(run.CONTENT_EVENTS)))
         for lane in self.lanes:
             self.settle(f"capacity: {lane.name}")
             run.log(f"capacity: {lane.name}")
@@ -104,12 +109,16 @@ def table(results: dict) -> str:
             "cap_rps": cap["rps"],
             "cap_cpu": cap["cpu_us_per_request"],
             "p50_us": statistics.median(x["latency_us"]["p50"] for x in rounds["seq"]),
+            # CPU per content event relayed (each stream's request and head included).
+            "event": statistics.median(x["cpu_s"] * 1e6 / max(x.get("content_received", 0), 1)
+                                       for x in rounds["streams"]),
         }
 
     figs = {name: fig(name) for name in lanes}
     rows = ["| lane | CPU µs/req c=1 | CPU µs/req at rate | served rps | capacity rps | CPU µs/req at capacity | "
-            "p50 µs c=1 | CPU at rate ÷ nginx | capacity ÷ nginx | CPU at rate new ÷ base |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "p50 µs c=1 | CPU µs/stream event | CPU at rate ÷ nginx | capacity ÷ nginx | "
+            "CPU at rate new ÷ base | CPU/event new ÷ base |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, f in figs.items():
         fmt = name.split(" ", 1)[1]
         nginx = figs.get(f"nginx {fmt}") or figs.get(f"nginx {fmt.split('->')[0]}")
@@ -117,9 +126,12 @@ def table(results: dict) -> str:
         vs_nginx = f"{f['rate'] / nginx['rate']:.2f}x" if nginx and not name.startswith("nginx") else ""
         cap_nginx = (f"{f['cap_rps'] / nginx['cap_rps']:.2f}x"
                      if nginx and nginx["cap_rps"] and not name.startswith("nginx") else "")
-        vs_base = f"{f['rate'] / base['rate']:.2f}x" if base and name.startswith("new") else ""
+        new = base and name.startswith("new")
+        vs_base = f"{f['rate'] / base['rate']:.2f}x" if new else ""
+        event_base = f"{f['event'] / base['event']:.2f}x" if new else ""
         rows.append(f"| {name} | {f['c1']:.0f} | {f['rate']:.0f} | {f['rate_served']:.0f} | {f['cap_rps']:.0f} | "
-                    f"{f['cap_cpu'] or 0:.0f} | {f['p50_us']:.0f} | {vs_nginx} | {cap_nginx} | {vs_base} |")
+                    f"{f['cap_cpu'] or 0:.0f} | {f['p50_us']:.0f} | {f['event']:.1f} | {vs_nginx} | {cap_nginx} | "
+                    f"{vs_base} | {event_base} |")
     return "\n".join(rows)
 
 
@@ -133,6 +145,7 @@ def main() -> int:
     parser.add_argument("--seq-secs", type=float, default=1.0)
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--rate-secs", type=float, default=2.0)
+    parser.add_argument("--streams", type=int, default=200, help="concurrent streams per lane and round")
     parser.add_argument("--probe-secs", type=float, default=1.0)
     parser.add_argument("--max-probes", type=int, default=7)
     parser.add_argument("--max-rate", type=float, default=200000)
