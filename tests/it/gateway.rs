@@ -51,7 +51,8 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
     let answer: Value = client
         .post(format!("{}/v1/messages?beta=true", gw.url))
         .header("x-api-key", KEY)
-        .header("anthropic-version", "2023-06-01")
+        // Not the default (2023-06-01): the client's version replaces it.
+        .header("anthropic-version", "2023-01-01")
         .header("anthropic-beta", "interleaved-thinking-2025-05-14")
         .json(&claude_body("hello", false))
         .send()
@@ -64,13 +65,16 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
         answer["content"][0]["text"],
         "Hello from the mock upstream."
     );
-    let chat: Value = gw
-        .post(
-            "/openai/v1/chat/completions",
-            KEY,
-            &gpt_body("hello", false),
-        )
+    // Anthropic's headers go to Anthropic-kind providers only.
+    let chat: Value = client
+        .post(format!("{}/openai/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .header("anthropic-version", "2023-01-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .json(&gpt_body("hello", false))
+        .send()
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -89,7 +93,7 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
         json!({"kept": [1, 2.5, "é"]})
     );
     assert_eq!(anthropic["headers"]["x-api-key"], "sk-upstream-anthropic");
-    assert_eq!(anthropic["headers"]["anthropic-version"], "2023-06-01");
+    assert_eq!(anthropic["headers"]["anthropic-version"], "2023-01-01");
     assert_eq!(
         anthropic["headers"]["anthropic-beta"],
         "interleaved-thinking-2025-05-14"
@@ -100,6 +104,12 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
     assert_eq!(
         openai["headers"]["authorization"],
         "Bearer sk-upstream-openai"
+    );
+    let openai_headers = openai["headers"].as_object().unwrap();
+    assert!(
+        !openai_headers.contains_key("anthropic-version")
+            && !openai_headers.contains_key("anthropic-beta"),
+        "{openai}"
     );
     for request in &seen {
         assert!(
