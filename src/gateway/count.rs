@@ -41,16 +41,24 @@ async fn count(state: Arc<AppState>, request: Request) -> Result<Response, ApiEr
             Cow::Owned(owned) => Bytes::from(owned),
         };
         let forwarded = Forwarded::from_headers(&parts.headers);
-        match upstream::send(
+        let provider = &route.provider;
+        let sent = upstream::send(
             &state.client,
-            &route.provider,
-            &route.provider.count_tokens_url,
+            &provider.name,
+            &provider.endpoint,
+            &provider.endpoint.count_tokens,
             upstream_body,
             &forwarded,
         )
-        .await
-        {
-            Ok(response) => match response.bytes().await {
+        .await;
+        match sent {
+            Ok(response) => match upstream::read_capped(
+                response,
+                state.config.server.max_upstream_body_bytes,
+                &provider.name,
+            )
+            .await
+            {
                 Ok(answer) if serde_json::from_slice::<InputTokens>(&answer).is_ok() => {
                     return Ok(count_response(answer, "upstream"));
                 }

@@ -5,12 +5,12 @@
 //! there can still be retried; once bytes go to the client nothing is ever retried.
 
 use std::borrow::Cow;
-use std::pin::Pin;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use futures_util::{Stream as FuturesStream, StreamExt as _};
+use futures_util::StreamExt as _;
+use http_body_util::BodyDataStream;
 
 use super::AppState;
 use super::errors::ApiError;
@@ -22,7 +22,7 @@ use crate::protocol::json::{Body, without_values};
 use crate::translate::{self, Caching, Prepared, Target};
 
 /// The upstream's body after the first chunk.
-pub(crate) type ByteStream = Pin<Box<dyn FuturesStream<Item = reqwest::Result<Bytes>> + Send>>;
+pub(crate) type ByteStream = BodyDataStream<upstream::Body>;
 
 /// What came back.
 pub(crate) enum Answer {
@@ -250,18 +250,19 @@ async fn once(
 ) -> Result<(HeaderMap, Answer), Failure> {
     let response = upstream::send(
         &state.client,
-        provider,
-        &provider.messages_url,
+        &provider.name,
+        &provider.endpoint,
+        &provider.endpoint.messages,
         body,
         forwarded,
     )
     .await?;
     let headers = upstream::passed_headers(response.headers());
     let answer = if stream {
-        let mut rest = response.bytes_stream().boxed();
+        let mut rest = BodyDataStream::new(response.into_body());
         let first = match rest.next().await {
             Some(Ok(chunk)) => Some(chunk),
-            Some(Err(err)) => return Err(Failure::transport(&provider.name, &err)),
+            Some(Err(err)) => return Err(Failure::transport(&provider.name, &*err)),
             None => None,
         };
         Answer::Stream { first, rest }

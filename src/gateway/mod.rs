@@ -62,7 +62,7 @@ pub(crate) struct AppState {
     /// Stored Responses state (`store: true`), on its own connection.
     pub(crate) responses: Arc<crate::store::ResponseStore>,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
-    pub(crate) client: reqwest::Client,
+    pub(crate) client: upstream::Client,
     /// Where the config came from, when it started, how its reloads went: for `/health`.
     pub(crate) process: Arc<reload::Process>,
     /// The budget and balance alerts fired this month.
@@ -133,7 +133,7 @@ pub(crate) async fn serve(options: ServeOptions) -> Result<()> {
             "no client keys and no stored key accepted (`accept_stored_key`): every request will get 401; run `izzi setup --key KEY` or `izzi keys create --name NAME`"
         );
     }
-    let client = upstream::client(&config.server)?;
+    let client = upstream::Client::new(&config.server)?;
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
     let metrics = metrics::install()?;
     if let Some(endpoint) = config

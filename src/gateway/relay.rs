@@ -2,6 +2,7 @@
 //! time, translated when the formats differ (never buffered to the end).
 
 use std::convert::Infallible;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body as HttpBody;
@@ -13,7 +14,7 @@ use futures_util::StreamExt as _;
 use super::dispatch::ByteStream;
 use super::ledger::Output;
 use super::life::Life;
-use super::upstream;
+use super::upstream::{self, Silence};
 use crate::config::Server;
 use crate::protocol::{Format, Kind, sse};
 use crate::store::Outcome;
@@ -33,16 +34,20 @@ pub(super) fn relay_stream(
     life.status = StatusCode::OK;
     life.outcome = Outcome::Completed;
     life.output = Some(Output::Events(0));
+    let passthrough = format.native_kind() == Some(kind);
     let relay = Relay {
         upstream,
         first,
         parser: sse::Parser::new(server.max_upstream_event_bytes),
         translator: translate::stream(format, kind, target),
-        passthrough: format.native_kind() == Some(kind),
+        passthrough,
         relayed: 0,
         held: BytesMut::new(),
-        keepalive: keepalive(format),
-        keepalive_after: Duration::from_secs(server.keepalive_s),
+        // Passthrough streams carry the upstream's own pings.
+        keepalive: (!passthrough).then(|| Keepalive {
+            bytes: keepalive(format),
+            silence: Silence::new(Duration::from_secs(server.keepalive_s)),
+        }),
         ended: false,
         life,
     };
@@ -70,13 +75,17 @@ struct Relay {
     /// them that do not yet end an event.
     relayed: u64,
     held: BytesMut,
-    /// What to send while a translated upstream is silent (a reasoning model thinking): the
-    /// client's own keep-alive, so it does not give up on the stream.
-    keepalive: &'static [u8],
-    /// How long a translated stream may stay silent before a keep-alive goes out.
-    keepalive_after: Duration,
+    /// Translated streams only: what to send while the upstream is silent (a reasoning model
+    /// thinking), so the client does not give up on the stream.
+    keepalive: Option<Keepalive>,
     ended: bool,
     life: Life,
+}
+
+/// The client's own keep-alive, sent after `server.keepalive_s` without an upstream chunk.
+struct Keepalive {
+    bytes: &'static [u8],
+    silence: Silence,
 }
 
 /// The keep-alive a client of `format` expects: Anthropic's `ping` event, an SSE comment for
@@ -91,14 +100,25 @@ fn keepalive(format: Format) -> &'static [u8] {
 impl Relay {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         while !self.ended {
-            let chunk = match self.first.take() {
-                Some(first) => Some(Ok(first)),
-                // Passthrough streams carry the upstream's own pings.
-                None if self.passthrough => self.upstream.next().await,
-                None => {
-                    match tokio::time::timeout(self.keepalive_after, self.upstream.next()).await {
-                        Ok(chunk) => chunk,
-                        Err(_) => return Some((Ok(Bytes::from_static(self.keepalive)), self)),
+            let chunk = match (self.first.take(), &mut self.keepalive) {
+                (Some(first), _) => Some(Ok(first)),
+                (None, None) => self.upstream.next().await,
+                (None, Some(keepalive)) => {
+                    let upstream = &mut self.upstream;
+                    let heard = std::future::poll_fn(|cx| match upstream.poll_next_unpin(cx) {
+                        Poll::Ready(chunk) => {
+                            keepalive.silence.heard();
+                            Poll::Ready(Some(chunk))
+                        }
+                        Poll::Pending => keepalive.silence.poll_silent(cx).map(|()| None),
+                    })
+                    .await;
+                    match heard {
+                        Some(chunk) => chunk,
+                        None => {
+                            let bytes = Bytes::from_static(keepalive.bytes);
+                            return Some((Ok(bytes), self));
+                        }
                     }
                 }
             };
@@ -125,9 +145,13 @@ impl Relay {
                     }
                 }
                 Some(Err(err)) => {
-                    let message = upstream::connection_error(&self.life.provider, &err).message;
-                    let outcome = upstream::transport_outcome(&err);
-                    self.fail(&mut out, "connection_error", &message, outcome);
+                    let failure = upstream::Failure::transport(&self.life.provider, &*err);
+                    self.fail(
+                        &mut out,
+                        "connection_error",
+                        &failure.error.message,
+                        failure.outcome,
+                    );
                 }
                 None => {
                     if let Some(event) = self.parser.finish() {

@@ -137,7 +137,7 @@ async fn load(current: &AppState, source: &Source) -> Result<(AppState, Option<P
     let client = if same_upstream_settings(&current.config, &config) {
         current.client.clone()
     } else {
-        upstream::client(&config.server)?
+        upstream::Client::new(&config.server)?
     };
     current.keys.set_config(&config.keys);
     if !source.host.is_loopback() && !current.keys.has_client_keys() {

@@ -8,33 +8,26 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use axum::http::header::{self, HeaderName, HeaderValue};
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use reqwest::Url;
 
 use crate::catalog::{Catalog, DefaultPrice, Model};
 use crate::config::{self, Config};
 use crate::protocol::Kind;
 
 use super::rules::Rules;
+use super::upstream::Endpoint;
 
 /// The hosted Izzi API, the upstream when config names no providers.
 pub(crate) const HOSTED_BASE: &str = "https://api.izziapi.com";
 
-/// A provider ready to receive requests: its URLs parsed and its key's header built once, not
-/// per request.
+/// A provider ready to receive requests: its URIs and constant headers (its key's included)
+/// built once, not per request.
 #[derive(Debug)]
 pub(crate) struct Provider {
     pub(crate) name: String,
     pub(crate) kind: Kind,
-    /// Where a request of this kind goes: `{base_url}/v1/messages` or
-    /// `{base_url}/chat/completions`.
-    pub(crate) messages_url: Url,
-    /// Anthropic's native token counting endpoint.
-    pub(crate) count_tokens_url: Url,
-    /// The upstream key as its header (`x-api-key`, or `Authorization: Bearer`), marked
-    /// sensitive; `None` when no key is configured.
-    pub(crate) auth: Option<(HeaderName, HeaderValue)>,
+    /// Where its requests go and what headers they carry.
+    pub(crate) endpoint: Endpoint,
     /// Retries after a connection error, 429 or 5xx, before the first byte reaches the client.
     pub(crate) max_retries: u32,
     globs: GlobSet,
@@ -49,35 +42,12 @@ impl Provider {
         max_retries: u32,
         globs: GlobSet,
     ) -> Result<Self> {
-        let base = base_url.trim_end_matches('/');
-        let url = |path: &str| {
-            Url::parse(&format!("{base}{path}")).with_context(|| {
-                format!("provider `{name}`: `base_url` `{base_url}` is not a valid URL")
-            })
-        };
-        let messages_url = url(match kind {
-            Kind::Anthropic => "/v1/messages",
-            Kind::Openai => "/chat/completions",
-        })?;
-        let auth = api_key
-            .map(|key| {
-                let (name, value) = match kind {
-                    Kind::Anthropic => (HeaderName::from_static("x-api-key"), key.to_owned()),
-                    Kind::Openai => (header::AUTHORIZATION, format!("Bearer {key}")),
-                };
-                let mut value = HeaderValue::try_from(value).with_context(|| {
-                    format!("provider `{name}`: its API key holds characters a header cannot")
-                })?;
-                value.set_sensitive(true);
-                anyhow::Ok((name, value))
-            })
-            .transpose()?;
+        let endpoint =
+            Endpoint::new(kind, base_url, api_key).with_context(|| format!("provider `{name}`"))?;
         Ok(Self {
             name: name.to_owned(),
             kind,
-            messages_url,
-            count_tokens_url: url("/v1/messages/count_tokens")?,
-            auth,
+            endpoint,
             max_retries,
             globs,
         })
@@ -256,26 +226,27 @@ mod tests {
         let r = router("");
         let claude = r.route("sonnet").unwrap();
         assert_eq!(claude.provider.kind, Kind::Anthropic);
+        let endpoint = &claude.provider.endpoint;
         assert_eq!(
-            claude.provider.messages_url.as_str(),
+            endpoint.messages.to_string(),
             "https://api.izziapi.com/v1/messages"
         );
-        let (name, value) = claude.provider.auth.as_ref().unwrap();
-        assert_eq!(
-            (name.as_str(), value.to_str().unwrap()),
-            ("x-api-key", "izzi-stored")
-        );
-        assert!(value.is_sensitive());
+        let key = &endpoint.headers["x-api-key"];
+        assert_eq!(key.to_str().unwrap(), "izzi-stored");
+        assert!(key.is_sensitive());
+        assert_eq!(endpoint.headers["anthropic-version"], "2023-06-01");
+        assert!(!endpoint.headers.contains_key("authorization"));
         let gpt = r.route("gpt-5").unwrap();
+        let endpoint = &gpt.provider.endpoint;
         assert_eq!(
-            gpt.provider.messages_url.as_str(),
+            endpoint.messages.to_string(),
             "https://api.izziapi.com/v1/chat/completions"
         );
-        let (name, value) = gpt.provider.auth.as_ref().unwrap();
-        assert_eq!(
-            (name.as_str(), value.to_str().unwrap()),
-            ("authorization", "Bearer izzi-stored")
-        );
+        let key = &endpoint.headers["authorization"];
+        assert_eq!(key.to_str().unwrap(), "Bearer izzi-stored");
+        assert!(key.is_sensitive());
+        assert!(!endpoint.headers.contains_key("anthropic-version"));
+        assert!(!endpoint.headers.contains_key("x-api-key"));
         assert_eq!(
             r.route("gemini-2.5-pro").unwrap().provider.kind,
             Kind::Openai
@@ -301,11 +272,11 @@ models = ["gpt-*", "llama*"]
         let route = r.route("opus").unwrap();
         assert_eq!(route.provider.name, "anthropic");
         assert_eq!(
-            route.provider.messages_url.as_str(),
+            route.provider.endpoint.messages.to_string(),
             "http://127.0.0.1:1/v1/messages"
         );
         assert_eq!(
-            route.provider.count_tokens_url.as_str(),
+            route.provider.endpoint.count_tokens.to_string(),
             "http://127.0.0.1:1/v1/messages/count_tokens"
         );
         assert_eq!(r.route("gpt-4.1").unwrap().provider.name, "local");

@@ -64,7 +64,7 @@ plan = "ultra"
         router: routing::Router::new(&config, None).unwrap(),
         ip_block: Arc::new(auth::IpBlock::new(&config.security)),
         process: Arc::new(reload::Process::new(None)),
-        client: upstream::client(&config.server).unwrap(),
+        client: upstream::Client::new(&config.server).unwrap(),
         metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle(),

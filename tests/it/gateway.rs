@@ -51,7 +51,8 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
     let answer: Value = client
         .post(format!("{}/v1/messages?beta=true", gw.url))
         .header("x-api-key", KEY)
-        .header("anthropic-version", "2023-06-01")
+        // Not the default (2023-06-01): the client's version replaces it.
+        .header("anthropic-version", "2023-01-01")
         .header("anthropic-beta", "interleaved-thinking-2025-05-14")
         .json(&claude_body("hello", false))
         .send()
@@ -64,13 +65,16 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
         answer["content"][0]["text"],
         "Hello from the mock upstream."
     );
-    let chat: Value = gw
-        .post(
-            "/openai/v1/chat/completions",
-            KEY,
-            &gpt_body("hello", false),
-        )
+    // Anthropic's headers go to Anthropic-kind providers only.
+    let chat: Value = client
+        .post(format!("{}/openai/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .header("anthropic-version", "2023-01-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .json(&gpt_body("hello", false))
+        .send()
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
@@ -89,7 +93,7 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
         json!({"kept": [1, 2.5, "é"]})
     );
     assert_eq!(anthropic["headers"]["x-api-key"], "sk-upstream-anthropic");
-    assert_eq!(anthropic["headers"]["anthropic-version"], "2023-06-01");
+    assert_eq!(anthropic["headers"]["anthropic-version"], "2023-01-01");
     assert_eq!(
         anthropic["headers"]["anthropic-beta"],
         "interleaved-thinking-2025-05-14"
@@ -100,6 +104,12 @@ async fn same_format_forwarding_rewrites_only_model_and_never_sends_the_client_k
     assert_eq!(
         openai["headers"]["authorization"],
         "Bearer sk-upstream-openai"
+    );
+    let openai_headers = openai["headers"].as_object().unwrap();
+    assert!(
+        !openai_headers.contains_key("anthropic-version")
+            && !openai_headers.contains_key("anthropic-beta"),
+        "{openai}"
     );
     for request in &seen {
         assert!(
@@ -261,6 +271,57 @@ key = "{KEY}"
         .await;
     let message = assert_error(r, 502, "connection_error").await;
     assert!(message.contains("in time"), "{message}");
+}
+
+#[tokio::test]
+async fn a_provider_behind_a_proxy_from_the_environment_is_reached_through_it() {
+    let mock = Mock::start();
+    // The Anthropic provider's host does not resolve: only the proxy reaches it. The mock stands
+    // in for the proxy (it serves a forwarded request's absolute URI by its path); the OpenAI
+    // provider, at the mock's own address, is excluded by NO_PROXY and goes direct.
+    let config = mock_config(&mock, "").replacen(
+        &format!("base_url = \"{}\"", mock.url),
+        "base_url = \"http://provider.invalid\"",
+        1,
+    );
+    let mut command = std::process::Command::new(izzi_bin());
+    command
+        .env("HTTP_PROXY", &mock.url)
+        .env("NO_PROXY", "127.0.0.1");
+    let gw = Gateway::spawn(command, home_with(&config), &[], "izzi=debug,info");
+    let r = gw
+        .post("/v1/messages", KEY, &claude_body("hi", false))
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = gw
+        .post("/v1/messages", KEY, &claude_body("hi", true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("message_stop"), "{text}");
+    let r = gw
+        .post("/v1/chat/completions", KEY, &gpt_body("hi", false))
+        .await;
+    assert_eq!(r.status(), 200);
+    let seen = mock.requests().await;
+    let hosts: Vec<&str> = seen
+        .iter()
+        .map(|r| r["headers"]["host"].as_str().unwrap_or_default())
+        .collect();
+    let direct = mock.url.trim_start_matches("http://");
+    assert_eq!(
+        hosts,
+        ["provider.invalid", "provider.invalid", direct],
+        "{seen:?}"
+    );
+    // Through the proxy as direct: the provider's key and the constant headers.
+    assert_eq!(seen[0]["headers"]["x-api-key"], "sk-upstream-anthropic");
+    assert_eq!(seen[0]["headers"]["anthropic-version"], "2023-06-01");
+    assert_eq!(
+        seen[2]["headers"]["authorization"],
+        "Bearer sk-upstream-openai"
+    );
 }
 
 #[tokio::test]

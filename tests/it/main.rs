@@ -32,4 +32,5 @@ mod statusline;
 mod support;
 mod telemetry;
 mod translation;
+mod upstream_tls;
 mod usage_api;

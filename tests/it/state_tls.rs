@@ -17,12 +17,12 @@ use crate::shared_state::{Postgres, Redis, is_root};
 use crate::support::{Gateway, KEY, Mock, mock_config};
 
 /// A CA and a server certificate for `localhost` (and no other name) signed by it.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("pki dir");
         let ec = [
             "-newkey",
@@ -83,7 +83,7 @@ impl Pki {
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }

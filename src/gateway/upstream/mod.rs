@@ -1,37 +1,19 @@
-//! The upstream side: one pooled HTTP client, sending a prepared body to a provider, and mapping
-//! the provider's failures to SPEC's errors. Knows no client formats.
+//! The upstream side: the pooled client (`client`), sending a prepared body to a provider, and
+//! mapping the provider's failures to SPEC's errors. Knows no client formats.
 
-use std::time::Duration;
+mod client;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use std::error::Error as StdError;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use reqwest::Url;
+use hyper::body::Body as _;
 
+use self::client::{ANTHROPIC_VERSION, TimedOut};
+pub(crate) use self::client::{Body, Client, Endpoint, Silence};
 use super::errors::{ApiError, ErrorKind};
-use super::routing::Provider;
-use crate::config::Server;
-use crate::protocol::Kind;
 use crate::store::Outcome;
-
-/// The Anthropic API version sent when the client names none.
-const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// Builds the shared client: keep-alive pool, HTTP/2 where the upstream offers it, a connect
-/// timeout, and an idle-read timeout instead of a total one (long generations must not be cut).
-pub(crate) fn client(server: &Server) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(server.connect_timeout_s))
-        .read_timeout(Duration::from_secs(server.upstream_idle_timeout_s))
-        .pool_idle_timeout(Duration::from_secs(90))
-        // Idle upstream connections kept after a burst: enough for steady load, bounded memory.
-        .pool_max_idle_per_host(64)
-        // A redirect would re-send the body and the provider's key elsewhere: never follow.
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .user_agent(concat!("izzi/", env!("CARGO_PKG_VERSION")))
-        .build()?)
-}
 
 /// Headers of the client's request that travel upstream.
 #[derive(Debug, Default, Clone)]
@@ -40,7 +22,6 @@ pub(crate) struct Forwarded {
     pub(crate) anthropic_beta: Option<HeaderValue>,
 }
 
-const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 const ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 impl Forwarded {
@@ -69,12 +50,13 @@ pub(crate) struct Failure {
 
 impl Failure {
     /// A transport failure (connect, TLS, timeout, cut connection): retryable.
-    pub(crate) fn transport(provider: &str, err: &reqwest::Error) -> Self {
+    pub(crate) fn transport(provider: &str, err: &(dyn StdError + 'static)) -> Self {
+        let outcome = transport_outcome(err);
         Self {
-            error: connection_error(provider, err),
+            error: connection_error(provider, outcome, err),
             retryable: true,
             retry_after: None,
-            outcome: transport_outcome(err),
+            outcome,
         }
     }
 
@@ -90,40 +72,46 @@ impl Failure {
 }
 
 /// How a transport failure ended: timed out, TLS, no connection, or cut once connected.
-pub(crate) fn transport_outcome(err: &reqwest::Error) -> Outcome {
-    if err.is_timeout() {
+fn transport_outcome(err: &(dyn StdError + 'static)) -> Outcome {
+    let mut causes = chain(err);
+    // izzi's own timers, reqwest's, and the TCP connect's (an `io::Error` that timed out).
+    if causes.clone().any(|e| {
+        e.is::<TimedOut>()
+            || e.downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+            || e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    }) {
         Outcome::Timeout
-    } else if is_tls(err) {
+    } else if causes.clone().any(<dyn StdError>::is::<rustls::Error>) {
         Outcome::TlsError
-    } else if err.is_connect() {
+    } else if causes.any(|e| {
+        e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+            || e.downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_connect)
+    }) {
         Outcome::ConnectError
     } else {
         Outcome::UpstreamCut
     }
 }
 
-/// Whether a rustls error is in `err`'s chain. TLS errors travel inside `io::Error`s, nested
-/// ones too, whose `source` skips the error they wrap: those are walked through `get_ref`.
-fn is_tls(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if e.is::<rustls::Error>() {
-            return true;
-        }
-        next = match e.downcast_ref::<std::io::Error>() {
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    false
+/// `err` and its causes. TLS errors travel inside `io::Error`s, nested ones too, whose `source`
+/// skips the error they wrap: those are walked through `get_ref`.
+fn chain<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> + Clone {
+    std::iter::successors(Some(err), |&e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+        None => e.source(),
+    })
 }
 
 /// Reads a whole upstream body, at most `cap` bytes (`server.max_upstream_body_bytes`): a
 /// larger one is an invalid answer, never unbounded memory.
 pub(crate) async fn read_capped(
-    response: reqwest::Response,
+    response: axum::http::Response<Body>,
     cap: usize,
     provider: &str,
 ) -> Result<Bytes, Failure> {
@@ -132,25 +120,14 @@ pub(crate) async fn read_capped(
             "The upstream provider `{provider}` answered with more than {cap} bytes (`server.max_upstream_body_bytes`)."
         ))
     };
-    if response
-        .content_length()
-        .is_some_and(|len| len > cap as u64)
-    {
+    let body = response.into_body();
+    if body.size_hint().lower() > cap as u64 {
         return Err(too_large());
     }
-    let body = axum::http::Response::<reqwest::Body>::from(response).into_body();
     match http_body_util::Limited::new(body, cap).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(err) => match err.downcast_ref::<reqwest::Error>() {
-            Some(err) => Err(Failure::transport(provider, err)),
-            None => Err(Failure {
-                outcome: Outcome::UpstreamCut,
-                ..Failure::invalid(format!(
-                    "The upstream provider `{provider}` failed mid-answer: {err}"
-                ))
-            }),
-        },
+        Err(err) => Err(Failure::transport(provider, &*err)),
     }
 }
 
@@ -158,7 +135,7 @@ pub(crate) async fn read_capped(
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Upstream response headers the client may see.
-pub(crate) fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+pub(crate) fn passed_headers(upstream: &HeaderMap) -> HeaderMap {
     const PASSED: [HeaderName; 2] = [
         HeaderName::from_static("request-id"),
         HeaderName::from_static("x-request-id"),
@@ -172,41 +149,31 @@ pub(crate) fn passed_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap
     out
 }
 
-/// Sends `body` to `url` with the provider's own key. A connection failure or timeout is a 502
-/// `connection_error`; an error status is mapped by [`error_from_status`].
+/// Sends `body` to `uri` (one of `endpoint`'s) with the provider's own key. A connection
+/// failure or timeout is a 502 `connection_error`; an error status is mapped by
+/// [`error_from_status`].
 pub(crate) async fn send(
-    client: &reqwest::Client,
-    provider: &Provider,
-    url: &Url,
+    client: &Client,
+    provider: &str,
+    endpoint: &Endpoint,
+    uri: &Uri,
     body: Bytes,
     forwarded: &Forwarded,
-) -> Result<reqwest::Response, Failure> {
-    let mut request = client
-        .post(url.clone())
-        .header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )
-        .body(body);
-    if provider.kind == Kind::Anthropic {
-        request = request.header(
-            ANTHROPIC_VERSION,
-            forwarded
-                .anthropic_version
-                .clone()
-                .unwrap_or(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION)),
-        );
+) -> Result<axum::http::Response<Body>, Failure> {
+    let mut headers = endpoint.headers.clone();
+    // Only Anthropic-kind endpoints carry a default version; theirs alone may be replaced.
+    if headers.contains_key(ANTHROPIC_VERSION) {
+        if let Some(version) = &forwarded.anthropic_version {
+            headers.insert(ANTHROPIC_VERSION, version.clone());
+        }
         if let Some(beta) = &forwarded.anthropic_beta {
-            request = request.header(ANTHROPIC_BETA, beta.clone());
+            headers.insert(ANTHROPIC_BETA, beta.clone());
         }
     }
-    if let Some((name, value)) = &provider.auth {
-        request = request.header(name, value);
-    }
-    let response = request
-        .send()
+    let response = client
+        .post(endpoint, uri, headers, body)
         .await
-        .map_err(|err| Failure::transport(&provider.name, &err))?;
+        .map_err(|err| Failure::transport(provider, &*err))?;
     if response.status().is_success() {
         return Ok(response);
     }
@@ -216,11 +183,11 @@ pub(crate) async fn send(
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = read_capped(response, MAX_ERROR_BODY, &provider.name)
+    let body = read_capped(response, MAX_ERROR_BODY, provider)
         .await
         .unwrap_or_default();
     Err(Failure {
-        error: error_from_status(&provider.name, status, &body, retry_after),
+        error: error_from_status(provider, status, &body, retry_after),
         retryable: status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
         retry_after,
         outcome: if status.is_client_error() {
@@ -231,23 +198,22 @@ pub(crate) async fn send(
     })
 }
 
-/// A transport failure talking to `provider`, as a 502 `connection_error`.
-pub(crate) fn connection_error(provider: &str, err: &reqwest::Error) -> ApiError {
-    let what = if err.is_timeout() {
-        "did not answer in time"
-    } else if err.is_connect() {
-        "could not be reached"
-    } else {
-        "failed mid-request"
+/// A transport failure talking to `provider` that ended as `outcome`, as a 502
+/// `connection_error`.
+fn connection_error(provider: &str, outcome: Outcome, err: &dyn StdError) -> ApiError {
+    let what = match outcome {
+        Outcome::Timeout => "did not answer in time",
+        Outcome::ConnectError | Outcome::TlsError => "could not be reached",
+        _ => "failed mid-request",
     };
-    // reqwest's Display can include the URL; it never includes headers, so no key leaks.
+    // Errors here may name the host; they never include headers, so no key leaks.
     ApiError::connection(format!(
         "The upstream provider `{provider}` {what}: {}",
         error_chain(err)
     ))
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+fn error_chain(err: &dyn StdError) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
