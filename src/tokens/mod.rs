@@ -53,7 +53,7 @@ use std::cell::OnceCell;
 use tiktoken_rs::CoreBPE;
 
 use crate::catalog::Model;
-pub(crate) use bound::{has_images, input_bound, input_estimate};
+pub(crate) use bound::{has_images, input_bound, input_estimate, text_estimate};
 use media::{Family, Image};
 pub(crate) use request::{Shape, max_output, max_output_of};
 

@@ -112,6 +112,12 @@ impl<'a> Request<'a> {
             .get_or_init(|| crate::tokens::input_estimate(self.raw))
     }
 
+    /// Whether the estimate reaches `least`: the body's length alone often decides, without
+    /// the scan for images (a long prompt is hundreds of KB).
+    fn input_tokens_reach(&self, least: u64) -> bool {
+        crate::tokens::text_estimate(self.raw) >= least || self.input_tokens() >= least
+    }
+
     /// The names and types of the tools the request offers.
     pub(crate) fn offered_tools(&self) -> &[String] {
         #[derive(Deserialize)]
@@ -191,7 +197,7 @@ impl Condition<'_> {
             Condition::Tool(tools) => tools.contains(&r.tool),
             Condition::Key(keys) => keys.iter().any(|k| k == r.key),
             Condition::Thinking(wanted) => r.thinking() == wanted,
-            Condition::MinInputTokens(least) => r.input_tokens() >= least,
+            Condition::MinInputTokens(least) => r.input_tokens_reach(least),
             Condition::HasImages(wanted) => r.has_images() == wanted,
             Condition::HasTools(names) => names.iter().any(|n| r.offers(n)),
         }

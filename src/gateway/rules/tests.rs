@@ -162,6 +162,20 @@ fn the_first_rule_whose_conditions_all_hold_decides() {
         image.as_bytes(),
     ));
     assert_eq!(picked.map(|r| &*r.name), Some("vision"));
+    // A short body whose two images count 3,200 tokens is a long prompt all the same.
+    let images = image.replace(
+        r#"}]}]}"#,
+        r#"},{"type":"image","source":{"type":"url","url":"https://x/b.png"}}]}]}"#,
+    );
+    let body = Body::parse(images.as_bytes()).unwrap();
+    let picked = rules.pick(&Request::new(
+        "sonnet",
+        Tool::Zed,
+        "k",
+        &body,
+        images.as_bytes(),
+    ));
+    assert_eq!(picked.map(|r| &*r.name), Some("long"), "{images}");
 }
 
 #[test]
