@@ -164,7 +164,7 @@ fn the_first_rule_whose_conditions_all_hold_decides() {
     assert_eq!(picked.map(|r| &*r.name), Some("vision"));
     // A short body whose two images count 3,200 tokens is a long prompt all the same.
     let images = image.replace(
-        r#"}]}]}"#,
+        "}]}]}",
         r#"},{"type":"image","source":{"type":"url","url":"https://x/b.png"}}]}]}"#,
     );
     let body = Body::parse(images.as_bytes()).unwrap();
