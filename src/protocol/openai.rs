@@ -221,7 +221,7 @@ pub(crate) struct FunctionDef {
     pub(crate) strict: Option<bool>,
 }
 
-/// `tool_choice`: `none`/`auto`/`required` or a named function.
+/// `tool_choice`: `none`/`auto`/`required` or a named function or custom tool.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum ToolChoice {
@@ -229,12 +229,34 @@ pub(crate) enum ToolChoice {
     Named(NamedChoice),
 }
 
-/// `{type:"function", function:{name}}`.
+/// `{type:"function", function:{name}}` or `{type:"custom", custom:{name}}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub(crate) struct NamedChoice {
     #[serde(rename = "type")]
     pub(crate) kind: String,
-    pub(crate) function: ChoiceName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) function: Option<ChoiceName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) custom: Option<ChoiceName>,
+}
+
+impl NamedChoice {
+    /// A function's choice, as izzi sends it.
+    pub(crate) fn function(name: String) -> Self {
+        Self {
+            kind: "function".to_owned(),
+            function: Some(ChoiceName { name }),
+            custom: None,
+        }
+    }
+
+    /// The tool named, function or custom.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.function
+            .as_ref()
+            .or(self.custom.as_ref())
+            .map(|c| c.name.as_str())
+    }
 }
 
 /// `function` of a named tool choice.

@@ -492,11 +492,19 @@ fn tools(req: &oa::Request, out: &mut an::Request) -> Result<(), TranslateError>
                 ..an::ToolChoice::default()
             },
         },
-        Some(oa::ToolChoice::Named(named)) => an::ToolChoice {
-            kind: "tool".to_owned(),
-            name: Some(names::upstream(&named.function.name).into_owned()),
-            disable_parallel_tool_use: None,
-        },
+        Some(oa::ToolChoice::Named(named)) => {
+            let Some(name) = named.name() else {
+                return Err(TranslateError(
+                    "`tool_choice` names no tool: give `function.name` or `custom.name`."
+                        .to_owned(),
+                ));
+            };
+            an::ToolChoice {
+                kind: "tool".to_owned(),
+                name: Some(names::upstream(name).into_owned()),
+                disable_parallel_tool_use: None,
+            }
+        }
         None => an::ToolChoice {
             kind: "auto".to_owned(),
             ..an::ToolChoice::default()

@@ -101,12 +101,9 @@ pub(crate) fn request(
         out.tool_choice = Some(match choice.kind.as_str() {
             "any" => oa::ToolChoice::Mode("required".to_owned()),
             "none" => oa::ToolChoice::Mode("none".to_owned()),
-            "tool" => oa::ToolChoice::Named(oa::NamedChoice {
-                kind: "function".to_owned(),
-                function: oa::ChoiceName {
-                    name: names::upstream(choice.name.as_deref().unwrap_or_default()).into_owned(),
-                },
-            }),
+            "tool" => oa::ToolChoice::Named(oa::NamedChoice::function(
+                names::upstream(choice.name.as_deref().unwrap_or_default()).into_owned(),
+            )),
             _ => oa::ToolChoice::Mode("auto".to_owned()),
         });
         if choice.disable_parallel_tool_use == Some(true) && out.tools.is_some() {

@@ -476,14 +476,12 @@ fn tool_choice(choice: Value, kind: Kind) -> Result<Option<oa::ToolChoice>, Tran
     Ok(match choice {
         Value::String(mode) => Some(oa::ToolChoice::Mode(mode)),
         Value::Object(map) => match map.get("type").and_then(Value::as_str) {
-            Some("function") => {
+            // A custom tool goes to Chat as a function of the same name (`tool`).
+            Some("function" | "custom") => {
                 let name = map.get("name").and_then(Value::as_str).unwrap_or_default();
-                Some(oa::ToolChoice::Named(oa::NamedChoice {
-                    kind: "function".to_owned(),
-                    function: oa::ChoiceName {
-                        name: names::upstream(name).into_owned(),
-                    },
-                }))
+                Some(oa::ToolChoice::Named(oa::NamedChoice::function(
+                    names::upstream(name).into_owned(),
+                )))
             }
             Some("allowed_tools") => {
                 dropped("tool_choice", "allowed_tools narrows nothing in Chat");

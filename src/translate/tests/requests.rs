@@ -197,3 +197,39 @@ fn refusals_name_the_field() {
         assert!(err.0.contains(wanted), "{body}: {err}");
     }
 }
+
+/// A forced freeform tool: Chat's `{type:"custom", custom:{name}}` and Responses'
+/// `{type:"custom", name}` name the tool they become on a provider without freeform tools.
+#[test]
+fn a_forced_custom_tool_is_forced_as_the_function_it_becomes() {
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"patch it"}],
+        "tools":[{"type":"custom","custom":{"name":"apply_patch","description":"Edit files."}}],
+        "tool_choice":{"type":"custom","custom":{"name":"apply_patch"}}}"#;
+    let out = upstream(Format::Chat, Kind::Anthropic, body, &PLAIN);
+    assert_eq!(
+        out["tool_choice"],
+        json!({"type":"tool","name":"apply_patch"})
+    );
+    assert_eq!(out["tools"][0]["name"], "apply_patch");
+
+    let body = br#"{"model":"m","input":"patch it",
+        "tools":[{"type":"custom","name":"apply_patch","description":"Edit files."}],
+        "tool_choice":{"type":"custom","name":"apply_patch"}}"#;
+    for kind in [Kind::Anthropic, Kind::Openai] {
+        let out = upstream(Format::Responses, kind, body, &PLAIN);
+        let name = &out["tool_choice"];
+        let forced = match kind {
+            Kind::Anthropic => name["name"].clone(),
+            Kind::Openai => name["function"]["name"].clone(),
+        };
+        assert_eq!(forced, "apply_patch", "{kind:?}: {out}");
+    }
+
+    // A choice that names nothing is refused by name.
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],
+        "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"custom"}}"#;
+    let parsed = Body::parse(body).unwrap();
+    let t = target(&parsed, &PLAIN);
+    let err = request(Format::Chat, Kind::Anthropic, &parsed, &t).unwrap_err();
+    assert!(err.0.contains("`tool_choice` names no tool"), "{err}");
+}
