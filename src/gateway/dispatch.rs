@@ -106,6 +106,11 @@ pub(crate) async fn send(
     primary: Route,
     prepared: Prepared<'_>,
 ) -> Result<Sent, Failure> {
+    // One candidate: nothing to order or fall back to.
+    if out.fallbacks.is_empty() {
+        let sent = attempt(state, out, primary, prepared, true).await?;
+        return Ok(remembered(state, out, sent));
+    }
     let fallbacks = out
         .fallbacks
         .iter()
@@ -147,19 +152,22 @@ pub(crate) async fn send(
             tracing::warn!(fallback = %route.model.id, provider = %route.provider.name, error = %failure.error.message, "upstream failed; trying a fallback");
         }
         match attempt(state, out, route, prepared, i + 1 == count).await {
-            Ok(sent) => {
-                if let Some(session) = out.session {
-                    state
-                        .affinity
-                        .remember(session, &sent.route.model.id, &state.config.affinity);
-                }
-                return Ok(sent);
-            }
+            Ok(sent) => return Ok(remembered(state, out, sent)),
             Err(failed) => failure = Some(failed),
         }
     }
     // The primary is always in the chain and always prepared, so a failure was recorded.
     Err(failure.unwrap_or_else(|| Failure::invalid("No upstream could carry this request.")))
+}
+
+/// `sent`, its model kept as the one that last served the request's session.
+fn remembered(state: &AppState, out: &Outgoing<'_>, sent: Sent) -> Sent {
+    if let Some(session) = out.session {
+        state
+            .affinity
+            .remember(session, &sent.route.model.id, &state.config.affinity);
+    }
+    sent
 }
 
 /// One route, with its retries; `last`: no other model is left to try.

@@ -6,8 +6,8 @@
 //! `x-izzi-balance-alert: REMAINING_USD` ([`annotate`]).
 //!
 //! Alerts are worked out from settled spend (`Limits::gauge`), never from a request's body.
-//! A sweep every second ([`sweep`]) catches a key whose last request crossed a
-//! threshold; at start the alerts already standing are only noted ([`Alerts::note_standing`]),
+//! A sweep every second ([`sweep`]) fires them (a request only reads what stands, for its
+//! headers); at start the alerts already standing are only noted ([`Alerts::note_standing`]),
 //! so a restart does not repeat this month's alerts.
 
 mod webhook;
@@ -188,7 +188,9 @@ pub(crate) fn standing(state: &AppState) -> Vec<Alert> {
         .collect()
 }
 
-/// Writes the alert headers on an answer to `client`, when an alert stands for it.
+/// Writes the alert headers on an answer to `client`, when an alert stands for it. Only reads
+/// the spend: firing (the log line, the webhook, the note of what fired) is the sweep's, so the
+/// request path takes no lock here and never logs or posts.
 pub(crate) fn annotate(state: &AppState, client: &Client, headers: &mut HeaderMap) {
     const BUDGET: HeaderName = HeaderName::from_static("x-izzi-budget-alert");
     const BALANCE: HeaderName = HeaderName::from_static("x-izzi-balance-alert");
@@ -196,10 +198,13 @@ pub(crate) fn annotate(state: &AppState, client: &Client, headers: &mut HeaderMa
         return;
     }
     let gauge = state.limits.gauge(client);
-    let now = Timestamp::now();
-    let standing = state
-        .alerts
-        .check(client, &gauge, &state.config.alerts, now, false);
+    let month = store::month(Timestamp::now());
+    let standing = standing_for(
+        client,
+        &gauge,
+        state.config.alerts.balance_floor_usd,
+        &month,
+    );
     if let Some(threshold) = standing.iter().filter_map(|a| a.threshold).max() {
         headers.insert(BUDGET, HeaderValue::from(u16::from(threshold)));
     }
