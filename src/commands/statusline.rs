@@ -5,7 +5,7 @@
 //! loudly: bad stdin, no ledger or an unreachable gateway leave a shorter line, and exit 0.
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -115,10 +115,7 @@ fn live_rpm(config: &Config, key: Option<&str>) -> Option<String> {
     if !(host.is_loopback() || host.is_unspecified()) {
         return None;
     }
-    let ip = match host {
-        IpAddr::V6(_) if host.is_loopback() => host,
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-    };
+    let ip = crate::service::probe::reachable(host);
     let body = get(SocketAddr::new(ip, config.server.port), "/izzi/api/limits")?;
     let limits: serde_json::Value = serde_json::from_slice(&body).ok()?;
     let keys = limits["keys"].as_array()?;
@@ -135,7 +132,9 @@ fn live_rpm(config: &Config, key: Option<&str>) -> Option<String> {
     ))
 }
 
-/// The body of a `GET` answered 200 within [`LIVE_BUDGET`], over plain HTTP/1.0.
+/// The body of a `GET` answered 200 within [`LIVE_BUDGET`], over plain HTTP/1.0 on loopback:
+/// no async runtime and no TLS setup (what `service::probe` uses), which would cost more than
+/// the whole line may take.
 fn get(address: SocketAddr, path: &str) -> Option<Vec<u8>> {
     let deadline = Instant::now() + LIVE_BUDGET;
     let left = || {
