@@ -335,6 +335,14 @@ fn merge_table(
 ) -> Result<(), EditError> {
     for (key, want) in patch {
         path.push(key.to_owned());
+        if want.is_table()
+            && let Some(mut name) = table.key_mut(key)
+        {
+            // A header such as `[a.b   .c]` leaves spacing on `b` that only shows while `[a.b]`
+            // has no header of its own; the merge may give it one, so the spacing goes, and
+            // merging the file again leaves it as it is.
+            name.dotted_decor_mut().clear();
+        }
         match (want, table.get_mut(key)) {
             (toml_edit::Item::Table(want), None) => {
                 let mut fresh = toml_edit::Table::new();
@@ -549,6 +557,23 @@ mod tests {
         );
         let again = String::from_utf8(toml(Some(out.as_bytes()), &p).unwrap()).unwrap();
         assert_eq!(again, out);
+    }
+
+    #[test]
+    fn toml_merges_into_a_table_named_only_by_a_spaced_header_once() {
+        // `[a.b   .c]` names `a.b` implicitly; once the merge gives `a.b` values of its own, a
+        // second merge must leave the file as the first left it.
+        let original = "[model_providers.izzi    .auth]\ncommand = \"old\"\n";
+        let p = toml_patch(
+            "[model_providers.izzi]\nname = \"Izzi\"\n[model_providers.izzi.auth]\ncommand = \"izzi\"\n",
+        );
+        let out = String::from_utf8(toml(Some(original.as_bytes()), &p).unwrap()).unwrap();
+        let again = String::from_utf8(toml(Some(out.as_bytes()), &p).unwrap()).unwrap();
+        assert_eq!(again, out);
+        assert!(
+            out.contains("[model_providers.izzi]\nname = \"Izzi\"\n"),
+            "{out}"
+        );
     }
 
     #[test]
