@@ -109,6 +109,8 @@ def table(results: dict) -> str:
             "cap_rps": cap["rps"],
             "cap_cpu": cap["cpu_us_per_request"],
             "p50_us": statistics.median(x["latency_us"]["p50"] for x in rounds["seq"]),
+            "p99_us": statistics.median(x["latency_us"]["p99"] for x in rounds["seq"]),
+            "rss": max(x.get("rss_peak_mb") or 0 for x in rounds["streams"]),
             # CPU per content event relayed (each stream's request and head included).
             "event": statistics.median(x["cpu_s"] * 1e6 / max(x.get("content_received", 0), 1)
                                        for x in rounds["streams"]),
@@ -116,9 +118,9 @@ def table(results: dict) -> str:
 
     figs = {name: fig(name) for name in lanes}
     rows = ["| lane | CPU µs/req c=1 | CPU µs/req at rate | served rps | capacity rps | CPU µs/req at capacity | "
-            "p50 µs c=1 | CPU µs/stream event | CPU at rate ÷ nginx | capacity ÷ nginx | "
+            "p50 µs c=1 | p99 µs c=1 | CPU µs/stream event | RSS peak MB, streams | CPU at rate ÷ nginx | capacity ÷ nginx | "
             "CPU at rate new ÷ base | CPU/event new ÷ base |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, f in figs.items():
         fmt = name.split(" ", 1)[1]
         nginx = figs.get(f"nginx {fmt}") or figs.get(f"nginx {fmt.split('->')[0]}")
@@ -130,7 +132,7 @@ def table(results: dict) -> str:
         vs_base = f"{f['rate'] / base['rate']:.2f}x" if new else ""
         event_base = f"{f['event'] / base['event']:.2f}x" if new else ""
         rows.append(f"| {name} | {f['c1']:.0f} | {f['rate']:.0f} | {f['rate_served']:.0f} | {f['cap_rps']:.0f} | "
-                    f"{f['cap_cpu'] or 0:.0f} | {f['p50_us']:.0f} | {f['event']:.1f} | {vs_nginx} | {cap_nginx} | "
+                    f"{f['cap_cpu'] or 0:.0f} | {f['p50_us']:.0f} | {f['p99_us']:.0f} | {f['event']:.1f} | {f['rss']:.1f} | {vs_nginx} | {cap_nginx} | "
                     f"{vs_base} | {event_base} |")
     return "\n".join(rows)
 

@@ -3,7 +3,7 @@
 //! keys in `izzi.db`, re-read by the ledger thread every half second so a revocation applies
 //! within a second, and from loopback clients the key `izzi setup` stored).
 //!
-//! [`layer`] runs in front of every `/v1` route: it refuses blocked addresses and bad keys, hands
+//! [`guard`] runs in front of every `/v1` route: it refuses blocked addresses and bad keys, hands
 //! the handler its [`Client`], and writes the rate-limit headers on whatever the handler answers,
 //! success or error. Every local tool shares the loopback address, so a blocked loopback address
 //! still lets a valid key through (a wrong one is still counted and refused). Never reads bodies;
@@ -89,13 +89,27 @@ pub(crate) fn client(extensions: &Extensions) -> Result<Arc<Client>, ApiError> {
         .ok_or_else(|| ApiError::internal("The request reached a handler without authentication."))
 }
 
-/// The middleware in front of every authenticated route: [`authenticate`] (403 or 401), then
-/// the handler, then the rate-limit headers on its answer.
+/// The middleware in front of every authenticated route: [`guard`] around the router's next
+/// service.
 pub(crate) async fn layer(
     State(state): State<Arc<AppState>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    guard(&state, request, |request| next.run(request)).await
+}
+
+/// [`authenticate`] (403 or 401), then `handler` with the [`Client`] in the request's
+/// extensions, then the rate-limit headers on its answer, success or error. The router's layer
+/// and the inference paths the server matches itself (`server::serve`) both go through it.
+pub(crate) async fn guard<F>(
+    state: &Arc<AppState>,
+    mut request: Request,
+    handler: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -106,13 +120,13 @@ pub(crate) async fn layer(
         Err(err) => return err.into_response(),
     };
     request.extensions_mut().insert(Arc::clone(&client));
-    let mut response = next.run(request).await;
+    let mut response = handler(request).await;
     let headers = match response.extensions_mut().remove::<RateHeaders>() {
         Some(headers) => headers,
         None => state.limits.peek(&client).await,
     };
     headers.apply(response.headers_mut());
-    super::alerts::annotate(&state, &client, response.headers_mut());
+    super::alerts::annotate(state, &client, response.headers_mut());
     response
 }
 

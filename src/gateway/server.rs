@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -24,21 +25,36 @@ use super::reload::{Hangups, Source};
 use super::{api, auth, compact, count, dashboard, metrics, models, proxy, responses};
 use crate::protocol::Format;
 
+/// The prefixes the API answers under.
+const PREFIXES: [&str; 3] = ["/v1", "/openai/v1", "/api/v1"];
+
+/// The inference routes (`POST`), under each prefix.
+const INFERENCE: [(&str, Format); 3] = [
+    ("/chat/completions", Format::Chat),
+    ("/messages", Format::Messages),
+    ("/responses", Format::Responses),
+];
+
+/// The format of an inference path (`/v1/messages`), if `path` is one.
+fn inference(path: &str) -> Option<Format> {
+    let rest = PREFIXES
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))?;
+    INFERENCE
+        .iter()
+        .find_map(|&(route, format)| (rest == route).then_some(format))
+}
+
 /// The whole HTTP surface.
 pub(crate) fn app(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route(
-            "/chat/completions",
-            post(|s: State<Arc<AppState>>, r: Request| proxy::inference(s, Format::Chat, r)),
-        )
-        .route(
-            "/messages",
-            post(|s: State<Arc<AppState>>, r: Request| proxy::inference(s, Format::Messages, r)),
-        )
-        .route(
-            "/responses",
-            post(|s: State<Arc<AppState>>, r: Request| proxy::inference(s, Format::Responses, r)),
-        )
+    let api = INFERENCE
+        .into_iter()
+        .fold(Router::new(), |api, (path, format)| {
+            api.route(
+                path,
+                post(move |s: State<Arc<AppState>>, r: Request| proxy::inference(s, format, r)),
+            )
+        })
         .route("/responses/compact", post(compact::compact))
         .route(
             "/responses/{id}",
@@ -53,10 +69,9 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
             auth::layer,
         ))
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
-        .nest("/v1", api.clone())
-        .nest("/openai/v1", api.clone())
-        .nest("/api/v1", api)
+    PREFIXES
+        .into_iter()
+        .fold(Router::new(), |app, prefix| app.nest(prefix, api.clone()))
         .nest("/izzi/api", api::routes(&state))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
@@ -191,18 +206,16 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// One request through the app, with the client's address for the auth layer. It takes the
-/// state current when it arrives and keeps it to its end.
+/// One request, with the client's address for the auth layer, served by the state current when
+/// it arrives, which it keeps to its end.
 fn serve(
     live: &ArcSwap<Live>,
     remote: std::net::SocketAddr,
     mut request: hyper::Request<Incoming>,
-) -> tower::util::Oneshot<Router, Request> {
+) -> impl Future<Output = Result<Response, std::convert::Infallible>> + Send + use<> {
     request.extensions_mut().insert(ConnectInfo(remote));
-    live.load()
-        .app
-        .clone()
-        .oneshot(request.map(axum::body::Body::new))
+    let answer = live.load().call(request.map(axum::body::Body::new));
+    async move { Ok(answer.await) }
 }
 
 /// Serves `connection` until it ends. When the server shuts down, or `idle()` resolves first,
@@ -304,18 +317,50 @@ impl hyper::body::Body for Counted {
 }
 
 /// The state new requests get, and the routes built on it.
-struct Live {
+pub(super) struct Live {
     state: Arc<AppState>,
     app: Router,
 }
 
 impl Live {
-    fn new(state: Arc<AppState>) -> Self {
+    pub(super) fn new(state: Arc<AppState>) -> Self {
         Self {
             app: app(Arc::clone(&state)),
             state,
         }
     }
+
+    /// Answers `request`. The inference routes, nearly every request a gateway serves, go
+    /// straight to their handler behind the auth guard; the router ([`app`], which has them
+    /// too) would add its path matching, the rewritten URI of a nested route, and a boxed
+    /// middleware per request. Everything else goes through the router.
+    pub(super) fn call(&self, request: Request) -> impl Future<Output = Response> + Send + use<> {
+        let route = match (request.method(), inference(request.uri().path())) {
+            (&Method::POST, Some(format)) => Route::Inference(format),
+            _ => Route::Router(self.app.clone()),
+        };
+        let state = Arc::clone(&self.state);
+        async move {
+            match route {
+                Route::Inference(format) => {
+                    auth::guard(&state, request, |request| {
+                        proxy::inference(State(Arc::clone(&state)), format, request)
+                    })
+                    .await
+                }
+                Route::Router(app) => match app.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                },
+            }
+        }
+    }
+}
+
+/// Who answers a request: the inference handler directly, or the router.
+enum Route {
+    Inference(Format),
+    Router(Router),
 }
 
 /// Reloads the config on every SIGHUP; a reload that fails leaves `live` as it was.

@@ -1,5 +1,5 @@
-//! The HTTP surface in process: `server::app` over the state `serve` builds, driven request by
-//! request with `tower`'s `oneshot`. Routing, authentication and the error shapes need no
+//! The HTTP surface in process: `server::Live` (the inference routes it answers itself, and
+//! `server::app` for the rest) over the state `serve` builds, driven request by request. Routing, authentication and the error shapes need no
 //! process, no socket and no upstream; what does (streams, signals, the ledger on disk, real
 //! clients) is tested against the real binary in `tests/it`.
 
@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 use super::{AppState, auth, identity, ledger, limits, reload, routing, server, upstream};
 use crate::config::Config;
@@ -104,10 +103,7 @@ async fn send(
     request
         .extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 50_000))));
-    let response = server::app(Arc::clone(state))
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = server::Live::new(Arc::clone(state)).call(request).await;
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -149,11 +145,24 @@ async fn health_root_and_unknown_paths() {
         404,
         "not_found",
     );
-    assert_error(
-        &send(&state, Method::GET, "/v1/messages", &auth, None).await,
-        405,
-        "invalid_request_error",
-    );
+    // The inference paths the server matches itself answer as the router does: other methods
+    // are 405, near misses 404.
+    for (method, path, want, kind) in [
+        (Method::GET, "/v1/messages", 405, "invalid_request_error"),
+        (
+            Method::PUT,
+            "/openai/v1/chat/completions",
+            405,
+            "invalid_request_error",
+        ),
+        (Method::POST, "/v1/messages/", 404, "not_found"),
+        (Method::POST, "/v1/chat/completions/x", 404, "not_found"),
+        (Method::POST, "/v2/responses", 404, "not_found"),
+        (Method::POST, "/v1//messages", 404, "not_found"),
+    ] {
+        let answer = send(&state, method.clone(), path, &auth, Some(json!({}))).await;
+        assert_error(&answer, want, kind);
+    }
 }
 
 #[tokio::test]
@@ -280,7 +289,10 @@ async fn bad_bodies_get_the_documented_errors_before_any_upstream() {
             json!({"model": "gpt-4.1", "input": "hi", "max_output_tokens": "many"}),
         ),
     ] {
-        let answer = send(&state, Method::POST, path, &auth, Some(body.clone())).await;
-        assert_error(&answer, 400, "invalid_request_error");
+        for prefix in ["", "/openai", "/api"] {
+            let path = format!("{prefix}{path}");
+            let answer = send(&state, Method::POST, &path, &auth, Some(body.clone())).await;
+            assert_error(&answer, 400, "invalid_request_error");
+        }
     }
 }
