@@ -13,6 +13,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -334,13 +335,17 @@ impl Live {
     /// straight to their handler behind the auth guard; the router ([`app`], which has them
     /// too) would add its path matching, the rewritten URI of a nested route, and a boxed
     /// middleware per request. Everything else goes through the router.
-    pub(super) fn call(&self, request: Request) -> impl Future<Output = Response> + Send + use<> {
+    ///
+    /// Boxed: hyper keeps a request's future in its connection's task until the answer's head
+    /// is out, then drops it; inline, its ~5 KB would stay in every connection's task for the
+    /// connection's life, a stream's included.
+    pub(super) fn call(&self, request: Request) -> BoxFuture<'static, Response> {
         let route = match (request.method(), inference(request.uri().path())) {
             (&Method::POST, Some(format)) => Route::Inference(format),
             _ => Route::Router(self.app.clone()),
         };
         let state = Arc::clone(&self.state);
-        async move {
+        Box::pin(async move {
             match route {
                 Route::Inference(format) => {
                     auth::guard(&state, request, |request| {
@@ -353,7 +358,7 @@ impl Live {
                     Err(never) => match never {},
                 },
             }
-        }
+        })
     }
 }
 
