@@ -10,7 +10,8 @@ with, say a checkout of the base commit built into its own target directory; --b
 target/release) holds this build, the mock and the load generator. Per lane: CPU per request
 one at a time and at a fixed rate (utime + stime from /proc over the whole load run), then the
 capacity search run.py does; and CPU per relayed event over concurrent streams (64 events
-20 ms apart each). Prints a table with each izzi lane's ratio to nginx in the same
+20 ms apart each), with the server's RSS peak over them. p50 and p99 are of the requests sent one
+at a time. Prints a table with each izzi lane's ratio to nginx in the same
 client format and the new build's to the base; writes target/bench/ab.json.
 """
 

@@ -183,7 +183,8 @@ def wait_for_line(path: Path, marker: str, proc: subprocess.Popen, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = path.read_text(errors="replace") if path.exists() else ""
-        for line in text.splitlines():
+        # Whole lines only: the last may be read half written.
+        for line in text.split("\n")[:-1]:
             if marker in line:
                 return line
         if proc.poll() is not None:
