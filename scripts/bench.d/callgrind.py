@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--bin-dir", default=str(run.ROOT / "target" / "release"))
+    parser.add_argument("--keep", action="store_true", help="print where the callgrind files are, for callgrind_annotate")
     a = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="izzi-callgrind-"))
     mock_log = work / "mock.log"
@@ -81,6 +82,8 @@ def main() -> int:
             summary = re.search(r"^summary:\s+(\d+)", text, re.M)
             if summary and "Trigger: dump" in text[:4000]:
                 dumped += int(summary.group(1))
+        if a.keep:
+            print(f"callgrind output: {work}")
         print(f"{a.lane} {a.izzi}: {dumped / a.requests:,.0f} instructions per request "
               f"({a.requests} requests)")
     finally:
