@@ -296,4 +296,3 @@ async fn bad_bodies_get_the_documented_errors_before_any_upstream() {
         }
     }
 }
-
