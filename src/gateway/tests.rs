@@ -289,8 +289,9 @@ async fn bad_bodies_get_the_documented_errors_before_any_upstream() {
             json!({"model": "gpt-4.1", "input": "hi", "max_output_tokens": "many"}),
         ),
     ] {
-        for prefix in ["", "/openai", "/api"] {
-            let path = format!("{prefix}{path}");
+        // Claude Code adds `?beta=true`; the query is no part of the path matched.
+        for (prefix, query) in [("", ""), ("/openai", ""), ("/api", ""), ("", "?beta=true")] {
+            let path = format!("{prefix}{path}{query}");
             let answer = send(&state, Method::POST, &path, &auth, Some(body.clone())).await;
             assert_error(&answer, 400, "invalid_request_error");
         }
