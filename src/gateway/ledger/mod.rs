@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+mod priority;
 mod record;
 
 use super::identity::Keys;
@@ -328,6 +329,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
+        priority::lower();
         let mut next_tick = Instant::now() + TICK;
         let mut ticks = 0_u32;
         loop {
