@@ -5,7 +5,7 @@
 //!
 //! Never the prompt or the answer: only what the client put in its headers, bounded and printable.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, header};
 
 use crate::wire::wire_enum;
 
@@ -38,25 +38,29 @@ wire_enum! {
 const MAX_NAME: usize = 128;
 
 /// Headers that name the agent session, the explicit one first.
-const SESSION_HEADERS: [&str; 4] = [
-    "x-izzi-session",
-    "x-claude-code-session-id",
-    "session-id",
-    "session_id",
+/// (Names built at compile time: a `&str` name is parsed and validated on every lookup.)
+const SESSION_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-izzi-session"),
+    HeaderName::from_static("x-claude-code-session-id"),
+    HeaderName::from_static("session-id"),
+    HeaderName::from_static("session_id"),
 ];
+const PROJECT_HEADER: HeaderName = HeaderName::from_static("x-izzi-project");
+/// Codex's `originator` header.
+const ORIGINATOR: HeaderName = HeaderName::from_static("originator");
 
 impl Tool {
     /// The tool behind a request's headers. The tools' own user agents decide first (a tool
     /// built on an SDK sends the SDK's `x-stainless-*` headers too), then the SDKs'.
     pub(crate) fn of(headers: &HeaderMap) -> Self {
-        let header = |name: &str| {
+        let header = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or_default()
         };
-        let agent = header("user-agent");
-        if header("originator").starts_with("codex") {
+        let agent = header(&header::USER_AGENT);
+        if header(&ORIGINATOR).starts_with("codex") {
             return Self::Codex;
         }
         Self::from_user_agent(agent)
@@ -114,14 +118,14 @@ impl Attribution {
             session: SESSION_HEADERS
                 .iter()
                 .find_map(|name| name_in(headers, name)),
-            project: name_in(headers, "x-izzi-project"),
+            project: name_in(headers, &PROJECT_HEADER),
         }
     }
 }
 
 /// A header's value when it is a usable name: printable ASCII without spaces, at most
 /// [`MAX_NAME`] bytes.
-fn name_in(headers: &HeaderMap, header: &str) -> Option<String> {
+fn name_in(headers: &HeaderMap, header: &HeaderName) -> Option<String> {
     let value = headers.get(header)?.to_str().ok()?.trim();
     let usable =
         !value.is_empty() && value.len() <= MAX_NAME && value.bytes().all(|b| b.is_ascii_graphic());

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, header};
 use rust_decimal::Decimal;
 use sha2::{Digest as _, Sha256};
 
@@ -125,8 +125,10 @@ impl Peer {
 
 /// The client key a request presents, if any.
 pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    // Built at compile time: a `&str` name is parsed and validated on every lookup.
+    const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
     let bearer = headers
-        .get("authorization")
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
@@ -136,7 +138,7 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     bearer
         .or_else(|| {
             headers
-                .get("x-api-key")
+                .get(X_API_KEY)
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
         })

@@ -41,7 +41,9 @@ pub(crate) const DAY: i64 = 86_400;
 
 /// A timestamp as stored: UTC, milliseconds, so text order is time order.
 pub(crate) fn stamp(at: Timestamp) -> String {
-    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    // RFC 3339 with exactly three fractional digits, `YYYY-MM-DDTHH:MM:SS.fffZ`: jiff's own
+    // printer, about twice as fast as `strftime` with the same pattern.
+    format!("{at:.3}")
 }
 
 /// The start of the clock-aligned window of `seconds` ([`MINUTE`] or [`DAY`])

@@ -212,6 +212,9 @@ impl Endpoint {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
+        if let Some(host) = http1_host(&messages) {
+            headers.insert(header::HOST, host);
+        }
         let proxied = hyper_util::client::proxy::matcher::Matcher::from_system()
             .intercept(&messages)
             .is_some();
@@ -222,6 +225,22 @@ impl Endpoint {
             proxied,
         })
     }
+}
+
+/// The `Host` header of a plain-HTTP provider, as hyper's client would write it on every request
+/// over HTTP/1 (the host, and the port unless it is 80): built once here, the client finds it set
+/// and formats nothing. An `https` provider may negotiate HTTP/2, which names the host in
+/// `:authority` instead, so it gets none.
+fn http1_host(uri: &Uri) -> Option<HeaderValue> {
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?;
+    let value = match uri.port_u16() {
+        Some(port) if port != 80 => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::try_from(value).ok()
 }
 
 pub(super) const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
@@ -359,6 +378,29 @@ mod tests {
     use http_body_util::{BodyExt as _, StreamBody};
 
     use super::*;
+
+    #[test]
+    fn a_plain_http_provider_carries_the_host_header_hyper_would_write() {
+        let host = |base: &str| {
+            let endpoint = Endpoint::new(Kind::Openai, base, None).expect("a valid base URL");
+            endpoint
+                .headers
+                .get(header::HOST)
+                .map(|v| v.to_str().expect("ASCII").to_owned())
+        };
+        assert_eq!(
+            host("http://127.0.0.1:8080/v1").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(host("http://models.lan/v1").as_deref(), Some("models.lan"));
+        assert_eq!(host("http://models.lan:80").as_deref(), Some("models.lan"));
+        assert_eq!(
+            host("http://[::1]:11434/v1").as_deref(),
+            Some("[::1]:11434")
+        );
+        // HTTP/2 may be negotiated: the host travels as `:authority`.
+        assert_eq!(host("https://api.openai.com/v1"), None);
+    }
 
     #[tokio::test]
     async fn the_idle_timer_counts_from_the_last_frame_not_the_first() {

@@ -386,3 +386,25 @@ fn a_new_database_and_its_wal_are_private() {
     drop(Store::open(&path).unwrap());
     assert_eq!(crate::files::unix_mode(&path), Some(0o640));
 }
+
+#[test]
+fn stamps_are_utc_with_exactly_three_fractional_digits() {
+    // The stored text order is the time order: every stamp has the same width and fields.
+    for (ms, text) in [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1, "1970-01-01T00:00:00.001Z"),
+        (999, "1970-01-01T00:00:00.999Z"),
+        (1_733_570_000_120, "2024-12-07T11:13:20.120Z"),
+        (253_402_207_200_000, "9999-12-30T22:00:00.000Z"),
+    ] {
+        let at = Timestamp::from_millisecond(ms).expect("in range");
+        assert_eq!(crate::store::stamp(at), text);
+        assert_eq!(
+            crate::store::stamp(at),
+            at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
+    }
+    // Sub-millisecond digits are cut, not rounded, as before.
+    let at = Timestamp::new(1_733_570_000, 999_999_999).expect("in range");
+    assert_eq!(crate::store::stamp(at), "2024-12-07T11:13:20.999Z");
+}
