@@ -8,13 +8,14 @@
 //!
 //! The lock is held for a map lookup, never across an await.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use super::NamedMap;
 use super::errors::{ApiError, ErrorKind};
 use super::upstream::Failure;
 use crate::config::Breaker;
@@ -44,7 +45,7 @@ struct Circuit {
 /// Every provider's circuit, kept across config reloads.
 #[derive(Debug, Default)]
 pub(crate) struct Breakers {
-    circuits: Mutex<HashMap<String, Circuit>>,
+    circuits: Mutex<NamedMap<Circuit>>,
 }
 
 /// Leave to send one attempt to a provider; [`Ticket::settle`] records how it went. A probe
@@ -79,7 +80,7 @@ pub(crate) struct Status {
 }
 
 impl Breakers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Circuit>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, NamedMap<Circuit>> {
         self.circuits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

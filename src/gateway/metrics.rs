@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::AppState;
+use super::{AppState, NamedMap};
 use crate::store::{Outcome, Pricing, Row};
 use crate::wire::wire_enum;
 
@@ -130,7 +130,7 @@ pub(crate) fn refused(reason: Reason) {
 /// invents (served by a provider's glob) is `other`, so clients cannot grow the series.
 #[derive(Default)]
 pub(crate) struct Recorder {
-    models: HashMap<String, ModelHandles>,
+    models: NamedMap<ModelHandles>,
 }
 
 /// One model's handles.

@@ -31,6 +31,10 @@ mod tests;
 mod upstream;
 mod upstream_stats;
 
+/// A map keyed by names the config gives (client keys, providers, models): hashed with
+/// foldhash instead of SipHash, several times per request. Never for keys a client chooses.
+type NamedMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use super::admission::{Admission, Backend};
 use super::headers::RateHeaders;
 use super::refusal::{Decision, Refused};
+use crate::gateway::NamedMap;
 use crate::gateway::identity::Client;
 use crate::store::{self, Account, DAY, MINUTE};
 
@@ -69,7 +70,7 @@ pub(crate) struct Gauge {
 /// Every key's limits state.
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
-    keys: Mutex<HashMap<String, State>>,
+    keys: Mutex<NamedMap<State>>,
     /// Woken whenever an admission is settled (a slot freed).
     settled: tokio::sync::Notify,
 }
@@ -85,7 +86,7 @@ impl Limiter {
         now: Timestamp,
     ) -> Self {
         let secs = now.as_second();
-        let mut keys: HashMap<String, State> = HashMap::new();
+        let mut keys = NamedMap::default();
         let names = accounts
             .keys()
             .chain(today.keys())
@@ -116,7 +117,7 @@ impl Limiter {
         Ok(Self::new(store.accounts()?, &today, &this_minute, now))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, NamedMap<State>> {
         // The critical sections cannot leave the map half-updated, so a panic elsewhere while
         // holding the lock does not make the state unusable.
         self.keys.lock().unwrap_or_else(PoisonError::into_inner)
@@ -244,7 +245,7 @@ impl Limiter {
 }
 
 /// `key`'s state, created when missing (its name is copied only then).
-fn state_of<'a>(keys: &'a mut HashMap<String, State>, key: &str) -> &'a mut State {
+fn state_of<'a>(keys: &'a mut NamedMap<State>, key: &str) -> &'a mut State {
     if !keys.contains_key(key) {
         keys.insert(key.to_owned(), State::default());
     }
