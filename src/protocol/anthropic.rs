@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::json::TextOr;
+
 /// `POST /v1/messages` body.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct Request {
@@ -47,11 +49,20 @@ pub(crate) struct Message {
 }
 
 /// A string or a list of blocks (`content`, `system`, `tool_result.content`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub(crate) enum Content {
-    Text(String),
+    Text(#[serde(serialize_with = "super::text::text")] String),
     Blocks(Vec<Block>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match TextOr::deserialize(deserializer)? {
+            TextOr::Text(text) => Self::Text(text),
+            TextOr::List(list) => Self::Blocks(list),
+        })
+    }
 }
 
 /// A content block; `Other` keeps a block whose type is not known here, for the error message.
@@ -67,6 +78,7 @@ pub(crate) enum Block {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Known {
     Text {
+        #[serde(serialize_with = "super::text::text")]
         text: String,
         /// A prompt-cache breakpoint (`{"type":"ephemeral","ttl":"1h"}`), kept as sent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +109,7 @@ pub(crate) enum Known {
         cache_control: Option<Value>,
     },
     Thinking {
+        #[serde(serialize_with = "super::text::text")]
         thinking: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<String>,

@@ -169,9 +169,61 @@ pub(crate) fn without_values(message: &str) -> String {
     out
 }
 
+/// A member that is a string or a list (`content`, `system`), read in one pass: serde's
+/// `untagged` would first copy the whole value, a prompt's text included, into a buffer of its
+/// own and then read it again.
+pub(crate) enum TextOr<T> {
+    Text(String),
+    List(Vec<T>),
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for TextOr<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for Either<T> {
+            type Value = TextOr<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(TextOr::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(TextOr::Text(text))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let list = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(TextOr::List(list))
+            }
+        }
+        deserializer.deserialize_any(Either(std::marker::PhantomData))
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_or_list_reads_either_and_names_both_when_it_is_neither() {
+        let text: TextOr<u8> = serde_json::from_str(r#""a \"quoted\" prompt""#).unwrap();
+        assert!(matches!(text, TextOr::Text(t) if t == r#"a "quoted" prompt"#));
+        let list: TextOr<u8> = serde_json::from_str("[1, 2]").unwrap();
+        assert!(matches!(list, TextOr::List(l) if l == [1, 2]));
+        let err = serde_json::from_str::<TextOr<u8>>("5").err().unwrap();
+        assert!(
+            err.to_string().contains("expected a string or a list"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn an_added_member_goes_after_model_only_when_absent() {

@@ -6,6 +6,7 @@ pub(crate) mod json;
 pub(crate) mod openai;
 pub(crate) mod responses;
 pub(crate) mod sse;
+pub(crate) mod text;
 
 use bytes::BytesMut;
 use serde::Serialize;

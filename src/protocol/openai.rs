@@ -6,6 +6,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use super::json::TextOr;
+
 /// `POST /chat/completions` body.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub(crate) struct Request {
@@ -83,11 +85,20 @@ pub(crate) struct Message {
 }
 
 /// `content`: a string or parts.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub(crate) enum Content {
-    Text(String),
+    Text(#[serde(serialize_with = "super::text::text")] String),
     Parts(Vec<Part>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match TextOr::deserialize(deserializer)? {
+            TextOr::Text(text) => Self::Text(text),
+            TextOr::List(list) => Self::Parts(list),
+        })
+    }
 }
 
 /// A content part; `Other` keeps a part whose type is not known here, for the error message.
@@ -103,6 +114,7 @@ pub(crate) enum Part {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum KnownPart {
     Text {
+        #[serde(serialize_with = "super::text::text")]
         text: String,
         /// A prompt-cache breakpoint as OpenRouter and LiteLLM take it for Claude models.
         #[serde(default, skip_serializing_if = "Option::is_none")]
