@@ -25,7 +25,7 @@ mod allocator {
     /// gateway that goes idle after a burst of streams would keep the burst's memory. At 0 every
     /// freed page went back at once, and under load the next request faulted it in again: 6 %
     /// more CPU per request at 15,000 requests/s than at 50 ms (docs/bench.md). At 50 ms the
-    /// pages a steady load reuses stay, and 1,000 streams leave 20–25 MB two seconds after them
+    /// pages a steady load reuses stay, and 1,000 streams leave 22–25 MB 1.5 s after them
     /// (20 MB at 0; the idle gateway holds 15).
     const PURGE_DELAY_MS: std::ffi::c_long = 50;
 

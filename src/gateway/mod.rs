@@ -31,10 +31,6 @@ mod tests;
 mod upstream;
 mod upstream_stats;
 
-/// A map keyed by names the config gives (client keys, providers, models): hashed with
-/// foldhash instead of SipHash, several times per request. Never for keys a client chooses.
-type NamedMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +48,10 @@ pub(crate) use routing::HOSTED_BASE;
 pub(crate) use routing::Router;
 /// `izzi route explain` evaluates the rules as `serve` would.
 pub(crate) use rules::{Check as RuleCheck, Request as RuleRequest};
+
+/// A map keyed by names the config gives (client keys, providers, models): hashed with
+/// foldhash instead of SipHash, several times per request. Never for keys a client chooses.
+type NamedMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
 
 /// Shared state of a running gateway. A request sees one `AppState` from start to end: a config
 /// reload makes a new one (its own `config`, `router` and `client`) around the same keys, limits,

@@ -49,19 +49,19 @@ pub(crate) struct Message {
 }
 
 /// A string or a list of blocks (`content`, `system`, `tool_result.content`).
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged, from = "TextOr<Block>")]
 pub(crate) enum Content {
     Text(#[serde(serialize_with = "super::text::text")] String),
     Blocks(Vec<Block>),
 }
 
-impl<'de> Deserialize<'de> for Content {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match TextOr::deserialize(deserializer)? {
+impl From<TextOr<Block>> for Content {
+    fn from(read: TextOr<Block>) -> Self {
+        match read {
             TextOr::Text(text) => Self::Text(text),
             TextOr::List(list) => Self::Blocks(list),
-        })
+        }
     }
 }
 

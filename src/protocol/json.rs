@@ -171,7 +171,7 @@ pub(crate) fn without_values(message: &str) -> String {
 
 /// A member that is a string or a list (`content`, `system`), read in one pass: serde's
 /// `untagged` would first copy the whole value, a prompt's text included, into a buffer of its
-/// own and then read it again.
+/// own and then read it again. The wire types read through it with `#[serde(from = "TextOr<_>")]`.
 pub(crate) enum TextOr<T> {
     Text(String),
     List(Vec<T>),
@@ -208,6 +208,7 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for TextOr<T> {
         deserializer.deserialize_any(Either(std::marker::PhantomData))
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

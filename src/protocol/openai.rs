@@ -85,19 +85,19 @@ pub(crate) struct Message {
 }
 
 /// `content`: a string or parts.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged, from = "TextOr<Part>")]
 pub(crate) enum Content {
     Text(#[serde(serialize_with = "super::text::text")] String),
     Parts(Vec<Part>),
 }
 
-impl<'de> Deserialize<'de> for Content {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match TextOr::deserialize(deserializer)? {
+impl From<TextOr<Part>> for Content {
+    fn from(read: TextOr<Part>) -> Self {
+        match read {
             TextOr::Text(text) => Self::Text(text),
             TextOr::List(list) => Self::Parts(list),
-        })
+        }
     }
 }
 
