@@ -75,7 +75,7 @@ pub(crate) fn place(req: &mut an::Request, model: &str) {
         }
     }
     if let Some(Content::Blocks(system)) = req.system.as_mut() {
-        prefix += system.iter().map(weight).sum::<u64>();
+        prefix += system.iter().map(block_weight).sum::<u64>();
         if prefix >= min_bytes
             && let Some(Block::Known(Known::Text { cache_control, .. })) = system.last_mut()
         {
@@ -87,10 +87,7 @@ pub(crate) fn place(req: &mut an::Request, model: &str) {
     // this turn's prefix, the one before reads what the previous request wrote.
     let mut ends = Vec::with_capacity(req.messages.len());
     for message in &req.messages {
-        prefix += match &message.content {
-            Content::Blocks(blocks) => blocks.iter().map(weight).sum::<u64>(),
-            Content::Text(text) => text.len() as u64,
-        };
+        prefix += content_weight(&message.content);
         ends.push(prefix);
     }
     let turns = req
@@ -153,6 +150,29 @@ fn client_marks(req: &mut an::Request) -> Vec<&mut Option<Value>> {
         }
     }
     marks
+}
+
+/// Near the serialized length of a turn's content: text by its length (escaping it again would
+/// cost as much as encoding the request, for a few bytes the estimate can do without), anything
+/// else by [`weight`].
+fn content_weight(content: &Content) -> u64 {
+    match content {
+        Content::Text(text) => text.len() as u64,
+        Content::Blocks(blocks) => blocks.iter().map(block_weight).sum(),
+    }
+}
+
+fn block_weight(block: &Block) -> u64 {
+    /// The least JSON around a block's text: `{"type":"text","text":""}`.
+    const FRAME: u64 = 25;
+    match block {
+        Block::Known(Known::Text { text, .. }) => text.len() as u64 + FRAME,
+        Block::Known(Known::ToolResult {
+            content: Some(content),
+            ..
+        }) => content_weight(content) + FRAME,
+        other => weight(other),
+    }
 }
 
 /// The serialized length of a value, without building the bytes.
