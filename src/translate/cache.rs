@@ -252,6 +252,42 @@ mod tests {
         "word ".repeat(1200)
     }
 
+    /// The length estimate never exceeds what the content serialises to, so a prefix it calls
+    /// long enough really is: text with characters JSON escapes, tool results of both shapes,
+    /// and a block it serialises instead. Prose is weighed almost exactly.
+    #[test]
+    fn a_turn_is_weighed_at_most_its_serialised_length() {
+        let quoted = "say \"hi\"\n\tthen\\stop\u{1}é ".repeat(40);
+        let result = |content| {
+            Block::Known(Known::ToolResult {
+                tool_use_id: "toolu_1".to_owned(),
+                content: Some(content),
+                is_error: None,
+                cache_control: None,
+            })
+        };
+        let contents = [
+            Content::Text(quoted.clone()),
+            Content::Blocks(vec![text(&quoted), text("")]),
+            Content::Blocks(vec![result(Content::Text(quoted.clone()))]),
+            Content::Blocks(vec![result(Content::Blocks(vec![text(&quoted)]))]),
+            Content::Blocks(vec![Block::Known(Known::ToolUse {
+                id: "toolu_1".to_owned(),
+                name: "read".to_owned(),
+                input: serde_json::json!({"path": quoted}),
+            })]),
+        ];
+        for content in contents {
+            let serialised = serde_json::to_vec(&content).expect("serialises").len() as u64;
+            let weighed = content_weight(&content);
+            assert!(weighed <= serialised, "{weighed} > {serialised}");
+        }
+        // Prose, with nothing to escape, is weighed within a few bytes of its JSON.
+        let prose = Content::Blocks(vec![text(&long())]);
+        let serialised = serde_json::to_vec(&prose).expect("serialises").len() as u64;
+        assert!(serialised - content_weight(&prose) < 10);
+    }
+
     #[test]
     fn tools_system_and_the_last_two_user_turns_get_one_breakpoint_each() {
         let mut req = an::Request {
