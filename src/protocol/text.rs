@@ -2,9 +2,10 @@
 //!
 //! serde_json escapes a string one byte at a time; a translated request re-encodes the whole
 //! prompt, so that loop was the largest single cost of translation (~9k instructions for the
-//! bench's 916-byte prompt, 5k this way; docs/bench.md). [`text`] is a `serialize_with` for the wire types'
-//! text fields: the same bytes as serde_json's, the bytes to escape found 32 at a time and the
-//! runs between them copied whole, handed to serde_json as a raw value.
+//! bench's 916-byte prompt, 5k this way; docs/bench.md). [`text`] is a `serialize_with` for the
+//! wire types' text fields: the same bytes as serde_json's, the bytes to escape found 32 at a
+//! time and the runs between them copied whole, handed to serde_json as a raw value (which
+//! serde_json reads once more to check it: the 5k include that pass).
 
 use serde::Serialize as _;
 use serde_json::value::RawValue;

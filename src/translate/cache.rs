@@ -162,6 +162,7 @@ fn content_weight(content: &Content) -> u64 {
     }
 }
 
+/// A block's share of [`content_weight`]: its text's length where it has text.
 fn block_weight(block: &Block) -> u64 {
     /// The least JSON around a block's text: `{"type":"text","text":""}`.
     const FRAME: u64 = 25;
