@@ -32,5 +32,6 @@ mod statusline;
 mod support;
 mod telemetry;
 mod translation;
+mod upstream_pool;
 mod upstream_tls;
 mod usage_api;

@@ -1,6 +1,7 @@
 //! The pooled client that carries requests to providers: hyper's own client over rustls, with
-//! the connect and idle-read timeouts izzi promises; reqwest only for a provider a proxy from
-//! the environment intercepts (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+//! the connect and idle-read timeouts izzi promises; for a plain-HTTP provider hyper's HTTP/1
+//! connections in a pool of the endpoint's own (`pool`); reqwest only for a provider a proxy
+//! from the environment intercepts (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
 //!
 //! Why not reqwest everywhere: on the request path its layers (redirect and retry services that
 //! parse the URL again, request building, a timer reset on every chunk) cost more CPU than
@@ -18,13 +19,14 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
+use super::pool::{Checkin, Pool};
 use crate::config::Server;
 use crate::protocol::Kind;
 
@@ -39,6 +41,8 @@ pub(crate) type Body = Either<Idle<Incoming>, reqwest::Body>;
 #[derive(Clone)]
 pub(crate) struct Client {
     direct: legacy::Client<Connector, Full<Bytes>>,
+    /// The same connector, for plain-HTTP endpoints' own pools.
+    connector: Connector,
     /// For providers behind a proxy: reqwest speaks to proxies (CONNECT, forwarding, their
     /// credentials), with the same timeouts.
     proxied: reqwest::Client,
@@ -66,15 +70,16 @@ impl Client {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        let connector = Connector {
+            https,
+            timeout: connect_timeout,
+        };
         let direct = legacy::Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .build(Connector {
-                https,
-                timeout: connect_timeout,
-            });
+            .build(connector.clone());
         let proxied = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .read_timeout(idle)
@@ -86,6 +91,7 @@ impl Client {
             .build()?;
         Ok(Self {
             direct,
+            connector,
             proxied,
             idle,
         })
@@ -115,28 +121,43 @@ impl Client {
         *request.headers_mut() = headers;
         // One timer per request: it bounds the wait for the head, then the body's silences.
         let mut silence = Silence::new(self.idle);
-        let response = tokio::select! {
+        let exchange = async {
+            match &endpoint.pool {
+                Some(pool) => pool
+                    .send(&self.connector, uri, request)
+                    .await
+                    .map(|(response, checkin)| (response, Some(checkin))),
+                None => Ok((self.direct.request(request).await?, None)),
+            }
+        };
+        let (response, mut checkin) = tokio::select! {
             biased;
-            response = self.direct.request(request) => response?,
+            exchange = exchange => exchange?,
             () = std::future::poll_fn(|cx| silence.poll_silent(cx)) => {
                 return Err(TimedOut::IDLE.into());
             }
         };
         silence.heard();
+        if response.body().is_end_stream()
+            && let Some(checkin) = checkin.take()
+        {
+            checkin.give_back();
+        }
         Ok(response.map(|body| {
             Either::Left(Idle {
                 inner: body,
                 silence,
+                checkin,
             })
         }))
     }
 }
 
 /// Idle upstream connections are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(90);
+pub(super) const POOL_IDLE: Duration = Duration::from_secs(90);
 /// Idle upstream connections kept per host after a burst: enough for steady load, bounded
 /// memory.
-const POOL_MAX_IDLE: usize = 64;
+pub(super) const POOL_MAX_IDLE: usize = 64;
 
 /// rustls with the process's crypto provider (ring) and the system's roots through the
 /// platform verifier, as reqwest builds it.
@@ -165,6 +186,8 @@ pub(crate) struct Endpoint {
     pub(crate) headers: HeaderMap,
     /// A proxy from the environment intercepts this provider: it goes through reqwest.
     pub(crate) proxied: bool,
+    /// A plain-HTTP provider's own connections; `https` ones share hyper-util's pool.
+    pool: Option<Pool>,
 }
 
 /// The Anthropic API version sent when the client names none.
@@ -218,11 +241,13 @@ impl Endpoint {
         let proxied = hyper_util::client::proxy::matcher::Matcher::from_system()
             .intercept(&messages)
             .is_some();
+        let pool = (messages.scheme_str() == Some("http") && !proxied).then(Pool::default);
         Ok(Self {
             count_tokens: uri("/v1/messages/count_tokens")?,
             messages,
             headers,
             proxied,
+            pool,
         })
     }
 }
@@ -247,7 +272,7 @@ pub(super) const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthro
 
 /// hyper-rustls's connector with one deadline over TCP connect and TLS handshake together.
 #[derive(Clone)]
-struct Connector {
+pub(super) struct Connector {
     https: HttpsConnector<HttpConnector>,
     timeout: Duration,
 }
@@ -272,10 +297,29 @@ impl tower::Service<Uri> for Connector {
         let connecting = self.https.call(uri);
         let timeout = self.timeout;
         Box::pin(async move {
-            tokio::time::timeout(timeout, connecting)
-                .await
-                .map_err(|_| BoxError::from(TimedOut::CONNECT))?
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(Ok(io)) => Ok(io),
+                Ok(Err(err)) => Err(ConnectFailed(err).into()),
+                Err(_) => Err(ConnectFailed(TimedOut::CONNECT.into()).into()),
+            }
         })
+    }
+}
+
+/// No connection to the provider: TCP connect, TLS handshake or their deadline failed. Marks the
+/// failure the same way on hyper-util's client and on the plain-HTTP pool.
+#[derive(Debug)]
+pub(crate) struct ConnectFailed(BoxError);
+
+impl fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot connect")
+    }
+}
+
+impl StdError for ConnectFailed {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.0)
     }
 }
 
@@ -336,10 +380,12 @@ impl Silence {
     }
 }
 
-/// A body that fails with [`TimedOut`] once no frame came for the idle timeout.
+/// A body that fails with [`TimedOut`] once no frame came for the idle timeout, and gives its
+/// connection back to its endpoint's pool once it ends.
 pub(crate) struct Idle<B> {
     inner: B,
     silence: Silence,
+    checkin: Option<Checkin>,
 }
 
 impl<B> hyper::body::Body for Idle<B>
@@ -357,6 +403,15 @@ where
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             this.silence.heard();
+            let ended = match &frame {
+                None => true,
+                Some(Ok(_)) => this.inner.is_end_stream(),
+                // A broken answer leaves its connection unusable: it closes with the body.
+                Some(Err(_)) => false,
+            };
+            if ended && let Some(checkin) = this.checkin.take() {
+                checkin.give_back();
+            }
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
         ready!(this.silence.poll_silent(cx));
@@ -417,6 +472,7 @@ mod tests {
         let mut body = Idle {
             inner: StreamBody::new(frames.boxed()),
             silence: Silence::new(Duration::from_millis(200)),
+            checkin: None,
         };
         let started = Instant::now();
         for _ in 0..5 {
@@ -443,6 +499,7 @@ mod tests {
         let body = Idle {
             inner: StreamBody::new(frames.boxed()),
             silence: Silence::new(Duration::from_millis(50)),
+            checkin: None,
         };
         let whole = body.collect().await.expect("no timeout").to_bytes();
         assert_eq!(whole, Bytes::from_static(b"whole"));

@@ -2,6 +2,7 @@
 //! mapping the provider's failures to SPEC's errors. Knows no client formats.
 
 mod client;
+mod pool;
 
 use std::error::Error as StdError;
 
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 
-use self::client::{ANTHROPIC_VERSION, TimedOut};
+use self::client::{ANTHROPIC_VERSION, ConnectFailed, TimedOut};
 pub(crate) use self::client::{Body, Client, Endpoint, Silence};
 use super::errors::{ApiError, ErrorKind};
 use crate::store::Outcome;
@@ -86,8 +87,7 @@ fn transport_outcome(err: &(dyn StdError + 'static)) -> Outcome {
     } else if causes.clone().any(<dyn StdError>::is::<rustls::Error>) {
         Outcome::TlsError
     } else if causes.any(|e| {
-        e.downcast_ref::<hyper_util::client::legacy::Error>()
-            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        e.is::<ConnectFailed>()
             || e.downcast_ref::<reqwest::Error>()
                 .is_some_and(reqwest::Error::is_connect)
     }) {
