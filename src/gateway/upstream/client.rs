@@ -20,10 +20,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, heade
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
 use super::pool::{Checkin, Pool};
@@ -40,9 +40,10 @@ pub(crate) type Body = Either<Idle<Incoming>, reqwest::Body>;
 /// The client every request of one config uses; cheap to clone (both pools are shared).
 #[derive(Clone)]
 pub(crate) struct Client {
-    direct: legacy::Client<Connector, Full<Bytes>>,
-    /// The same connector, for plain-HTTP endpoints' own pools.
-    connector: Connector,
+    direct: legacy::Client<Connector<HttpsConnector<HttpConnector>>, Full<Bytes>>,
+    /// TCP alone under the same deadline, for plain-HTTP endpoints' own pools: their
+    /// connections hold no TLS state.
+    tcp: Connector<HttpConnector>,
     /// For providers behind a proxy: reqwest speaks to proxies (CONNECT, forwarding, their
     /// credentials), with the same timeouts.
     proxied: reqwest::Client,
@@ -64,22 +65,25 @@ impl Client {
         http.set_keepalive(Some(Duration::from_secs(15)));
         http.set_keepalive_interval(Some(Duration::from_secs(15)));
         http.set_keepalive_retries(Some(3));
+        let tcp = Connector {
+            inner: http.clone(),
+            timeout: connect_timeout,
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config()?)
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let connector = Connector {
-            https,
-            timeout: connect_timeout,
-        };
         let direct = legacy::Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(POOL_MAX_IDLE)
-            .build(connector.clone());
+            .build(Connector {
+                inner: https,
+                timeout: connect_timeout,
+            });
         let proxied = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .read_timeout(idle)
@@ -91,7 +95,7 @@ impl Client {
             .build()?;
         Ok(Self {
             direct,
-            connector,
+            tcp,
             proxied,
             idle,
         })
@@ -123,8 +127,9 @@ impl Client {
         let mut silence = Silence::new(self.idle);
         let exchange = async {
             match &endpoint.pool {
-                Some(pool) => pool
-                    .send(&self.connector, uri, request)
+                // Boxed, as hyper-util boxes its own: this future is held only until the head, but
+                // a stream's handler would hold its size inline to the end.
+                Some(pool) => Box::pin(pool.send(&self.tcp, uri, request))
                     .await
                     .map(|(response, checkin)| (response, Some(checkin))),
                 None => Ok((self.direct.request(request).await?, None)),
@@ -270,36 +275,37 @@ fn http1_host(uri: &Uri) -> Option<HeaderValue> {
 
 pub(super) const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
 
-/// hyper-rustls's connector with one deadline over TCP connect and TLS handshake together.
+/// A connector (hyper-rustls's, or hyper-util's TCP one) with one deadline over TCP connect and
+/// TLS handshake together.
 #[derive(Clone)]
-pub(super) struct Connector {
-    https: HttpsConnector<HttpConnector>,
+pub(super) struct Connector<C> {
+    inner: C,
     timeout: Duration,
 }
 
-type Connecting = Pin<
-    Box<
-        dyn Future<Output = Result<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, BoxError>>
-            + Send,
-    >,
->;
+type Connecting<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
-impl tower::Service<Uri> for Connector {
-    type Response = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+impl<C> tower::Service<Uri> for Connector<C>
+where
+    C: tower::Service<Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
     type Error = BoxError;
-    type Future = Connecting;
+    type Future = Connecting<C::Response>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.https.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, uri: Uri) -> Connecting {
-        let connecting = self.https.call(uri);
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
         let timeout = self.timeout;
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
                 Ok(Ok(io)) => Ok(io),
-                Ok(Err(err)) => Err(ConnectFailed(err).into()),
+                Ok(Err(err)) => Err(ConnectFailed(err.into()).into()),
                 Err(_) => Err(ConnectFailed(TimedOut::CONNECT.into()).into()),
             }
         })

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -62,7 +63,7 @@ impl Pool {
     /// new one; the answer's head and the connection to give back once its body is read.
     pub(super) async fn send(
         &self,
-        connector: &Connector,
+        connector: &Connector<HttpConnector>,
         uri: &Uri,
         mut request: Request<Full<Bytes>>,
     ) -> Result<(Response<Incoming>, Checkin), BoxError> {
@@ -73,7 +74,7 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.take().await {
                 Some(sender) => (sender, true),
-                None => (connect(connector, uri).await?, false),
+                None => (Box::pin(connect(connector, uri)).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -109,7 +110,7 @@ impl Pool {
 }
 
 /// A new connection to `uri`'s host, its I/O driven by a task of its own.
-async fn connect(connector: &Connector, uri: &Uri) -> Result<Sender, BoxError> {
+async fn connect(connector: &Connector<HttpConnector>, uri: &Uri) -> Result<Sender, BoxError> {
     let io = connector.clone().oneshot(uri.clone()).await?;
     let (sender, connection) = http1::handshake(io).await?;
     tokio::spawn(async move {
