@@ -61,7 +61,10 @@ pub(crate) fn utc_date(at: Timestamp) -> Date {
 
 /// `YYYY-MM` of a timestamp, in UTC: the budget's month.
 pub(crate) fn month(at: Timestamp) -> String {
-    utc_date(at).strftime("%Y-%m").to_string()
+    // Two numbers printed, not a `strftime` pattern parsed: this runs per ledger row and per
+    // admission with a budget.
+    let date = utc_date(at);
+    format!("{:04}-{:02}", date.year(), date.month())
 }
 
 /// The spill file of a gateway whose ledger is in PostgreSQL, inside `IZZI_HOME`.

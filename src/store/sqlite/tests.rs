@@ -408,3 +408,22 @@ fn stamps_are_utc_with_exactly_three_fractional_digits() {
     let at = Timestamp::new(1_733_570_000, 999_999_999).expect("in range");
     assert_eq!(crate::store::stamp(at), "2024-12-07T11:13:20.999Z");
 }
+
+#[test]
+fn months_are_the_utc_year_and_month() {
+    for (text, month) in [
+        ("2026-12-31T23:59:59.999Z", "2026-12"),
+        ("2027-01-01T00:00:00Z", "2027-01"),
+        // A local evening that is already the next month in UTC.
+        ("2026-01-31T23:30:00-05:00", "2026-02"),
+        ("0999-03-01T00:00:00Z", "0999-03"),
+        ("9999-12-30T22:00:00Z", "9999-12"),
+    ] {
+        let at = at(text);
+        assert_eq!(crate::store::month(at), month, "{text}");
+        assert_eq!(
+            crate::store::month(at),
+            crate::store::utc_date(at).strftime("%Y-%m").to_string()
+        );
+    }
+}
