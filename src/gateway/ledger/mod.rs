@@ -294,11 +294,7 @@ impl Drop for Handoff {
         let Some((tx, finished)) = self.0.take() else {
             return;
         };
-        let ended = Ended {
-            row: finished.row(),
-            catalogued: finished.model.catalogued,
-            admission: finished.admission,
-        };
+        let ended = finished.into_ended();
         if let Err(mpsc::SendError(message)) = tx.send(Message::Finished(Box::new(ended))) {
             // Only possible if the thread died; the admission is dropped, freeing its slot.
             super::metrics::ledger_pending(0, 1);

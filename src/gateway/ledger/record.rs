@@ -77,7 +77,7 @@ impl Finished {
         (nothing, output)
     }
 
-    /// Whether [`Finished::row`] has to tokenize (an output of relayed events is counted as
+    /// Whether [`Finished::into_ended`] has to tokenize (an output of relayed events is counted as
     /// they are).
     pub(super) fn needs_count(&self) -> bool {
         let (input, output) = self.unreported();
@@ -89,10 +89,10 @@ impl Finished {
                     .is_some_and(|a| matches!(a.output, Some(Output::Body(_))))
     }
 
-    /// The ledger row: the reported usage, or a local count where the upstream reported none
-    /// (nothing at all, or a stream that ended before its final usage), priced at the model's
-    /// prices.
-    pub(super) fn row(&self) -> Row {
+    /// The ended request as the ledger thread takes it. Its row holds the reported usage, or a
+    /// local count where the upstream reported none (nothing at all, or a stream that ended
+    /// before its final usage), priced at the model's prices; the request's names move into it.
+    pub(super) fn into_ended(self) -> Ended {
         let mut usage = self.usage;
         let mut usage_source = UsageSource::Upstream;
         let (input, output) = self.unreported();
@@ -111,15 +111,15 @@ impl Finished {
             }
         }
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Row {
+        let row = Row {
             request_id: self.admission.id().to_owned(),
             started_at: self.admission.started(),
             key_name: self.admission.key().to_owned(),
-            attribution: self.attribution.clone(),
-            requested_model: self.requested_model.clone(),
+            attribution: self.attribution,
+            requested_model: self.requested_model,
             model: self.model.id.clone(),
             route: self.route.as_deref().map(str::to_owned),
-            provider: self.provider.clone(),
+            provider: self.provider,
             status: self.status,
             outcome: self.outcome,
             stream: self.stream,
@@ -129,6 +129,11 @@ impl Finished {
             cost_usd: self.model.cost(&usage),
             latency_ms: millis(self.latency),
             ttft_ms: self.ttft.map(millis),
+        };
+        Ended {
+            admission: self.admission,
+            row,
+            catalogued: self.model.catalogued,
         }
     }
 }

@@ -69,21 +69,19 @@ fn reported_usage_is_priced_and_missing_usage_is_counted() {
         output: Some(Output::Events(7)),
     };
     let f = finished(&limiter, usage, Some(answered()));
-    let row = f.row();
+    assert!(!f.needs_count());
+    let row = f.into_ended().row;
     assert_eq!(
         (row.usage_source, row.cost_usd.to_string()),
         (UsageSource::Upstream, "0.003".into())
     );
     assert_eq!((row.latency_ms, row.ttft_ms), (1500, Some(200)));
-    assert!(!f.needs_count());
-    drop(f);
     let f = finished(&limiter, Usage::default(), Some(answered()));
     assert!(f.needs_count(), "the input is tokenized");
-    let row = f.row();
+    let row = f.into_ended().row;
     assert_eq!(row.usage_source, UsageSource::Estimate);
     assert!(row.usage.input_tokens > 0);
     assert_eq!(row.usage.output_tokens, 7);
-    drop(f);
     // A stream the client left after the upstream reported its input only.
     let mut f = finished(
         &limiter,
@@ -94,22 +92,19 @@ fn reported_usage_is_priced_and_missing_usage_is_counted() {
         Some(answered()),
     );
     f.outcome = Outcome::ClientGone;
-    assert!(!f.needs_count(), "the output is the events relayed");
-    assert_eq!(
-        (f.row().usage.input_tokens, f.row().usage.output_tokens),
-        (50, 7)
-    );
     f.answered = Some(Answered {
         output: Some(Output::Body(Bytes::from_static(b"{}"))),
         ..answered()
     });
     assert!(f.needs_count(), "the output body is tokenized");
-    drop(f);
+    f.answered = Some(answered());
+    assert!(!f.needs_count(), "the output is the events relayed");
+    let row = f.into_ended().row;
+    assert_eq!((row.usage.input_tokens, row.usage.output_tokens), (50, 7));
     // An upstream that failed before answering generated nothing to charge.
     let f = finished(&limiter, Usage::default(), None);
     assert!(!f.needs_count());
-    assert_eq!(f.row().cost_usd, Decimal::ZERO);
-    drop(f);
+    assert_eq!(f.into_ended().row.cost_usd, Decimal::ZERO);
     // A client that left while the provider read its prompt: the prompt is billed.
     let mut f = finished(
         &limiter,
@@ -121,7 +116,7 @@ fn reported_usage_is_priced_and_missing_usage_is_counted() {
     );
     f.outcome = Outcome::ClientGone;
     assert!(f.needs_count(), "the input is tokenized");
-    let row = f.row();
+    let row = f.into_ended().row;
     assert_eq!(row.usage_source, UsageSource::Estimate);
     assert!(row.usage.input_tokens > 0 && row.usage.output_tokens == 0);
     assert!(row.cost_usd > Decimal::ZERO);
@@ -242,7 +237,7 @@ fn the_backlog_is_bounded_and_keeps_the_newest_rows() {
         upstreams: Arc::default(),
     };
     let limiter = Arc::new(Limiter::default());
-    let row = finished(&limiter, Usage::default(), None).row();
+    let row = finished(&limiter, Usage::default(), None).into_ended().row;
     let cap = writer.backlog_cap;
     let rows = (0..cap + 2).map(|i| Row {
         latency_ms: i as u64,
