@@ -186,20 +186,11 @@ pub(crate) fn response<'a>(
     body: &'a [u8],
     target: &Target<'_>,
 ) -> Result<(Cow<'a, [u8]>, Usage), TranslateError> {
-    #[derive(serde::Deserialize)]
-    struct UsageOnly<T> {
-        usage: Option<T>,
-    }
     if format.native_kind() == Some(kind) {
         // The body goes out as it came; a usage that cannot be read is counted locally.
         let usage = match kind {
-            Kind::Anthropic => serde_json::from_slice::<UsageOnly<anthropic::Usage>>(body)
-                .ok()
-                .and_then(|u| u.usage)
-                .map(|u| from_anthropic(&u)),
-            Kind::Openai => serde_json::from_slice::<UsageOnly<openai::Usage>>(body)
-                .ok()
-                .and_then(|u| u.usage)
+            Kind::Anthropic => usage_of::<anthropic::Usage>(body).map(|u| from_anthropic(&u)),
+            Kind::Openai => usage_of::<openai::Usage>(body)
                 .map(|u| from_anthropic(&chat_to_messages::usage(&u))),
         };
         return Ok((Cow::Borrowed(body), usage.unwrap_or_default()));
@@ -231,6 +222,42 @@ pub(crate) fn response<'a>(
         }
     };
     Ok((Cow::Owned(out), usage))
+}
+
+/// The `usage` member of a whole answer. Providers write it last: then it is read from the
+/// end, and the rest of a long answer is not scanned for it; otherwise the whole body is read.
+fn usage_of<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    #[derive(serde::Deserialize)]
+    struct UsageOnly<T> {
+        usage: Option<T>,
+    }
+    match trailing_usage(body) {
+        Some(value) => serde_json::from_str::<Option<T>>(value.get())
+            .ok()
+            .flatten(),
+        None => serde_json::from_slice::<UsageOnly<T>>(body)
+            .ok()
+            .and_then(|u| u.usage),
+    }
+}
+
+/// The value of `usage` when it is the last member of the object the body holds; `None` when
+/// that cannot be told from the end. A member name follows `{` or `,`, where a quote cannot be
+/// inside a string; and a value followed only by `}` and the body's end is a member of the
+/// outermost object.
+fn trailing_usage(body: &[u8]) -> Option<&serde_json::value::RawValue> {
+    const NAME: &[u8] = b"\"usage\"";
+    let at = memchr::memmem::rfind(body, NAME)?;
+    if !matches!(body[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
+        return None;
+    }
+    let value = body[at + NAME.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut values =
+        serde_json::Deserializer::from_slice(value).into_iter::<&serde_json::value::RawValue>();
+    let usage = values.next()?.ok()?;
+    (value[values.byte_offset()..].trim_ascii() == b"}").then_some(usage)
 }
 
 /// Anthropic wire usage as the gateway's.

@@ -2,7 +2,8 @@
 //! ([`golden`]), the chunking property of streams ([`chunking`]), and one test per pitfall of
 //! protocols.md §4: of requests ([`requests`]), of streams ([`streams`]), and of what request,
 //! whole answer and stream must agree on ([`round_trips`]). [`transcript`] builds and reads
-//! the SSE transcripts the pitfall tests use; this module holds the fixtures all of them share.
+//! the SSE transcripts the pitfall tests use; [`usage`] reads a same-format answer's usage;
+//! this module holds the fixtures all of them share.
 
 mod chunking;
 mod golden;
@@ -10,6 +11,7 @@ mod requests;
 mod round_trips;
 mod streams;
 mod transcript;
+mod usage;
 
 use std::path::{Path, PathBuf};
 
