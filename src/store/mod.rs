@@ -46,6 +46,12 @@ pub(crate) fn stamp(at: Timestamp) -> String {
     format!("{at:.3}")
 }
 
+/// The [`month`] of a [`stamp`], read from its text (`YYYY-MM`, the first seven characters) for
+/// a row whose stamp is already made.
+pub(crate) fn stamp_month(stamp: &str) -> &str {
+    stamp.get(..7).unwrap_or(stamp)
+}
+
 /// The start of the clock-aligned window of `seconds` ([`MINUTE`] or [`DAY`])
 /// that holds `at`.
 pub(crate) fn window_start(at: Timestamp, seconds: i64) -> Timestamp {

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use super::query::{Dialect, Dim, Filter, RequestFilter, Session, cost_sum};
 use super::{
     Account, Backend, Counts, NameTaken, Outcome, Pricing, Row, StoredKey, UsageSource, count,
-    decimal, int, month, parse_plan, stamp,
+    decimal, int, parse_plan, stamp, stamp_month,
 };
 use crate::attribution::{Attribution, Tool};
 use crate::config::Synchronous;
@@ -110,6 +110,25 @@ CREATE TABLE IF NOT EXISTS responses (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS responses_created_at ON responses (created_at);
 ";
+
+/// A text column of the ledger's INSERT (by parameter number) that most rows of a batch share.
+type Label = for<'r> fn(&'r Row) -> Option<&'r str>;
+
+/// The key, model, provider and labels: bound only when a row's differs from the row before's.
+/// Binding a text copies it, and 11 of the 13 text columns rarely change within a batch.
+const LABELS: [(usize, Label); 11] = [
+    (2, |r| Some(&r.key_name)),
+    (3, |r| Some(&r.model)),
+    (4, |r| Some(&r.provider)),
+    (6, |r| Some(r.outcome.as_str())),
+    (12, |r| Some(r.usage_source.as_str())),
+    (17, |r| Some(r.pricing.as_str())),
+    (18, |r| Some(r.attribution.tool.as_str())),
+    (19, |r| r.attribution.session.as_deref()),
+    (20, |r| r.attribution.project.as_deref()),
+    (21, |r| Some(&r.requested_model)),
+    (22, |r| r.route.as_deref()),
+];
 
 /// `$IZZI_HOME/izzi.db`.
 pub(crate) fn default_path() -> Result<PathBuf> {
@@ -460,31 +479,29 @@ impl Backend for Store {
             let mut read = tx.prepare_cached(
                 "SELECT spent_usd, month, month_spent_usd FROM accounts WHERE key_name = ?1",
             )?;
+            let mut previous: Option<&Row> = None;
             for row in rows {
-                insert.execute(params![
-                    stamp(row.started_at),
-                    row.key_name,
-                    row.model,
-                    row.provider,
-                    row.status,
-                    row.outcome.as_str(),
-                    row.stream,
-                    int(row.usage.input_tokens),
-                    int(row.usage.output_tokens),
-                    int(row.usage.cache_read_tokens),
-                    int(row.usage.cache_write_tokens),
-                    row.usage_source.as_str(),
-                    row.cost_usd.to_string(),
-                    int(row.latency_ms),
-                    row.ttft_ms.map(int),
-                    row.request_id,
-                    row.pricing.as_str(),
-                    row.attribution.tool.as_str(),
-                    row.attribution.session,
-                    row.attribution.project,
-                    row.requested_model,
-                    row.route,
-                ])?;
+                // A statement keeps its bindings between executions.
+                for (index, label) in LABELS {
+                    let value = label(row);
+                    if previous.is_none_or(|p| label(p) != value) {
+                        insert.raw_bind_parameter(index, value)?;
+                    }
+                }
+                let started_at = stamp(row.started_at);
+                insert.raw_bind_parameter(1, &started_at)?;
+                insert.raw_bind_parameter(5, row.status)?;
+                insert.raw_bind_parameter(7, row.stream)?;
+                insert.raw_bind_parameter(8, int(row.usage.input_tokens))?;
+                insert.raw_bind_parameter(9, int(row.usage.output_tokens))?;
+                insert.raw_bind_parameter(10, int(row.usage.cache_read_tokens))?;
+                insert.raw_bind_parameter(11, int(row.usage.cache_write_tokens))?;
+                insert.raw_bind_parameter(13, row.cost_usd.to_string())?;
+                insert.raw_bind_parameter(14, int(row.latency_ms))?;
+                insert.raw_bind_parameter(15, row.ttft_ms.map(int))?;
+                insert.raw_bind_parameter(16, &row.request_id)?;
+                insert.raw_execute()?;
+                previous = Some(row);
                 if !accounts.contains_key(row.key_name.as_str()) {
                     let stored = read
                         .query_row([&row.key_name], |r| {
@@ -506,7 +523,7 @@ impl Backend for Store {
                     accounts.insert(&row.key_name, account);
                 }
                 if let Some(account) = accounts.get_mut(row.key_name.as_str()) {
-                    account.add(&month(row.started_at), row.cost_usd);
+                    account.add(stamp_month(&started_at), row.cost_usd);
                 }
             }
             let mut write = tx.prepare_cached(

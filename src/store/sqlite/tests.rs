@@ -421,9 +421,65 @@ fn months_are_the_utc_year_and_month() {
     ] {
         let at = at(text);
         assert_eq!(crate::store::month(at), month, "{text}");
+        assert_eq!(crate::store::stamp_month(&stamp(at)), month, "{text}");
         assert_eq!(
             crate::store::month(at),
             crate::store::utc_date(at).strftime("%Y-%m").to_string()
         );
     }
+}
+
+#[test]
+fn a_batch_whose_rows_differ_in_every_label_reads_back_row_for_row() {
+    // Rows sharing a label leave it bound from the row before: each row here changes some
+    // labels and keeps others, text to NULL and back included, and every row must read back
+    // as written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("izzi.db")).unwrap();
+    let base = row("a", "2026-03-02T10:00:00Z", "0.1");
+    let variants: [fn(&mut Row); 11] = [
+        |r| r.key_name = "b".into(),
+        |r| r.model = "claude-sonnet-4-5".into(),
+        |r| r.provider = "anthropic".into(),
+        |r| r.outcome = Outcome::ClientGone,
+        |r| r.usage_source = UsageSource::Estimate,
+        |r| r.pricing = Pricing::Unpriced,
+        |r| r.attribution.tool = Tool::ClaudeCode,
+        |r| r.attribution.session = None,
+        |r| r.attribution.project = Some("izzi".into()),
+        |r| r.requested_model = "sonnet".into(),
+        |r| r.route = Some("cheap".into()),
+    ];
+    let mut written = vec![base.clone()];
+    for (i, change) in variants.iter().enumerate() {
+        // One label changed, then back to the base, then this one and the next together.
+        let mut changed = Row {
+            request_id: format!("r{i}"),
+            ..base.clone()
+        };
+        change(&mut changed);
+        written.push(changed.clone());
+        written.push(Row {
+            request_id: format!("r{i}-back"),
+            ..base.clone()
+        });
+        variants[(i + 1) % variants.len()](&mut changed);
+        changed.request_id = format!("r{i}-two");
+        written.push(changed);
+    }
+    store.record(&written).unwrap();
+    let read: Vec<Row> = store
+        .oldest(100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(read, written);
+    // A second batch starts from a statement whose bindings the cache cleared.
+    let next = vec![Row {
+        request_id: "next".into(),
+        ..written[written.len() - 1].clone()
+    }];
+    store.record(&next).unwrap();
+    assert_eq!(store.oldest(100).unwrap().last().unwrap().1, next[0]);
 }
