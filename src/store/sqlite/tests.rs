@@ -322,6 +322,12 @@ fn a_schema_3_file_is_migrated_its_old_rows_read_as_other_and_still_sum() {
     assert_eq!(version, SCHEMA_VERSION);
 }
 
+/// Every row the ledger holds, oldest first.
+fn rows_of(store: &Store) -> Vec<Row> {
+    let all = store.oldest(usize::MAX).unwrap();
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
 fn row_with_id(id: &str) -> Row {
     Row {
         request_id: id.to_owned(),
@@ -342,12 +348,7 @@ fn spilled_rows_read_back_whole_and_are_forgotten_in_order() {
     assert_eq!(rows, written[..3]);
     store.forget(first[2].0).unwrap();
     assert_eq!(store.count().unwrap(), 2);
-    let rest: Vec<Row> = store
-        .oldest(10)
-        .unwrap()
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
+    let rest = rows_of(&store);
     assert_eq!(rest, written[3..]);
     store.forget(i64::MAX).unwrap();
     assert_eq!(store.count().unwrap(), 0);
@@ -468,13 +469,7 @@ fn a_batch_whose_rows_differ_in_every_label_reads_back_row_for_row() {
         written.push(changed);
     }
     store.record(&written).unwrap();
-    let read: Vec<Row> = store
-        .oldest(100)
-        .unwrap()
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
-    assert_eq!(read, written);
+    assert_eq!(rows_of(&store), written);
     // A second batch starts from a statement whose bindings the cache cleared.
     let next = vec![Row {
         request_id: "next".into(),
