@@ -5,7 +5,10 @@ counters zeroed after a warm-up. Counts do not depend on how busy the machine is
 can be compared on a loaded machine, or side by side on two cores.
 
   python3 scripts/bench.d/callgrind.py IZZI [--lane messages|chat|messages->chat|chat->messages]
-                                             [--requests N] [--bin-dir DIR]
+                                             [--requests N] [--concurrency C] [--bin-dir DIR]
+
+With --concurrency C the counted requests go on C connections at once, so the work done once per
+batch of requests (the ledger's commit, the hand-off of rows) is shared as it is under load.
 
 IZZI is the binary to count (a release build works: counts need no symbols); --bin-dir (default
 target/release) holds the bench's mock (`cargo build --release --example mock-upstream`).
@@ -20,6 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +37,7 @@ def main() -> int:
     parser.add_argument("--lane", default="messages")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--bin-dir", default=str(run.ROOT / "target" / "release"))
     parser.add_argument("--keep", action="store_true", help="print where the callgrind files are, for callgrind_annotate")
     a = parser.parse_args()
@@ -60,20 +65,29 @@ def main() -> int:
         lane = run.Lane(a.lane, "izzi", client, upstream, model, key=run.KEY)
         body = json.dumps(lane.body()).encode()
         headers = {**lane.headers(), "content-type": "application/json"}
-        conn = http.client.HTTPConnection(host, int(port))
+        failures: list[str] = []
 
         def send(n: int) -> None:
+            conn = http.client.HTTPConnection(host, int(port))
             for _ in range(n):
                 conn.request("POST", lane.path, body, headers)
                 answer = conn.getresponse()
                 answer.read()
                 if answer.status != 200:
-                    raise SystemExit(f"{answer.status} from {lane.path}")
+                    failures.append(f"{answer.status} from {lane.path}")
+                    return
 
         send(a.warmup)
         time.sleep(3)  # the ledger's rows of the warm-up committed
         subprocess.run(["callgrind_control", "-z", str(izzi.pid)], check=True, capture_output=True)
-        send(a.requests)
+        senders = [threading.Thread(target=send, args=(a.requests // a.concurrency,))
+                   for _ in range(a.concurrency)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        if failures:
+            raise SystemExit(failures[0])
         time.sleep(3)  # and those of the counted requests
         subprocess.run(["callgrind_control", "-d", str(izzi.pid)], check=True, capture_output=True)
         dumped = 0
@@ -84,8 +98,9 @@ def main() -> int:
                 dumped += int(summary.group(1))
         if a.keep:
             print(f"callgrind output: {work}")
-        print(f"{a.lane} {a.izzi}: {dumped / a.requests:,.0f} instructions per request "
-              f"({a.requests} requests)")
+        counted = a.requests // a.concurrency * a.concurrency
+        print(f"{a.lane} {a.izzi}: {dumped / counted:,.0f} instructions per request "
+              f"({counted} requests, concurrency {a.concurrency})")
     finally:
         for proc in procs:
             proc.terminate()

@@ -152,11 +152,31 @@ pub(crate) struct Ledger {
     health: Arc<Health>,
     /// Each provider's traffic since start (`/izzi/api/upstreams`).
     upstreams: Arc<UpstreamStats>,
+    /// Rows of requests that ended on the runtime, waiting for the task that hands them over.
+    queue: Arc<Queue>,
     #[expect(
         dead_code,
         reason = "held for its `Drop`: the last handle joins the thread"
     )]
     thread: Arc<Thread>,
+}
+
+/// Rows waiting for their hand-off, oldest first.
+type Queue = Mutex<Vec<Handoff>>;
+
+/// Hands over every row queued when it is dropped: by its task, after the tasks ready before
+/// it have run, or by a runtime that shuts down before the task ran.
+struct Drain(Arc<Queue>);
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        drop(take_queued(&self.0));
+    }
+}
+
+/// The rows queued so far, taken out of `queue` (each is sent when dropped).
+fn take_queued(queue: &Queue) -> Vec<Handoff> {
+    std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 struct Thread {
@@ -217,34 +237,49 @@ impl Ledger {
             tx,
             health,
             upstreams,
+            queue: Arc::default(),
             thread: Arc::new(Thread {
                 handle: Mutex::new(Some(handle)),
             }),
         })
     }
 
-    /// Queues an ended request's row. Never blocks. On the runtime the row is made and handed
-    /// over by a task of its own, which runs once the current task yields, so the answer that
-    /// ended the request reaches its client before the ledger thread is woken; a row that needs
-    /// its tokens counted is made on a blocking thread (the first count loads the tokenizer),
-    /// so the ledger thread only ever writes.
+    /// Queues an ended request's row. Never blocks. On the runtime the rows are made and handed
+    /// over by a task that first lets the tasks ready before it run, so the answers that ended
+    /// them reach their clients before the ledger thread is woken, and the rows of requests
+    /// ending about then go with them: one task per batch, not one per request. A row that needs
+    /// its tokens counted is made on a blocking thread (the first count loads the tokenizer), so
+    /// the ledger thread only ever writes.
     pub(crate) fn finish(&self, mut finished: Finished) {
         finished.admission.ended();
         super::metrics::ledger_pending(1, 0);
         let counts = finished.needs_count();
         let handoff = Handoff(Some((self.tx.clone(), finished)));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            if counts {
-                drop(runtime.spawn_blocking(move || drop(handoff)));
-            } else {
-                drop(runtime.spawn(async move { drop(handoff) }));
-            }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if counts {
+            drop(runtime.spawn_blocking(move || drop(handoff)));
+            return;
+        }
+        let first = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.push(handoff);
+            queue.len() == 1
+        };
+        if first {
+            let drain = Drain(Arc::clone(&self.queue));
+            drop(runtime.spawn(async move {
+                tokio::task::yield_now().await;
+                drop(drain);
+            }));
         }
     }
 
     /// Waits until every row queued before this call is committed, or, when the database cannot
     /// be written, parked in the backlog after one more attempt.
     pub(crate) async fn flush(&self) {
+        drop(take_queued(&self.queue));
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.tx.send(Message::Flush(tx)).is_ok() {
             let _ = rx.await;
@@ -286,7 +321,7 @@ impl SeedSource for Ledger {
 }
 
 /// A row on its way to the ledger thread, sent when dropped: by its task, by a runtime that shuts
-/// down before the task ran, or at once off the runtime.
+/// down before the task ran, by [`Ledger::flush`], or at once off the runtime.
 struct Handoff(Option<(Sender<Message>, Finished)>);
 
 impl Drop for Handoff {

@@ -177,6 +177,41 @@ fn rows_are_committed_before_slots_free_and_flush_waits() {
 }
 
 #[test]
+fn rows_ended_on_the_runtime_wait_for_one_hand_off_and_flush_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("izzi.db");
+    let keys = Arc::new(Keys::new(&[], None, &[]));
+    let ledger = Ledger::start(Database::from(Store::open(&path).unwrap()), keys, None).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let reader = Store::open(&path).unwrap();
+    let count = || reader.requests_since(jiff::Timestamp::UNIX_EPOCH).unwrap()["k"];
+    let end = || ledger.finish(finished(&Arc::default(), Usage::default(), None));
+    let queued = || ledger.queue.lock().unwrap().len();
+    runtime.block_on(async {
+        // Requests ending before the task yields: their rows wait together for one task.
+        for _ in 0..50 {
+            end();
+        }
+        assert_eq!(queued(), 50);
+        // `flush` hands over what waits before it asks: all 50 are committed when it returns.
+        ledger.flush().await;
+        assert_eq!(count(), 50);
+        // Without a flush, the hand-off task takes them once the tasks before it ran.
+        for _ in 0..5 {
+            end();
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(queued(), 0);
+        ledger.flush().await;
+        assert_eq!(count(), 55);
+    });
+}
+
+#[test]
 fn a_locked_database_parks_rows_settles_requests_and_writes_them_when_it_clears() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("izzi.db");
